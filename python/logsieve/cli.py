@@ -1,0 +1,60 @@
+"""The `logsieve` command: one sub-command per job, each implemented in the module named for it.
+
+Sub-commands are registered lazily so that `logsieve --help` does not import moto or pyarrow.
+Every failure a user can cause ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from logsieve.errors import LogsieveError
+
+# name -> (module, help). The module defines `add_arguments(parser)` and `run(args) -> int`
+# for that name as `add_<name>_arguments` / `run_<name>`.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("logsieve.simulate", "run the whole pipeline once on in-process moto (the demo)"),
+    "process": ("logsieve.local", "process local files into partitioned Parquet + error JSONL"),
+    "serve": ("logsieve.api", "serve the HTTP API (/logins_today, /docs) over a clean dataset"),
+    "up": ("logsieve.live", "run the live pipeline on a local moto server, worker and API"),
+    "template": ("logsieve.deploy", "print the CloudFormation template for real AWS"),
+    "package": ("logsieve.deploy", "build the Lambda deployment artifact"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logsieve",
+        description="Validate, normalise and store JSON Lines logs; query them over HTTP.",
+    )
+    from logsieve import __version__
+
+    parser.add_argument("--version", action="version", version=f"logsieve {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in _COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        getattr(module, f"add_{name}_arguments")(cmd)
+        cmd.set_defaults(_run=getattr(module, f"run_{name}"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except LogsieveError as exc:
+        print(f"logsieve {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"logsieve {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+//! Arrow output: column buffers filled row by row, turned into record batches without copying.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::{
+    ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::errors::CoreError;
+
+/// The clean rows' schema (record contract v1).
+pub static CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("timestamp", DataType::Utf8, false),
+        Field::new("day_of_week", DataType::Utf8, false),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("extra", DataType::Utf8, true),
+    ]))
+});
+
+/// The error records' schema.
+pub static ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("line", DataType::Int64, false),
+        Field::new("error", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("raw", DataType::Binary, false),
+    ]))
+});
+
+/// A variable-length column: value bytes plus i32 offsets, as Arrow lays them out.
+#[derive(Default)]
+pub struct VarColumn {
+    pub values: Vec<u8>,
+    offsets: Vec<i32>,
+}
+
+impl VarColumn {
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            values: Vec::with_capacity(bytes),
+            offsets,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, value: &[u8]) {
+        self.values.extend_from_slice(value);
+        self.end_value();
+    }
+
+    /// Closes the value written directly into `values` since the last call.
+    #[inline]
+    pub fn end_value(&mut self) {
+        // Wrap-around is caught in `buffers` before any array is built.
+        self.offsets.push(self.values.len() as i32);
+    }
+
+    fn buffers(self) -> Result<(OffsetBuffer<i32>, Buffer), CoreError> {
+        if i32::try_from(self.values.len()).is_err() {
+            return Err(CoreError::InputTooLarge {
+                what: "a column of the output",
+                bytes: self.values.len(),
+            });
+        }
+        let offsets = if self.offsets.is_empty() {
+            vec![0]
+        } else {
+            self.offsets
+        };
+        Ok((
+            OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            Buffer::from_vec(self.values),
+        ))
+    }
+
+    fn into_strings(self, nulls: Option<NullBuffer>) -> Result<ArrayRef, CoreError> {
+        let (offsets, values) = self.buffers()?;
+        Ok(Arc::new(StringArray::try_new(offsets, values, nulls)?))
+    }
+
+    fn into_binary(self) -> Result<ArrayRef, CoreError> {
+        let (offsets, values) = self.buffers()?;
+        Ok(Arc::new(BinaryArray::try_new(offsets, values, None)?))
+    }
+}
+
+impl From<ArrowError> for CoreError {
+    fn from(e: ArrowError) -> Self {
+        CoreError::Internal(format!("building Arrow arrays failed: {e}"))
+    }
+}
+
+/// Valid rows, column by column.
+pub struct CleanColumns {
+    timestamp: Vec<u8>,
+    day_of_week: VarColumn,
+    event_time: Vec<i64>,
+    pub user_id: VarColumn,
+    pub action: VarColumn,
+    pub extra: VarColumn,
+    extra_valid: Vec<bool>,
+}
+
+impl CleanColumns {
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        Self {
+            timestamp: Vec::with_capacity(rows * 19),
+            day_of_week: VarColumn::with_capacity(rows, rows * 8),
+            event_time: Vec::with_capacity(rows),
+            user_id: VarColumn::with_capacity(rows, rows * 12),
+            action: VarColumn::with_capacity(rows, rows * 8),
+            extra: VarColumn::with_capacity(rows, bytes / 2),
+            extra_valid: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.event_time.len()
+    }
+
+    /// Appends the instant's three derived columns.
+    #[inline]
+    pub fn push_instant(&mut self, instant: crate::timestamp::Instant) {
+        self.timestamp.extend_from_slice(&instant.format());
+        self.day_of_week.push(instant.weekday().as_bytes());
+        self.event_time.push(instant.micros);
+    }
+
+    #[inline]
+    pub fn end_extra(&mut self, present: bool) {
+        self.extra.end_value();
+        self.extra_valid.push(present);
+    }
+
+    pub fn finish(self) -> Result<RecordBatch, CoreError> {
+        let rows = self.event_time.len();
+        let timestamp_offsets: Vec<i32> = (0..=rows).map(|i| (i * 19) as i32).collect();
+        if i32::try_from(self.timestamp.len()).is_err() {
+            return Err(CoreError::InputTooLarge {
+                what: "the timestamp column",
+                bytes: self.timestamp.len(),
+            });
+        }
+        let timestamp = StringArray::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(timestamp_offsets)),
+            Buffer::from_vec(self.timestamp),
+            None,
+        )?;
+        let event_time =
+            TimestampMicrosecondArray::new(ScalarBuffer::from(self.event_time), None)
+                .with_timezone("UTC");
+        let extra_nulls = if self.extra_valid.iter().all(|&v| v) {
+            None
+        } else {
+            Some(NullBuffer::from(self.extra_valid))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(timestamp),
+            self.day_of_week.into_strings(None)?,
+            Arc::new(event_time),
+            self.user_id.into_strings(None)?,
+            self.action.into_strings(None)?,
+            self.extra.into_strings(extra_nulls)?,
+        ];
+        Ok(RecordBatch::try_new(CLEAN_SCHEMA.clone(), columns)?)
+    }
+}
+
+/// Invalid lines with their reasons.
+pub struct ErrorColumns {
+    pub line: Vec<i64>,
+    error: VarColumn,
+    detail: VarColumn,
+    raw: VarColumn,
+}
+
+impl ErrorColumns {
+    pub fn new() -> Self {
+        Self {
+            line: Vec::new(),
+            error: VarColumn::with_capacity(0, 0),
+            detail: VarColumn::with_capacity(0, 0),
+            raw: VarColumn::with_capacity(0, 0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.line.len()
+    }
+
+    pub fn push(&mut self, line: i64, code: &str, detail: &str, raw: &[u8]) {
+        self.line.push(line);
+        self.error.push(code.as_bytes());
+        self.detail.push(detail.as_bytes());
+        self.raw.push(raw);
+    }
+
+    pub fn finish(self) -> Result<RecordBatch, CoreError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::new(ScalarBuffer::from(self.line), None)),
+            self.error.into_strings(None)?,
+            self.detail.into_strings(None)?,
+            self.raw.into_binary()?,
+        ];
+        Ok(RecordBatch::try_new(ERROR_SCHEMA.clone(), columns)?)
+    }
+}

@@ -1,0 +1,28 @@
+//! logsieve's core: JSON Lines bytes to validated, transformed Arrow record batches.
+//!
+//! Modules by responsibility: `lines` (splitting), `json` (strict scanning), `timestamp`
+//! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
+//! buffers), `pipeline` (parallel driver), `errors` (the one error type), `python` (bindings).
+
+pub mod columns;
+pub mod errors;
+pub mod json;
+pub mod lines;
+pub mod pipeline;
+pub mod python;
+pub mod record;
+pub mod timestamp;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::python::{Batch, Stats, process, process_lines};
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        use pyo3::types::PyModuleMethods;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

@@ -1,0 +1,290 @@
+//! The pure-Rust entry point: bytes of JSON Lines in, clean and error batches out.
+//!
+//! Large inputs are cut at line ends and the pieces validated in parallel with rayon; the
+//! pieces' outputs are stitched back in input order, line numbers rebased.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use arrow_array::RecordBatch;
+use rayon::prelude::*;
+
+use crate::columns::{CLEAN_SCHEMA, CleanColumns, ERROR_SCHEMA, ErrorColumns};
+use crate::errors::CoreError;
+use crate::lines::{BOM, for_each_line, is_blank, split_at_newlines};
+use crate::record::{FieldNames, Validator};
+use crate::timestamp::Instant;
+
+/// Inputs smaller than this are processed on the calling thread.
+const PARALLEL_THRESHOLD: usize = 1 << 20;
+/// Pieces are at least this big, so per-piece set-up stays negligible.
+const MIN_PIECE: usize = 256 << 10;
+/// Largest input of one call: output columns use Arrow's 32-bit offsets.
+pub const MAX_INPUT: usize = i32::MAX as usize;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Non-blank lines, each of which became a row or an error.
+    pub processed: u64,
+    pub valid: u64,
+    pub errors: u64,
+    pub blank: u64,
+    pub bytes: u64,
+}
+
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.processed += other.processed;
+        self.valid += other.valid;
+        self.errors += other.errors;
+        self.blank += other.blank;
+    }
+}
+
+pub struct Output {
+    pub clean: RecordBatch,
+    pub errors: RecordBatch,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub fields: FieldNames,
+    /// Line number of the first line of `data`; a BOM is only stripped when this is 1.
+    pub first_line: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            fields: FieldNames::default(),
+            first_line: 1,
+        }
+    }
+}
+
+impl Options {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let f = &self.fields;
+        for (what, name) in [
+            ("timestamp_field", &f.timestamp),
+            ("user_id_field", &f.user_id),
+            ("action_field", &f.action),
+        ] {
+            if name.is_empty() {
+                return Err(CoreError::Config(format!("{what} must not be empty")));
+            }
+        }
+        if f.timestamp == f.user_id || f.timestamp == f.action || f.user_id == f.action {
+            return Err(CoreError::Config(format!(
+                "the three field names must differ, got timestamp_field={:?}, \
+                 user_id_field={:?}, action_field={:?}",
+                f.timestamp, f.user_id, f.action
+            )));
+        }
+        if self.first_line < 1 {
+            return Err(CoreError::Config(format!(
+                "first_line must be at least 1, got {}",
+                self.first_line
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Processes whole lines of JSON; a panic anywhere inside becomes [`CoreError::Internal`].
+pub fn process(data: &[u8], options: &Options) -> Result<Output, CoreError> {
+    options.validate()?;
+    if data.len() > MAX_INPUT {
+        return Err(CoreError::InputTooLarge {
+            what: "the input",
+            bytes: data.len(),
+        });
+    }
+    catch_unwind(AssertUnwindSafe(|| process_unchecked(data, options))).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Err(CoreError::Internal(msg))
+    })
+}
+
+struct Piece {
+    clean: CleanColumns,
+    errors: ErrorColumns,
+    stats: Stats,
+    lines: i64,
+}
+
+fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError> {
+    let body = match data.strip_prefix(BOM) {
+        Some(rest) if options.first_line == 1 => rest,
+        _ => data,
+    };
+    let mut pieces: Vec<Piece> = if body.len() < PARALLEL_THRESHOLD {
+        vec![run_piece(body, &options.fields)]
+    } else {
+        let target = (body.len() / (rayon::current_num_threads() * 4)).max(MIN_PIECE);
+        split_at_newlines(body, target)
+            .par_iter()
+            .map(|piece| run_piece(piece, &options.fields))
+            .collect()
+    };
+
+    let mut stats = Stats {
+        bytes: data.len() as u64,
+        ..Stats::default()
+    };
+    let mut base = options.first_line - 1;
+    for piece in &mut pieces {
+        for line in &mut piece.errors.line {
+            *line += base;
+        }
+        base += piece.lines;
+        stats.add(&piece.stats);
+    }
+    let mut clean = Vec::with_capacity(pieces.len());
+    let mut errors = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        clean.push(piece.clean.finish()?);
+        errors.push(piece.errors.finish()?);
+    }
+    Ok(Output {
+        clean: concat(&CLEAN_SCHEMA, clean)?,
+        errors: concat(&ERROR_SCHEMA, errors)?,
+        stats,
+    })
+}
+
+fn concat(
+    schema: &arrow_schema::SchemaRef,
+    mut batches: Vec<RecordBatch>,
+) -> Result<RecordBatch, CoreError> {
+    if batches.len() == 1 {
+        return Ok(batches.pop().expect("one batch"));
+    }
+    arrow_select::concat::concat_batches(schema, &batches).map_err(|e| match e {
+        arrow_schema::ArrowError::OffsetOverflowError(bytes) => CoreError::InputTooLarge {
+            what: "a column of the output",
+            bytes,
+        },
+        other => other.into(),
+    })
+}
+
+fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
+    let rows = data.len() / 160 + 16;
+    let mut clean = CleanColumns::with_capacity(rows, data.len());
+    let mut errors = ErrorColumns::new();
+    let mut validator = Validator::new(fields);
+    let mut stats = Stats::default();
+    let mut lines = 0i64;
+    for_each_line(data, |line| {
+        lines += 1;
+        if is_blank(line) {
+            stats.blank += 1;
+            return;
+        }
+        stats.processed += 1;
+        match validator.check(line) {
+            Ok(()) => {
+                stats.valid += 1;
+                clean.push_instant(Instant {
+                    micros: validator.micros(),
+                });
+                clean.user_id.push(validator.user_id());
+                clean.action.push(validator.action());
+                let present = validator.write_extra(line, &mut clean.extra.values);
+                clean.end_extra(present);
+            }
+            Err(e) => {
+                stats.errors += 1;
+                errors.push(lines, e.code.as_str(), &e.detail, line);
+            }
+        }
+    });
+    Piece {
+        clean,
+        errors,
+        stats,
+        lines,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, Int64Array, StringArray};
+
+    fn run(data: &[u8]) -> Output {
+        process(data, &Options::default()).unwrap()
+    }
+
+    #[test]
+    fn counts_and_line_numbers() {
+        let data = b"\xEF\xBB\xBF{\"timestamp\":0,\"user_id\":1,\"action\":\"a\"}\r\n\n  \t\nnot json\n[1]";
+        let out = run(data);
+        assert_eq!(
+            out.stats,
+            Stats {
+                processed: 3,
+                valid: 1,
+                errors: 2,
+                blank: 2,
+                bytes: data.len() as u64
+            }
+        );
+        let lines = out.errors.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(lines.values().to_vec(), vec![4, 5]);
+    }
+
+    #[test]
+    fn parallel_matches_sequential() {
+        let mut data = Vec::new();
+        for i in 0..60_000 {
+            if i % 17 == 0 {
+                data.extend_from_slice(format!("bad {i}\n").as_bytes());
+            } else {
+                data.extend_from_slice(
+                    format!("{{\"timestamp\":{i},\"user_id\":\"u{i}\",\"action\":\"login\",\"i\":{i}}}\n")
+                        .as_bytes(),
+                );
+            }
+        }
+        assert!(data.len() > PARALLEL_THRESHOLD);
+        let whole = run(&data);
+        assert_eq!(whole.stats.errors, 60_000 / 17 + 1);
+        let lines = whole.errors.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert!(lines.values().iter().enumerate().all(|(k, &l)| l == (k as i64) * 17 + 1));
+        let users = whole.clean.column(3).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(users.value(0), "u1");
+        assert_eq!(users.value(users.len() - 1), "u59999");
+        let extra = whole.clean.column(5).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(extra.value(1), "{\"i\":2}");
+    }
+
+    #[test]
+    fn bom_only_at_the_start() {
+        let line = b"\xEF\xBB\xBF{\"timestamp\":0,\"user_id\":1,\"action\":\"a\"}\n";
+        assert_eq!(run(line).stats.valid, 1);
+        let later = process(
+            line,
+            &Options {
+                first_line: 2,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(later.stats.errors, 1);
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        let mut o = Options::default();
+        o.fields.action = "user_id".into();
+        assert!(matches!(process(b"", &o), Err(CoreError::Config(_))));
+        o.fields.action = String::new();
+        assert!(matches!(process(b"", &o), Err(CoreError::Config(_))));
+    }
+}

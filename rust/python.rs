@@ -1,0 +1,300 @@
+//! The Python face of the core: `process`, `Batch`, `Stats`, and Arrow's PyCapsule interface.
+
+use std::ffi::CStr;
+
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::{Array, RecordBatch, RecordBatchIterator, StructArray};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyString, PyTuple};
+
+use crate::errors::CoreError;
+use crate::pipeline::{self, Options, Output};
+use crate::record::FieldNames;
+
+const ARROW_SCHEMA: &CStr = c"arrow_schema";
+const ARROW_ARRAY: &CStr = c"arrow_array";
+const ARROW_STREAM: &CStr = c"arrow_array_stream";
+
+/// Counts for one call: `processed == valid + errors`, blank lines apart.
+#[pyclass(module = "logsieve._core", frozen, eq, get_all)]
+#[derive(Clone, PartialEq, Eq)]
+pub struct Stats {
+    processed: u64,
+    valid: u64,
+    errors: u64,
+    blank: u64,
+    bytes: u64,
+}
+
+#[pymethods]
+impl Stats {
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("processed", self.processed)?;
+        d.set_item("valid", self.valid)?;
+        d.set_item("errors", self.errors)?;
+        d.set_item("blank", self.blank)?;
+        d.set_item("bytes", self.bytes)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Stats(processed={}, valid={}, errors={}, blank={}, bytes={})",
+            self.processed, self.valid, self.errors, self.blank, self.bytes
+        )
+    }
+}
+
+impl From<pipeline::Stats> for Stats {
+    fn from(s: pipeline::Stats) -> Self {
+        Self {
+            processed: s.processed,
+            valid: s.valid,
+            errors: s.errors,
+            blank: s.blank,
+            bytes: s.bytes,
+        }
+    }
+}
+
+/// The result of one `process` call: clean rows, error records and counts.
+#[pyclass(module = "logsieve._core", frozen)]
+pub struct Batch {
+    clean: RecordBatch,
+    errors: RecordBatch,
+    stats: Stats,
+    clean_py: PyOnceLock<Py<PyAny>>,
+    errors_py: PyOnceLock<Py<PyAny>>,
+}
+
+/// One record batch exported through the Arrow PyCapsule interface.
+#[pyclass(module = "logsieve._core", frozen)]
+struct ArrowExport(RecordBatch);
+
+#[pymethods]
+impl ArrowExport {
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema; // the spec lets producers ignore it
+        export_array(py, &self.0)
+    }
+
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        export_schema(py, &self.0)
+    }
+
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        export_stream(py, &self.0)
+    }
+}
+
+fn export_schema<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyCapsule>> {
+    let schema = FFI_ArrowSchema::try_from(batch.schema().as_ref())
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    PyCapsule::new_with_value(py, schema, ARROW_SCHEMA)
+}
+
+fn export_array<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyTuple>> {
+    let data = StructArray::from(batch.clone()).into_data();
+    let array = FFI_ArrowArray::new(&data);
+    let schema = export_schema(py, batch)?;
+    let array = PyCapsule::new_with_value(py, array, ARROW_ARRAY)?;
+    PyTuple::new(py, [schema.into_any(), array.into_any()])
+}
+
+fn export_stream<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyCapsule>> {
+    let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+    let stream = FFI_ArrowArrayStream::new(Box::new(reader));
+    PyCapsule::new_with_value(py, stream, ARROW_STREAM)
+}
+
+/// `pyarrow.record_batch(...)` over our export: pyarrow takes the buffers, nothing is copied.
+fn to_pyarrow(py: Python<'_>, batch: &RecordBatch) -> PyResult<Py<PyAny>> {
+    let export = Bound::new(py, ArrowExport(batch.clone()))?;
+    let record_batch = py.import("pyarrow")?.getattr("record_batch")?;
+    Ok(record_batch.call1((export,))?.unbind())
+}
+
+#[pymethods]
+impl Batch {
+    /// Valid rows as a `pyarrow.RecordBatch`.
+    #[getter]
+    fn clean(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.clean_py
+            .get_or_try_init(py, || to_pyarrow(py, &self.clean))
+            .map(|o| o.clone_ref(py))
+    }
+
+    /// Invalid lines as a `pyarrow.RecordBatch` (line, error, detail, raw).
+    #[getter]
+    fn errors(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.errors_py
+            .get_or_try_init(py, || to_pyarrow(py, &self.errors))
+            .map(|o| o.clone_ref(py))
+    }
+
+    #[getter]
+    fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema;
+        export_array(py, &self.clean)
+    }
+
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        export_schema(py, &self.clean)
+    }
+
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        export_stream(py, &self.clean)
+    }
+
+    fn __len__(&self) -> usize {
+        self.clean.num_rows()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "Batch(processed={}, valid={}, errors={}, blank={}, bytes={})",
+            s.processed, s.valid, s.errors, s.blank, s.bytes
+        )
+    }
+}
+
+impl From<Output> for Batch {
+    fn from(o: Output) -> Self {
+        Self {
+            clean: o.clean,
+            errors: o.errors,
+            stats: o.stats.into(),
+            clean_py: PyOnceLock::new(),
+            errors_py: PyOnceLock::new(),
+        }
+    }
+}
+
+/// Runs `work` on the input's bytes with the GIL released, borrowing `bytes` when possible.
+fn with_input_bytes<T: Send>(
+    data: &Bound<'_, PyAny>,
+    work: impl FnOnce(&[u8]) -> T + Send,
+) -> PyResult<T> {
+    let py = data.py();
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        // bytes are immutable and `data` keeps them alive for the whole call.
+        let slice = bytes.as_bytes();
+        return Ok(py.detach(|| work(slice)));
+    }
+    if data.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "process() expects bytes, not str: encode the text first, e.g. data.encode()",
+        ));
+    }
+    let owned: Vec<u8> = if let Ok(array) = data.cast::<PyByteArray>() {
+        array.to_vec() // a bytearray may change while the GIL is released: copy it
+    } else {
+        let view = py
+            .import("builtins")?
+            .getattr("memoryview")?
+            .call1((data,))
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "process() expects bytes, bytearray or another buffer, got {}",
+                    data.get_type().name().map_or("?".into(), |n| n.to_string())
+                ))
+            })?;
+        view.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec()
+    };
+    Ok(py.detach(|| work(&owned)))
+}
+
+/// Validates and transforms JSON Lines into clean rows and error records.
+#[pyfunction]
+#[pyo3(signature = (
+    data,
+    *,
+    timestamp_field = "timestamp".to_string(),
+    user_id_field = "user_id".to_string(),
+    action_field = "action".to_string(),
+    first_line = 1,
+))]
+pub fn process(
+    data: &Bound<'_, PyAny>,
+    timestamp_field: String,
+    user_id_field: String,
+    action_field: String,
+    first_line: i64,
+) -> PyResult<Batch> {
+    let options = Options {
+        fields: FieldNames {
+            timestamp: timestamp_field,
+            user_id: user_id_field,
+            action: action_field,
+        },
+        first_line,
+    };
+    let output = with_input_bytes(data, |bytes| pipeline::process(bytes, &options))??;
+    Ok(output.into())
+}
+
+/// `process_stream`'s step: processes the complete lines of `data` (all of it when `last`)
+/// and returns the batch, or None when there is no complete line, and the bytes consumed.
+#[pyfunction]
+#[pyo3(signature = (data, first_line, last, timestamp_field, user_id_field, action_field))]
+pub fn process_lines(
+    data: &Bound<'_, PyBytes>,
+    first_line: i64,
+    last: bool,
+    timestamp_field: String,
+    user_id_field: String,
+    action_field: String,
+) -> PyResult<(Option<Batch>, usize)> {
+    let options = Options {
+        fields: FieldNames {
+            timestamp: timestamp_field,
+            user_id: user_id_field,
+            action: action_field,
+        },
+        first_line,
+    };
+    let bytes = data.as_bytes();
+    let end = if last {
+        bytes.len()
+    } else {
+        memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1)
+    };
+    if end == 0 {
+        return Ok((None, 0));
+    }
+    let output = data
+        .py()
+        .detach(|| pipeline::process(&bytes[..end], &options))?;
+    Ok((Some(output.into()), end))
+}

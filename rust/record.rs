@@ -1,0 +1,455 @@
+//! The record contract: one line in, one valid row or one error out, rules checked in order.
+
+use std::fmt::Write as _;
+
+use crate::json::{self, Kind, Member, Value};
+use crate::timestamp::{self, TimestampError};
+
+/// The error codes of the contract, in the order their rules are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    NotAnObject,
+    MissingField,
+    InvalidField,
+    InvalidTimestamp,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::NotAnObject => "not_an_object",
+            Self::MissingField => "missing_field",
+            Self::InvalidField => "invalid_field",
+            Self::InvalidTimestamp => "invalid_timestamp",
+        }
+    }
+}
+
+/// Why a line was refused: the code and a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl LineError {
+    fn new(code: ErrorCode, detail: String) -> Self {
+        Self { code, detail }
+    }
+}
+
+/// The names of the three required members (configurable; output columns keep fixed names).
+#[derive(Debug, Clone)]
+pub struct FieldNames {
+    pub timestamp: String,
+    pub user_id: String,
+    pub action: String,
+}
+
+impl Default for FieldNames {
+    fn default() -> Self {
+        Self {
+            timestamp: "timestamp".into(),
+            user_id: "user_id".into(),
+            action: "action".into(),
+        }
+    }
+}
+
+const TIMESTAMP: usize = 0;
+const USER_ID: usize = 1;
+const ACTION: usize = 2;
+
+/// Checks lines against the contract, reusing its buffers from line to line.
+///
+/// After a successful [`Validator::check`], the accessors describe the row.
+pub struct Validator {
+    names: [Vec<u8>; 3],
+    members: Vec<Member>,
+    /// Index into `members` of the last occurrence of each required field.
+    slots: [Option<usize>; 3],
+    /// Unescaped keys, only filled for lines that have an escaped key.
+    keys: Vec<Vec<u8>>,
+    user_id: Vec<u8>,
+    action: Vec<u8>,
+    scratch: Vec<u8>,
+    micros: i64,
+}
+
+impl Validator {
+    pub fn new(names: &FieldNames) -> Self {
+        Self {
+            names: [
+                names.timestamp.as_bytes().to_vec(),
+                names.user_id.as_bytes().to_vec(),
+                names.action.as_bytes().to_vec(),
+            ],
+            members: Vec::with_capacity(16),
+            slots: [None; 3],
+            keys: Vec::new(),
+            user_id: Vec::with_capacity(64),
+            action: Vec::with_capacity(64),
+            scratch: Vec::with_capacity(64),
+            micros: 0,
+        }
+    }
+
+    pub fn micros(&self) -> i64 {
+        self.micros
+    }
+    pub fn user_id(&self) -> &[u8] {
+        &self.user_id
+    }
+    pub fn action(&self) -> &[u8] {
+        &self.action
+    }
+
+    fn name(&self, slot: usize) -> &str {
+        // Field names come from Rust `String`s, so they are UTF-8.
+        std::str::from_utf8(&self.names[slot]).unwrap_or("?")
+    }
+
+    /// Validates one non-blank line. On success the row is available through the accessors
+    /// and [`Validator::write_extra`].
+    pub fn check(&mut self, line: &[u8]) -> Result<(), LineError> {
+        if simdutf8::basic::from_utf8(line).is_err() {
+            let at = simdutf8::compat::from_utf8(line)
+                .err()
+                .map_or(0, |c| c.valid_up_to());
+            return Err(LineError::new(
+                ErrorCode::InvalidJson,
+                format!("the line is not valid UTF-8 (bad byte at offset {at})"),
+            ));
+        }
+        let kind = json::parse_line(line, &mut self.members).map_err(|e| {
+            let column = line[..e.at].iter().filter(|&&b| b & 0xC0 != 0x80).count() + 1;
+            LineError::new(
+                ErrorCode::InvalidJson,
+                format!("invalid JSON at column {column}: {}", e.what),
+            )
+        })?;
+        if kind != Kind::Object {
+            return Err(LineError::new(
+                ErrorCode::NotAnObject,
+                format!("expected a JSON object, got {}", kind.described()),
+            ));
+        }
+        self.find_required(line);
+        self.check_present()?;
+        self.check_fields(line)?;
+        self.check_timestamp(line)
+    }
+
+    fn key<'a>(&'a self, line: &'a [u8], i: usize) -> &'a [u8] {
+        if self.keys.is_empty() {
+            let m = &self.members[i];
+            &line[m.key_start..m.key_end]
+        } else {
+            &self.keys[i]
+        }
+    }
+
+    fn find_required(&mut self, line: &[u8]) {
+        self.keys.clear();
+        if self.members.iter().any(|m| m.key_escaped) {
+            for m in &self.members {
+                let mut k = Vec::new();
+                let raw = &line[m.key_start..m.key_end];
+                if !m.key_escaped || json::unescape(raw, &mut k).is_err() {
+                    k.clear();
+                    k.extend_from_slice(raw);
+                }
+                self.keys.push(k);
+            }
+        }
+        self.slots = [None; 3];
+        for i in 0..self.members.len() {
+            let key = self.key(line, i);
+            if let Some(slot) = self.names.iter().position(|n| n.as_slice() == key) {
+                self.slots[slot] = Some(i); // the last occurrence wins
+            }
+        }
+    }
+
+    fn required(&self, slot: usize) -> Option<Value> {
+        self.slots[slot]
+            .map(|i| self.members[i].value)
+            .filter(|v| v.kind != Kind::Null)
+    }
+
+    fn check_present(&self) -> Result<(), LineError> {
+        let mut missing = Vec::new();
+        for slot in [TIMESTAMP, USER_ID, ACTION] {
+            match self.slots[slot] {
+                None => missing.push(format!("{} is missing", self.name(slot))),
+                Some(i) if self.members[i].value.kind == Kind::Null => {
+                    missing.push(format!("{} is null", self.name(slot)))
+                }
+                Some(_) => {}
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(LineError::new(
+                ErrorCode::MissingField,
+                format!("required field missing: {}", missing.join(", ")),
+            ))
+        }
+    }
+
+    fn check_fields(&mut self, line: &[u8]) -> Result<(), LineError> {
+        let mut problems = Vec::new();
+        let user_id = self.required(USER_ID).expect("checked present");
+        self.user_id.clear();
+        match user_id.kind {
+            Kind::Number if user_id.integer => self
+                .user_id
+                .extend_from_slice(&line[user_id.start..user_id.end]),
+            Kind::Number => problems.push(format!(
+                "{} must be a non-empty string or an integer, got the number {}",
+                self.name(USER_ID),
+                String::from_utf8_lossy(&line[user_id.start..user_id.end])
+            )),
+            Kind::String => {
+                if let Err(why) = string_value(line, user_id, &mut self.user_id) {
+                    problems.push(format!("{} contains {why}", self.name(USER_ID)));
+                } else if self.user_id.is_empty() {
+                    problems.push(format!("{} is an empty string", self.name(USER_ID)));
+                }
+            }
+            other => problems.push(format!(
+                "{} must be a non-empty string or an integer, got {}",
+                self.name(USER_ID),
+                other.described()
+            )),
+        }
+        let action = self.required(ACTION).expect("checked present");
+        self.action.clear();
+        match action.kind {
+            Kind::String => {
+                if let Err(why) = string_value(line, action, &mut self.action) {
+                    problems.push(format!("{} contains {why}", self.name(ACTION)));
+                } else if self.action.is_empty() {
+                    problems.push(format!("{} is an empty string", self.name(ACTION)));
+                }
+            }
+            other => problems.push(format!(
+                "{} must be a non-empty string, got {}",
+                self.name(ACTION),
+                other.described()
+            )),
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LineError::new(ErrorCode::InvalidField, problems.join("; ")))
+        }
+    }
+
+    fn check_timestamp(&mut self, line: &[u8]) -> Result<(), LineError> {
+        let ts = self.required(TIMESTAMP).expect("checked present");
+        let raw = &line[ts.start..ts.end];
+        let parsed = match ts.kind {
+            Kind::String if !ts.escaped => timestamp::parse_rfc3339(raw),
+            Kind::String => {
+                self.scratch.clear();
+                match json::unescape(raw, &mut self.scratch) {
+                    Ok(()) => timestamp::parse_rfc3339(&self.scratch),
+                    Err(_) => Err(TimestampError::Format),
+                }
+            }
+            Kind::Number => timestamp::parse_epoch_number(raw),
+            other => {
+                return Err(LineError::new(
+                    ErrorCode::InvalidTimestamp,
+                    format!(
+                        "{} must be an RFC 3339 string or a Unix time number, got {}",
+                        self.name(TIMESTAMP),
+                        other.described()
+                    ),
+                ));
+            }
+        };
+        match parsed {
+            Ok(micros) => {
+                self.micros = micros;
+                Ok(())
+            }
+            Err(why) => {
+                let mut detail = String::new();
+                let shown = String::from_utf8_lossy(&raw[..raw.len().min(80)]);
+                let _ = match ts.kind {
+                    Kind::String => write!(detail, "{} \"{shown}\" {why}", self.name(TIMESTAMP)),
+                    _ => write!(detail, "{} {shown} {why}", self.name(TIMESTAMP)),
+                };
+                Err(LineError::new(ErrorCode::InvalidTimestamp, detail))
+            }
+        }
+    }
+
+    /// Appends `extra` for the row just checked: every other member as compact JSON, or
+    /// returns false (null) when there is none. Duplicate keys keep their last occurrence.
+    pub fn write_extra(&self, line: &[u8], out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        out.push(b'{');
+        let n = self.members.len();
+        for i in 0..n {
+            if self.slots.contains(&Some(i)) || self.is_required_name(line, i) {
+                continue;
+            }
+            let key = self.key(line, i);
+            if (i + 1..n).any(|j| self.key(line, j) == key) {
+                continue; // a later duplicate wins
+            }
+            let m = &self.members[i];
+            if out.len() > start + 1 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(&line[m.key_start..m.key_end]);
+            out.extend_from_slice(b"\":");
+            let v = m.value;
+            // Strings are stored without their quotes; widen the span to include them.
+            let (s, e) = if v.kind == Kind::String {
+                (v.start - 1, v.end + 1)
+            } else {
+                (v.start, v.end)
+            };
+            if v.compact {
+                out.extend_from_slice(&line[s..e]);
+            } else {
+                json::write_compact(&line[s..e], out);
+            }
+        }
+        if out.len() == start + 1 {
+            out.truncate(start);
+            return false;
+        }
+        out.push(b'}');
+        true
+    }
+
+    fn is_required_name(&self, line: &[u8], i: usize) -> bool {
+        let key = self.key(line, i);
+        self.names.iter().any(|n| n.as_slice() == key)
+    }
+}
+
+/// The text of a string value, unescaped when needed.
+fn string_value(line: &[u8], v: Value, out: &mut Vec<u8>) -> Result<(), &'static str> {
+    let raw = &line[v.start..v.end];
+    if v.escaped {
+        json::unescape(raw, out)
+    } else {
+        out.extend_from_slice(raw);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(line: &str) -> Result<(String, String, String, Option<String>), (ErrorCode, String)> {
+        let mut v = Validator::new(&FieldNames::default());
+        v.check(line.as_bytes())
+            .map_err(|e| (e.code, e.detail.clone()))?;
+        let mut extra = Vec::new();
+        let has = v.write_extra(line.as_bytes(), &mut extra);
+        let ts = timestamp::Instant { micros: v.micros() }.format();
+        Ok((
+            String::from_utf8(ts.to_vec()).unwrap(),
+            String::from_utf8(v.user_id().to_vec()).unwrap(),
+            String::from_utf8(v.action().to_vec()).unwrap(),
+            has.then(|| String::from_utf8(extra).unwrap()),
+        ))
+    }
+
+    fn code(line: &str) -> ErrorCode {
+        check(line).unwrap_err().0
+    }
+
+    #[test]
+    fn valid_rows() {
+        let (ts, user, action, extra) = check(
+            r#"{"timestamp":"2025-08-20T12:01:15+02:00","user_id":"u1","action":"login","ip":"1.2.3.4","n": [1, 2]}"#,
+        )
+        .unwrap();
+        assert_eq!(ts, "2025-08-20 10:01:15");
+        assert_eq!(user, "u1");
+        assert_eq!(action, "login");
+        assert_eq!(extra.as_deref(), Some(r#"{"ip":"1.2.3.4","n":[1,2]}"#));
+
+        let row = check(r#"{"user\u005fid":42,"action":"a\"b","timestamp":1724155275}"#).unwrap();
+        assert_eq!((row.1.as_str(), row.2.as_str(), row.3), ("42", "a\"b", None));
+    }
+
+    #[test]
+    fn duplicate_keys_last_wins() {
+        let row = check(
+            r#"{"timestamp":"x","user_id":"a","action":"b","k":1,"timestamp":0,"k":2,"user_id":"c"}"#,
+        )
+        .unwrap();
+        assert_eq!(row.0, "1970-01-01 00:00:00");
+        assert_eq!(row.1, "c");
+        assert_eq!(row.3.as_deref(), Some(r#"{"k":2}"#));
+        // an escaped duplicate is the same key
+        let row = check(r#"{"timestamp":0,"user_id":"a","action":"b","k":1,"\u006b":2}"#).unwrap();
+        assert_eq!(row.3.as_deref(), Some(r#"{"\u006b":2}"#));
+    }
+
+    #[test]
+    fn rules_in_order() {
+        assert_eq!(code("{\"timestamp\":0,"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::NotAnObject);
+        assert_eq!(code("\"x\""), ErrorCode::NotAnObject);
+        assert_eq!(code(r#"{"timestamp":"bad","user_id":""}"#), ErrorCode::MissingField);
+        assert_eq!(
+            code(r#"{"timestamp":"bad","user_id":"","action":"x"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"timestamp":"bad","user_id":"u","action":"x"}"#),
+            ErrorCode::InvalidTimestamp
+        );
+        assert_eq!(
+            code(r#"{"timestamp":true,"user_id":"u","action":"x"}"#),
+            ErrorCode::InvalidTimestamp
+        );
+        assert_eq!(
+            code(r#"{"timestamp":0,"user_id":1.5,"action":"x"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"timestamp":0,"user_id":"u","action":7}"#),
+            ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
+    fn details_name_the_problem() {
+        let (_, d) = check(r#"{"timestamp":null,"action":"x"}"#).unwrap_err();
+        assert_eq!(d, "required field missing: timestamp is null, user_id is missing");
+        let (_, d) = check(r#"{"timestamp":0,"user_id":"","action":""}"#).unwrap_err();
+        assert_eq!(
+            d,
+            "user_id is an empty string; action is an empty string"
+        );
+        let (_, d) = check("{\"a\":1,}").unwrap_err();
+        assert_eq!(d, "invalid JSON at column 8: trailing comma before '}'");
+        let (_, d) = check(r#"{"timestamp":"2025-02-29T00:00:00Z","user_id":"u","action":"x"}"#)
+            .unwrap_err();
+        assert_eq!(d, "timestamp \"2025-02-29T00:00:00Z\" has an impossible day of month");
+    }
+
+    #[test]
+    fn invalid_utf8_is_invalid_json() {
+        let mut v = Validator::new(&FieldNames::default());
+        let e = v.check(b"{\"a\":\"\xff\"}").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidJson);
+        assert!(e.detail.contains("offset 6"), "{}", e.detail);
+    }
+}
