@@ -37,10 +37,15 @@ pub static ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// A variable-length column: value bytes plus i32 offsets, as Arrow lays them out.
-#[derive(Default)]
 pub struct VarColumn {
     pub values: Vec<u8>,
     offsets: Vec<i32>,
+}
+
+impl Default for VarColumn {
+    fn default() -> Self {
+        Self::with_capacity(0, 0)
+    }
 }
 
 impl VarColumn {
@@ -73,13 +78,8 @@ impl VarColumn {
                 bytes: self.values.len(),
             });
         }
-        let offsets = if self.offsets.is_empty() {
-            vec![0]
-        } else {
-            self.offsets
-        };
         Ok((
-            OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
             Buffer::from_vec(self.values),
         ))
     }
@@ -125,10 +125,6 @@ impl CleanColumns {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.event_time.len()
-    }
-
     /// Appends the instant's three derived columns.
     #[inline]
     pub fn push_instant(&mut self, instant: crate::timestamp::Instant) {
@@ -157,9 +153,8 @@ impl CleanColumns {
             Buffer::from_vec(self.timestamp),
             None,
         )?;
-        let event_time =
-            TimestampMicrosecondArray::new(ScalarBuffer::from(self.event_time), None)
-                .with_timezone("UTC");
+        let event_time = TimestampMicrosecondArray::new(ScalarBuffer::from(self.event_time), None)
+            .with_timezone("UTC");
         let extra_nulls = if self.extra_valid.iter().all(|&v| v) {
             None
         } else {
@@ -178,6 +173,7 @@ impl CleanColumns {
 }
 
 /// Invalid lines with their reasons.
+#[derive(Default)]
 pub struct ErrorColumns {
     pub line: Vec<i64>,
     error: VarColumn,
@@ -186,19 +182,6 @@ pub struct ErrorColumns {
 }
 
 impl ErrorColumns {
-    pub fn new() -> Self {
-        Self {
-            line: Vec::new(),
-            error: VarColumn::with_capacity(0, 0),
-            detail: VarColumn::with_capacity(0, 0),
-            raw: VarColumn::with_capacity(0, 0),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.line.len()
-    }
-
     pub fn push(&mut self, line: i64, code: &str, detail: &str, raw: &[u8]) {
         self.line.push(line);
         self.error.push(code.as_bytes());

@@ -313,7 +313,9 @@ impl Scanner<'_> {
                         _ => return Err(self.err("invalid escape in string")),
                     }
                 }
-                Some(_) => return Err(self.err("raw control character in string (must be escaped)")),
+                Some(_) => {
+                    return Err(self.err("raw control character in string (must be escaped)"));
+                }
                 None => return Err(self.err("unterminated string")),
             }
         }
@@ -432,8 +434,9 @@ pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), &'stat
 }
 
 fn hex4(h: &[u8]) -> u32 {
-    h.iter()
-        .fold(0, |acc, &c| acc * 16 + (c as char).to_digit(16).unwrap_or(0))
+    h.iter().fold(0, |acc, &c| {
+        acc * 16 + (c as char).to_digit(16).unwrap_or(0)
+    })
 }
 
 /// Appends `value` without insignificant whitespace (whitespace inside strings is kept).

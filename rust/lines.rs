@@ -4,7 +4,7 @@
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Calls `f(line)` for every physical line: split on `\n`, a `\r` before it dropped. A last
-/// line without a newline counts; the empty remainder after a final newline does not.
+/// line without a newline counts (kept as is); the empty remainder after a final newline does not.
 #[inline]
 pub fn for_each_line(data: &[u8], mut f: impl FnMut(&[u8])) {
     let mut start = 0;
@@ -13,7 +13,7 @@ pub fn for_each_line(data: &[u8], mut f: impl FnMut(&[u8])) {
         start = end + 1;
     }
     if start < data.len() {
-        f(trim_cr(&data[start..]));
+        f(&data[start..]);
     }
 }
 
@@ -68,8 +68,12 @@ mod tests {
         assert_eq!(lines(b""), Vec::<Vec<u8>>::new());
         assert_eq!(lines(b"\n"), vec![b"".to_vec()]);
         assert_eq!(lines(b"a\r\nb"), vec![b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(lines(b"a\n\nb\n"), vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            lines(b"a\n\nb\n"),
+            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
+        );
         assert_eq!(lines(b"a\r\r\n"), vec![b"a\r".to_vec()]);
+        assert_eq!(lines(b"a\r"), vec![b"a\r".to_vec()]);
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn concat(
 fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
     let rows = data.len() / 160 + 16;
     let mut clean = CleanColumns::with_capacity(rows, data.len());
-    let mut errors = ErrorColumns::new();
+    let mut errors = ErrorColumns::default();
     let mut validator = Validator::new(fields);
     let mut stats = Stats::default();
     let mut lines = 0i64;
@@ -235,7 +235,12 @@ mod tests {
                 bytes: data.len() as u64
             }
         );
-        let lines = out.errors.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let lines = out
+            .errors
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(lines.values().to_vec(), vec![4, 5]);
     }
 
@@ -255,12 +260,33 @@ mod tests {
         assert!(data.len() > PARALLEL_THRESHOLD);
         let whole = run(&data);
         assert_eq!(whole.stats.errors, 60_000 / 17 + 1);
-        let lines = whole.errors.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-        assert!(lines.values().iter().enumerate().all(|(k, &l)| l == (k as i64) * 17 + 1));
-        let users = whole.clean.column(3).as_any().downcast_ref::<StringArray>().unwrap();
+        let lines = whole
+            .errors
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert!(
+            lines
+                .values()
+                .iter()
+                .enumerate()
+                .all(|(k, &l)| l == (k as i64) * 17 + 1)
+        );
+        let users = whole
+            .clean
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(users.value(0), "u1");
         assert_eq!(users.value(users.len() - 1), "u59999");
-        let extra = whole.clean.column(5).as_any().downcast_ref::<StringArray>().unwrap();
+        let extra = whole
+            .clean
+            .column(5)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         assert_eq!(extra.value(1), "{\"i\":2}");
     }
 

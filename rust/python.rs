@@ -230,7 +230,10 @@ fn with_input_bytes<T: Send>(
                     data.get_type().name().map_or("?".into(), |n| n.to_string())
                 ))
             })?;
-        view.call_method0("tobytes")?.cast_into::<PyBytes>()?.as_bytes().to_vec()
+        view.call_method0("tobytes")?
+            .cast_into::<PyBytes>()?
+            .as_bytes()
+            .to_vec()
     };
     Ok(py.detach(|| work(&owned)))
 }

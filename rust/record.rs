@@ -353,7 +353,9 @@ fn string_value(line: &[u8], v: Value, out: &mut Vec<u8>) -> Result<(), &'static
 mod tests {
     use super::*;
 
-    fn check(line: &str) -> Result<(String, String, String, Option<String>), (ErrorCode, String)> {
+    type Row = (String, String, String, Option<String>);
+
+    fn check(line: &str) -> Result<Row, (ErrorCode, String)> {
         let mut v = Validator::new(&FieldNames::default());
         v.check(line.as_bytes())
             .map_err(|e| (e.code, e.detail.clone()))?;
@@ -384,7 +386,10 @@ mod tests {
         assert_eq!(extra.as_deref(), Some(r#"{"ip":"1.2.3.4","n":[1,2]}"#));
 
         let row = check(r#"{"user\u005fid":42,"action":"a\"b","timestamp":1724155275}"#).unwrap();
-        assert_eq!((row.1.as_str(), row.2.as_str(), row.3), ("42", "a\"b", None));
+        assert_eq!(
+            (row.1.as_str(), row.2.as_str(), row.3),
+            ("42", "a\"b", None)
+        );
     }
 
     #[test]
@@ -406,7 +411,10 @@ mod tests {
         assert_eq!(code("{\"timestamp\":0,"), ErrorCode::InvalidJson);
         assert_eq!(code("[1,2]"), ErrorCode::NotAnObject);
         assert_eq!(code("\"x\""), ErrorCode::NotAnObject);
-        assert_eq!(code(r#"{"timestamp":"bad","user_id":""}"#), ErrorCode::MissingField);
+        assert_eq!(
+            code(r#"{"timestamp":"bad","user_id":""}"#),
+            ErrorCode::MissingField
+        );
         assert_eq!(
             code(r#"{"timestamp":"bad","user_id":"","action":"x"}"#),
             ErrorCode::InvalidField
@@ -432,17 +440,20 @@ mod tests {
     #[test]
     fn details_name_the_problem() {
         let (_, d) = check(r#"{"timestamp":null,"action":"x"}"#).unwrap_err();
-        assert_eq!(d, "required field missing: timestamp is null, user_id is missing");
-        let (_, d) = check(r#"{"timestamp":0,"user_id":"","action":""}"#).unwrap_err();
         assert_eq!(
             d,
-            "user_id is an empty string; action is an empty string"
+            "required field missing: timestamp is null, user_id is missing"
         );
+        let (_, d) = check(r#"{"timestamp":0,"user_id":"","action":""}"#).unwrap_err();
+        assert_eq!(d, "user_id is an empty string; action is an empty string");
         let (_, d) = check("{\"a\":1,}").unwrap_err();
         assert_eq!(d, "invalid JSON at column 8: trailing comma before '}'");
         let (_, d) = check(r#"{"timestamp":"2025-02-29T00:00:00Z","user_id":"u","action":"x"}"#)
             .unwrap_err();
-        assert_eq!(d, "timestamp \"2025-02-29T00:00:00Z\" has an impossible day of month");
+        assert_eq!(
+            d,
+            "timestamp \"2025-02-29T00:00:00Z\" has an impossible day of month"
+        );
     }
 
     #[test]

@@ -93,7 +93,10 @@ pub fn weekday(days: i64) -> &'static str {
 
 #[inline]
 fn digits2(b: &[u8], at: usize) -> Option<u32> {
-    let (h, l) = (b.get(at)?.wrapping_sub(b'0'), b.get(at + 1)?.wrapping_sub(b'0'));
+    let (h, l) = (
+        b.get(at)?.wrapping_sub(b'0'),
+        b.get(at + 1)?.wrapping_sub(b'0'),
+    );
     (h < 10 && l < 10).then(|| u32::from(h) * 10 + u32::from(l))
 }
 
@@ -214,9 +217,9 @@ impl<'a> Decimal<'a> {
                     _ => (false, e),
                 };
                 // Saturate: exponents beyond ±10^6 are out of range either way.
-                let v = digits
-                    .iter()
-                    .fold(0i64, |acc, &d| (acc * 10 + i64::from(d - b'0')).min(1_000_000));
+                let v = digits.iter().fold(0i64, |acc, &d| {
+                    (acc * 10 + i64::from(d - b'0')).min(1_000_000)
+                });
                 if neg { -v } else { v }
             })
             .unwrap_or(0);
@@ -455,12 +458,21 @@ mod tests {
     fn epoch_range() {
         // above 2e10 the number is milliseconds
         assert_eq!(fmt(epoch("253402300799").unwrap()), "1978-01-11 21:31:40");
-        assert_eq!(fmt(epoch("253402300799999").unwrap()), "9999-12-31 23:59:59");
+        assert_eq!(
+            fmt(epoch("253402300799999").unwrap()),
+            "9999-12-31 23:59:59"
+        );
         assert_eq!(epoch("253402300800000"), Err(TimestampError::OutOfRange));
-        assert_eq!(fmt(epoch("-62135596800000").unwrap()), "0001-01-01 00:00:00");
+        assert_eq!(
+            fmt(epoch("-62135596800000").unwrap()),
+            "0001-01-01 00:00:00"
+        );
         assert_eq!(epoch("-62135596800001"), Err(TimestampError::OutOfRange));
         assert_eq!(epoch("1e300"), Err(TimestampError::OutOfRange));
-        assert_eq!(epoch("123456789012345678901234567890123456789012"), Err(TimestampError::OutOfRange));
+        assert_eq!(
+            epoch("123456789012345678901234567890123456789012"),
+            Err(TimestampError::OutOfRange)
+        );
         assert_eq!(epoch("1e-300"), Ok(0));
     }
 }

@@ -1,0 +1,84 @@
+"""Type stubs for `logsieve._core`, the Rust extension (see `rust/`)."""
+
+from typing import Any, Optional
+
+import pyarrow as pa
+
+__version__: str
+
+class Stats:
+    """Counts for one call. Every non-blank line is processed and ends up valid or an error."""
+
+    @property
+    def processed(self) -> int:
+        """Non-blank lines seen: `valid + errors`."""
+    @property
+    def valid(self) -> int:
+        """Lines that became clean rows."""
+    @property
+    def errors(self) -> int:
+        """Lines that became error records."""
+    @property
+    def blank(self) -> int:
+        """Empty lines and lines of only spaces and tabs (skipped, but still numbered)."""
+    @property
+    def bytes(self) -> int:
+        """Input bytes consumed, BOM and line endings included."""
+    def as_dict(self) -> dict[str, int]:
+        """The five counts as a dict (handy for JSON and logging)."""
+
+class Batch:
+    """The result of one `process` call: clean rows, error records and their counts.
+
+    The Arrow data was built in Rust; `clean` and `errors` hand it to pyarrow without a copy.
+    `Batch` itself exports `clean` through the Arrow PyCapsule interface, so
+    `pyarrow.record_batch(batch)`, `pyarrow.RecordBatchReader.from_stream(batch)`,
+    `polars.DataFrame(batch)` and `duckdb.sql("select * from batch")` read it directly.
+    """
+
+    @property
+    def clean(self) -> pa.RecordBatch:
+        """Valid rows: timestamp, day_of_week, event_time, user_id, action, extra."""
+    @property
+    def errors(self) -> pa.RecordBatch:
+        """Invalid lines: line (1-based, int64), error (code), detail (sentence), raw (bytes)."""
+    @property
+    def stats(self) -> Stats:
+        """How many lines were processed, valid, errors and blank, and the bytes read."""
+    def __len__(self) -> int:
+        """Number of clean rows."""
+    def __arrow_c_schema__(self) -> Any: ...
+    def __arrow_c_array__(self, requested_schema: Optional[Any] = None) -> tuple[Any, Any]: ...
+    def __arrow_c_stream__(self, requested_schema: Optional[Any] = None) -> Any: ...
+
+def process(
+    data: bytes | bytearray | memoryview,
+    *,
+    timestamp_field: str = "timestamp",
+    user_id_field: str = "user_id",
+    action_field: str = "action",
+    first_line: int = 1,
+) -> Batch:
+    """Validate and transform whole lines of JSON into clean rows and error records.
+
+    Runs without the GIL and in parallel over line ranges for large inputs. `bytes` are read in
+    place; other buffers are copied once. The three field names say where to find the required
+    members (output columns keep their standard names). `first_line` numbers the first line of
+    `data` (for input cut into pieces); a UTF-8 BOM is ignored only when it is 1.
+
+    Raises `TypeError` for non-binary data, `logsieve.errors.ConfigError` for unusable field
+    names, `logsieve.errors.InputTooLargeError` beyond 2 GiB (use `process_stream`).
+    """
+
+def process_lines(
+    data: bytes,
+    first_line: int,
+    last: bool,
+    timestamp_field: str,
+    user_id_field: str,
+    action_field: str,
+) -> tuple[Optional[Batch], int]:
+    """`process_stream`'s step: process the complete lines of `data` (all of it if `last`).
+
+    Returns the batch (None when no line is complete yet) and how many bytes it consumed.
+    """

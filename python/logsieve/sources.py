@@ -1,0 +1,406 @@
+"""Where log bytes come from: local files, directories, globs, stdin and S3 objects.
+
+Every opener hands back a plain binary stream of *decompressed* JSON Lines, read lazily, so that
+the core sees the same thing whatever the input looks like and memory stays bounded by the chunk
+size. A corrupt or truncated compressed stream raises `SourceError` instead of ending early:
+a half-decoded source must never pass for a complete one.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import sys
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from logsieve.errors import SourceError
+
+#: Suffixes picked up when a directory is given; compressed variants add `.gz` / `.zst`.
+LOG_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".log", ".ndjson")
+GZIP_SUFFIXES: tuple[str, ...] = (".gz", ".gzip")
+ZSTD_SUFFIXES: tuple[str, ...] = (".zst", ".zstd")
+_GZIP_ENCODINGS = {"gzip", "x-gzip"}
+_ZSTD_ENCODINGS = {"zstd"}
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_READ_SIZE = 1 << 20
+
+
+def compression_of(name: str, content_encoding: str | None = None) -> str | None:
+    """`"gzip"`, `"zstd"` or None, from the name's suffix or an HTTP/S3 Content-Encoding."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in _GZIP_ENCODINGS:
+        return "gzip"
+    if encoding in _ZSTD_ENCODINGS:
+        return "zstd"
+    lowered = name.lower()
+    if lowered.endswith(GZIP_SUFFIXES):
+        return "gzip"
+    if lowered.endswith(ZSTD_SUFFIXES):
+        return "zstd"
+    return None
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """Compression named by magic bytes, for inputs that have no name (stdin)."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def decompressing(raw: BinaryIO, name: str, content_encoding: str | None = None) -> BinaryIO:
+    """Wrap `raw` so that reads return decompressed bytes; plain inputs are returned as they are.
+
+    gzip (several members allowed) for `.gz` or Content-Encoding gzip, zstd (several frames
+    allowed) for `.zst` or Content-Encoding zstd. A stream that is corrupt or ends before its
+    end-of-stream marker raises `SourceError` naming `name`, at the read that finds out.
+    """
+    kind = compression_of(name, content_encoding)
+    if kind == "gzip":
+        return _GzipReader(raw, name)
+    if kind == "zstd":
+        return _ZstdReader(raw, name)
+    return raw
+
+
+class _DecodingReader(io.RawIOBase):
+    """A read-only stream over a decoder; subclasses say how to decode the next bytes."""
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._decode(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        return self._decode(size) if size else b""
+
+    def readall(self) -> bytes:
+        parts = []
+        while part := self._decode(_READ_SIZE):
+            parts.append(part)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+    def _decode(self, size: int) -> bytes:
+        raise NotImplementedError
+
+    def _fail(self, what: str, exc: BaseException | None = None) -> SourceError:
+        reason = f": {exc}" if exc is not None and str(exc) else ""
+        return SourceError(f"{self._name}: {what}{reason}")
+
+
+class _GzipReader(_DecodingReader):
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        super().__init__(raw, name)
+        self._gzip = gzip.GzipFile(fileobj=raw, mode="rb")
+
+    def _decode(self, size: int) -> bytes:
+        try:
+            return self._gzip.read(size)
+        except EOFError as exc:
+            raise self._fail("gzip stream is truncated (ended before its end marker)") from exc
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            raise self._fail("not a valid gzip stream", exc) from exc
+
+    def close(self) -> None:
+        try:
+            self._gzip.close()
+        finally:
+            super().close()
+
+
+class _ZstdReader(_DecodingReader):
+    """zstd via `zstandard.decompressobj`, which (unlike its stream reader) reveals truncation."""
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        super().__init__(raw, name)
+        import zstandard
+
+        self._zstd_error = zstandard.ZstdError
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._decoder = self._decompressor.decompressobj()
+        self._in_frame = False  # bytes of the current frame were fed and its end was not seen
+        self._pending = b""
+        self._input_done = False
+
+    def _decode(self, size: int) -> bytes:
+        while len(self._pending) < size and not self._input_done:
+            self._pending += self._feed(self._raw.read(_READ_SIZE))
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def _feed(self, compressed: bytes) -> bytes:
+        if not compressed:
+            self._input_done = True
+            if self._in_frame:
+                raise self._fail("zstd stream is truncated (ended inside a frame)")
+            return b""
+        out = []
+        try:
+            while compressed:
+                self._in_frame = True
+                out.append(self._decoder.decompress(compressed))
+                if not self._decoder.eof:
+                    break
+                self._in_frame = False
+                compressed = self._decoder.unused_data
+                self._decoder = self._decompressor.decompressobj()
+        except self._zstd_error as exc:
+            raise self._fail("not a valid zstd stream", exc) from exc
+        return b"".join(out)
+
+
+class CountingReader(io.RawIOBase):
+    """Passes reads through and reports how many bytes went by (progress bars, MB/s)."""
+
+    def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self._raw = raw
+        self._on_read = on_read
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self.count += len(data)
+            if self._on_read is not None:
+                self._on_read(len(data))
+        return data
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3ObjectInfo:
+    """What S3 said about the object: identity for the source-id, arrival time for error dates."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    version_id: str | None = None
+    content_encoding: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def open_s3_object(s3_client: Any, bucket: str, key: str) -> tuple[BinaryIO, S3ObjectInfo]:
+    """Stream an S3 object's body, decompressed; nothing is downloaded before the first read.
+
+    botocore errors (a missing key, throttling, a dropped connection) propagate unchanged so that
+    the caller can tell transient failures (retry) from bad content (`SourceError`).
+    """
+    response = s3_client.get_object(Bucket=bucket, Key=key)
+    last_modified = response.get("LastModified") or datetime.now(timezone.utc)
+    if last_modified.tzinfo is None:
+        last_modified = last_modified.replace(tzinfo=timezone.utc)
+    info = S3ObjectInfo(
+        bucket=bucket,
+        key=key,
+        size=int(response.get("ContentLength", 0)),
+        etag=str(response.get("ETag", "")).strip('"'),
+        last_modified=last_modified,
+        version_id=response.get("VersionId"),
+        content_encoding=response.get("ContentEncoding"),
+    )
+    body = response["Body"]
+    return decompressing(body, key, info.content_encoding), info
+
+
+# --- local inputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalInput:
+    """One resolved local input: a file (by absolute path) or stdin (`path` is None)."""
+
+    spec: str
+    path: Path | None
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path is None
+
+    @property
+    def size(self) -> int | None:
+        return None if self.path is None else self.path.stat().st_size
+
+    @property
+    def arrival(self) -> datetime:
+        """The file's modification time (UTC): when its contents arrived; now for stdin."""
+        if self.path is None:
+            return datetime.now(timezone.utc)
+        return datetime.fromtimestamp(self.path.stat().st_mtime, tz=timezone.utc)
+
+    def open_raw(self) -> BinaryIO:
+        """The undecoded bytes; raises `SourceError` when the file cannot be opened."""
+        if self.path is None:
+            return sys.stdin.buffer
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise SourceError(f"{self.spec}: cannot open: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True)
+class UnreadableInput:
+    """An input spec that names nothing readable, and why; reported, never silently skipped."""
+
+    spec: str
+    reason: str
+
+
+def is_log_file(path: Path) -> bool:
+    """Whether a file found inside a directory looks like a log we should read."""
+    name = path.name.lower()
+    for suffix in GZIP_SUFFIXES + ZSTD_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name.endswith(LOG_SUFFIXES) and not path.name.startswith((".", "_"))
+
+
+def resolve_local_inputs(
+    specs: Iterable[str], *, exclude: Iterable[Path] = ()
+) -> tuple[list[LocalInput], list[UnreadableInput]]:
+    """Expand files, directories (recursively) and globs, in a stable order, without duplicates.
+
+    Files named explicitly are taken whatever their suffix; inside directories only log files
+    (`is_log_file`) are, skipping hidden entries and anything under `exclude` (e.g. the output
+    directory, so re-runs never ingest their own error files).
+    """
+    excluded = [p.resolve() for p in exclude]
+    found: list[LocalInput] = []
+    bad: list[UnreadableInput] = []
+    seen: set[Path] = set()
+
+    def add(spec: str, path: Path) -> None:
+        resolved = path.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            found.append(LocalInput(spec=spec, path=resolved))
+
+    for spec in specs:
+        if spec == "-":
+            if not any(item.is_stdin for item in found):
+                found.append(LocalInput(spec="-", path=None))
+            continue
+        path = Path(spec).expanduser()
+        if path.exists():
+            matches = [path]
+        elif glob.has_magic(spec):
+            matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
+            if not matches:
+                bad.append(UnreadableInput(spec, "no file matches this pattern"))
+                continue
+        else:
+            bad.append(UnreadableInput(spec, "no such file or directory"))
+            continue
+        for match in matches:
+            if match.is_dir():
+                files = _log_files_under(match, excluded)
+                for file in files:
+                    add(str(file), file)
+                if not files and match == path:
+                    bad.append(UnreadableInput(spec, "directory holds no log files"))
+            elif match.is_file():
+                add(str(match), match)
+            else:
+                bad.append(UnreadableInput(str(match), "not a regular file"))
+    return found, bad
+
+
+def _log_files_under(directory: Path, excluded: list[Path]) -> list[Path]:
+    files = []
+    for root, dirnames, filenames in os.walk(directory):
+        root_path = Path(root)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith((".", "_")) and (root_path / d).resolve() not in excluded
+        )
+        files.extend(root_path / f for f in sorted(filenames) if is_log_file(root_path / f))
+    return files
+
+
+def open_local_input(item: LocalInput) -> BinaryIO:
+    """Decompressed stream of one local input (stdin compression is recognised by magic bytes)."""
+    raw = item.open_raw()
+    if item.path is not None:
+        return decompressing(raw, str(item.path))
+    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+    kind = sniff_compression(buffered.peek(4)[:4])  # type: ignore[attr-defined]
+    suffix = {"gzip": ".gz", "zstd": ".zst"}.get(kind or "", "")
+    return decompressing(buffered, f"<stdin>{suffix}")
+
+
+def iter_local_inputs(specs: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+    """(name, decompressed stream) per input; the name is the absolute path, or `-` for stdin.
+
+    Every spec is resolved before anything is yielded, so a missing input raises `SourceError`
+    up front instead of after half the work. The caller closes each stream.
+    """
+    found, bad = resolve_local_inputs(specs)
+    if bad:
+        raise SourceError("; ".join(f"{b.spec}: {b.reason}" for b in bad))
+    for item in found:
+        yield ("-" if item.path is None else str(item.path)), open_local_input(item)
+
+
+__all__ = [
+    "CountingReader",
+    "LocalInput",
+    "S3ObjectInfo",
+    "UnreadableInput",
+    "compression_of",
+    "decompressing",
+    "is_log_file",
+    "iter_local_inputs",
+    "open_local_input",
+    "open_s3_object",
+    "resolve_local_inputs",
+    "sniff_compression",
+]

@@ -1,0 +1,582 @@
+"""Write one source's clean rows and error records, to a local directory or an S3 prefix.
+
+Layout (Hive-style, so pyarrow.dataset, DuckDB, Athena and Spark read it as is)::
+
+    <clean>/date=YYYY-MM-DD/<source-id>.parquet     valid rows, by the UTC date of event_time
+    <errors>/date=YYYY-MM-DD/<source-id>.jsonl      invalid lines, dated by the source's arrival
+    <clean>/_logsieve/manifests/<source-id>.json    which files the source's last ingest wrote
+
+Guarantees:
+
+* Idempotent: the file names depend only on the source's identity, so ingesting the same source
+  again overwrites its output; files it no longer touches (fewer dates, no errors any more) are
+  removed using the manifest. No rows are ever duplicated.
+* All or nothing per source: everything is staged in temporary files first (Parquet writers stay
+  open per date while streaming) and only published once the whole source was read. A source
+  that fails mid-way (a truncated gzip, a read error) publishes nothing and leaves its previous
+  output untouched. On a local disk publication is a rename, so no partial file ever appears
+  under a final name; on S3 each object appears whole or not at all.
+* Bounded memory: rows go to disk a chunk at a time, whatever the source's size.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import orjson
+
+from logsieve import DEFAULT_CHUNK_SIZE
+from logsieve.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+MANIFEST_DIR = "_logsieve/manifests"
+SAMPLE_ERRORS = 5
+_DICTIONARY_COLUMNS = ["day_of_week", "action", "user_id"]
+_ROW_GROUP_ROWS = 128 * 1024
+#: Staging directories untouched for this long belong to a dead process and are removed.
+STALE_STAGING_SECONDS = 24 * 3600
+#: S3 uploads switch to multipart above this size (parts of MULTIPART_CHUNKSIZE bytes).
+MULTIPART_THRESHOLD = 64 << 20
+MULTIPART_CHUNKSIZE = 16 << 20
+_SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+def source_id(source: str) -> str:
+    """Stable, filename- and S3-safe id: a readable slug of the name plus a hash of all of it.
+
+    `s3://logs/app/2025-08-20.jsonl.gz` -> `2025-08-20.jsonl.gz-<20 hex digits>`. The hash makes
+    ids of different sources distinct even when their last path components are equal.
+    """
+    if not source:
+        raise ConfigError("a source needs a non-empty name to derive its id from")
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    tail = source.rstrip("/").rsplit("/", 1)[-1]
+    slug = _SLUG_CHARS.sub("_", tail).strip("._-")[:60]
+    return f"{slug}-{digest}" if slug else digest
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one source produced. Keys are S3 object keys for an S3 sink, else file paths."""
+
+    source: str
+    processed: int
+    valid: int
+    errors: int
+    blank: int
+    bytes: int
+    error_counts: dict[str, int]
+    clean_keys: list[str]
+    error_keys: list[str]
+    sample_errors: list[dict[str, Any]]
+    seconds: float
+    source_id: str = ""
+    removed_keys: list[str] = field(default_factory=list)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.processed if self.processed else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The Lambda-style summary: `{"processed", "valid", "errors", ...}`, JSON-ready."""
+        return {
+            "processed": self.processed,
+            "valid": self.valid,
+            "errors": self.errors,
+            "blank": self.blank,
+            "bytes": self.bytes,
+            "error_counts": dict(self.error_counts),
+            "source": self.source,
+            "source_id": self.source_id,
+            "clean_keys": list(self.clean_keys),
+            "error_keys": list(self.error_keys),
+            "seconds": round(self.seconds, 6),
+        }
+
+
+# --- sinks: a local directory or an S3 prefix -------------------------------------------------
+
+
+class _Sink:
+    """Somewhere files are published under keys relative to a root."""
+
+    def staging_dir(self) -> Path:
+        raise NotImplementedError
+
+    def publish(self, staged: Path, key: str) -> str:
+        """Move a complete staged file to `key`; returns the key as reported to users."""
+        raise NotImplementedError
+
+    def delete(self, keys: Iterable[str]) -> None:
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def display(self, key: str) -> str:
+        raise NotImplementedError
+
+
+class _LocalSink(_Sink):
+    def __init__(self, root: str) -> None:
+        self.root = Path(root).expanduser().absolute()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create output directory {self.root}: {exc.strerror}"
+            ) from exc
+
+    def staging_dir(self) -> Path:
+        # Inside the root, so publishing is an atomic rename on the same filesystem; `_`-prefixed
+        # paths are invisible to pyarrow.dataset and the like.
+        staging = self.root / "_logsieve" / "staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        _sweep_stale(staging)
+        return Path(tempfile.mkdtemp(dir=staging))
+
+    def publish(self, staged: Path, key: str) -> str:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+        return str(target)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            target = self.root / key
+            target.unlink(missing_ok=True)
+            _remove_empty_dir(target.parent, self.root)
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        temp.write_bytes(data)
+        os.replace(temp, target)
+
+    def display(self, key: str) -> str:
+        return str(self.root / key)
+
+
+def _sweep_stale(staging: Path) -> None:
+    """Remove staging directories left by processes killed mid-ingest (older than a day)."""
+    cutoff = time.time() - STALE_STAGING_SECONDS
+    for entry in staging.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _remove_empty_dir(directory: Path, root: Path) -> None:
+    if directory != root and root in directory.parents:
+        # Fails (and is meant to) while other sources still have files for that date.
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+
+
+class _S3Sink(_Sink):
+    def __init__(self, uri: str, client: Any) -> None:
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not bucket:
+            raise ConfigError(f"S3 location {uri!r} names no bucket (expected s3://bucket/prefix)")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        self.client = client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def staging_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="logsieve-"))
+
+    def publish(self, staged: Path, key: str) -> str:
+        from boto3.s3.transfer import TransferConfig
+
+        content_type = "application/vnd.apache.parquet" if key.endswith(".parquet") else None
+        extra = {"ContentType": content_type or "application/x-ndjson"}
+        config = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE
+        )
+        full_key = self._key(key)
+        self.client.upload_file(str(staged), self.bucket, full_key, ExtraArgs=extra, Config=config)
+        staged.unlink(missing_ok=True)
+        return full_key
+
+    def delete(self, keys: Iterable[str]) -> None:
+        objects = [{"Key": self._key(k)} for k in keys]
+        for start in range(0, len(objects), 1000):
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
+            )
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return response["Body"].read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType="application/json"
+        )
+
+    def display(self, key: str) -> str:
+        return self._key(key)
+
+
+def open_sink(uri: str, s3_client: Any = None) -> _Sink:
+    """A sink for `s3://bucket/prefix` or a local directory (a `file://` URL or a path)."""
+    if not uri:
+        raise ConfigError("an output location is required (a directory or s3://bucket/prefix)")
+    if uri.startswith("s3://"):
+        return _S3Sink(uri, s3_client)
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    return _LocalSink(uri)
+
+
+# --- staging while streaming ------------------------------------------------------------------
+
+
+class _CleanPartitions:
+    """One open ParquetWriter per UTC date, fed with row slices and buffered into row groups."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.buffers: dict[str, list[pa.RecordBatch]] = {}
+        self.buffered_rows: dict[str, int] = {}
+        self.buffered_bytes = 0
+
+    def add(self, batch: pa.RecordBatch, flush_bytes: int) -> None:
+        if batch.num_rows == 0:
+            return
+        import pyarrow.compute as pc
+
+        # `timestamp` is the UTC instant as text, so its first ten characters are the UTC date.
+        dates = pc.utf8_slice_codeunits(batch.column("timestamp"), 0, 10)
+        distinct = pc.unique(dates).to_pylist()
+        if len(distinct) == 1:
+            self._buffer(distinct[0], batch)
+        else:
+            for date in distinct:
+                self._buffer(date, batch.filter(pc.equal(dates, date)))
+        if self.buffered_bytes > flush_bytes:
+            for date in list(self.buffers):
+                self._flush(date)
+
+    def _buffer(self, date: str, rows: pa.RecordBatch) -> None:
+        self.buffers.setdefault(date, []).append(rows)
+        self.buffered_rows[date] = self.buffered_rows.get(date, 0) + rows.num_rows
+        self.buffered_bytes += rows.nbytes
+        if self.buffered_rows[date] >= _ROW_GROUP_ROWS:
+            self._flush(date)
+
+    def _flush(self, date: str) -> None:
+        import pyarrow as pa
+
+        batches = self.buffers.pop(date, [])
+        self.buffered_rows.pop(date, None)
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches)
+        self.buffered_bytes -= sum(b.nbytes for b in batches)
+        self._writer(date, table.schema).write_table(table, row_group_size=_ROW_GROUP_ROWS)
+
+    def _writer(self, date: str, schema: pa.Schema) -> pq.ParquetWriter:
+        writer = self.writers.get(date)
+        if writer is None:
+            import pyarrow.parquet as pq
+
+            writer = pq.ParquetWriter(
+                self.directory / f"{date}.parquet",
+                schema,
+                compression="zstd",
+                use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in schema.names],
+                write_statistics=True,
+            )
+            self.writers[date] = writer
+        return writer
+
+    def finish(self) -> dict[str, Path]:
+        """Flush and close every writer; date -> complete staged file."""
+        for date in list(self.buffers):
+            self._flush(date)
+        for writer in self.writers.values():
+            writer.close()
+        return {date: self.directory / f"{date}.parquet" for date in sorted(self.writers)}
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            # Already failing; the staged files are discarded anyway.
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+class _ErrorRecords:
+    """Error records as JSON Lines, staged into one file opened at the first error."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        self.path = path
+        self.source = source
+        self.file: BinaryIO | None = None
+        self.counts: Counter[str] = Counter()
+        self.samples: list[dict[str, Any]] = []
+
+    def add(self, errors: pa.RecordBatch) -> None:
+        if errors.num_rows == 0:
+            return
+        if self.file is None:
+            self.file = open(self.path, "wb")  # noqa: SIM115 -- closed in finish/abort
+        lines = errors.column("line").to_pylist()
+        codes = errors.column("error").to_pylist()
+        details = errors.column("detail").to_pylist()
+        raws = errors.column("raw").to_pylist()
+        out = []
+        for line, code, detail, raw in zip(lines, codes, details, raws):
+            out.append(orjson.dumps(error_record(self.source, line, code, detail, raw)))
+            if len(self.samples) < SAMPLE_ERRORS:
+                self.samples.append({"line": line, "error": code, "detail": detail})
+        out.append(b"")
+        self.file.write(b"\n".join(out))
+        self.counts.update(codes)
+
+    def finish(self) -> Path | None:
+        if self.file is None:
+            return None
+        self.file.close()
+        return self.path
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def error_record(source: str, line: int, code: str, detail: str, raw: bytes) -> dict[str, Any]:
+    """One error record: the raw line as text, or as `raw_base64` when it is not UTF-8."""
+    record: dict[str, Any] = {"source": source, "line": line, "error": code, "detail": detail}
+    try:
+        record["raw"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        record["raw_base64"] = base64.b64encode(raw).decode("ascii")
+    return record
+
+
+def raw_bytes(record: dict[str, Any]) -> bytes:
+    """The exact bytes of the line an error record describes (the inverse of `error_record`)."""
+    if "raw_base64" in record:
+        return base64.b64decode(record["raw_base64"])
+    return record["raw"].encode("utf-8")
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+
+def clean_key(date: str, sid: str) -> str:
+    return f"date={date}/{sid}.parquet"
+
+
+def error_key(date: str, sid: str) -> str:
+    return f"date={date}/{sid}.jsonl"
+
+
+def manifest_key(sid: str) -> str:
+    return f"{MANIFEST_DIR}/{sid}.json"
+
+
+def _utc_date(moment: datetime | None) -> str:
+    moment = moment or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d")
+
+
+def ingest(
+    stream: Any,
+    *,
+    source: str,
+    clean_uri: str,
+    error_uri: str,
+    arrival: datetime | None = None,
+    s3_client: Any = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    timestamp_field: str = "timestamp",
+    user_id_field: str = "user_id",
+    action_field: str = "action",
+) -> IngestResult:
+    """Process one source end to end and publish its outputs, replacing any earlier ones.
+
+    `stream` is a binary file-like object (or iterable of byte chunks) of decompressed JSON Lines;
+    `arrival` (default: now) dates the error file. If reading or processing fails, nothing is
+    published, the source's previous output stays as it was, and the exception propagates.
+    """
+    from logsieve import process_stream
+
+    started = time.perf_counter()
+    sid = source_id(source)
+    clean_sink = open_sink(clean_uri, s3_client)
+    error_sink = open_sink(error_uri, s3_client)
+    clean_stage = clean_sink.staging_dir()
+    error_stage = error_sink.staging_dir()
+    partitions = _CleanPartitions(clean_stage)
+    records = _ErrorRecords(error_stage / "errors.jsonl", source)
+    totals = Counter[str]()
+    try:
+        try:
+            for batch in process_stream(
+                stream,
+                chunk_size,
+                timestamp_field=timestamp_field,
+                user_id_field=user_id_field,
+                action_field=action_field,
+            ):
+                stats = batch.stats
+                for name in ("processed", "valid", "errors", "blank", "bytes"):
+                    totals[name] += int(getattr(stats, name))
+                partitions.add(batch.clean, flush_bytes=max(chunk_size, 1 << 20))
+                records.add(batch.errors)
+            staged_clean = partitions.finish()
+            staged_errors = records.finish()
+        except BaseException:
+            partitions.abort()
+            records.abort()
+            raise
+        new_clean = {clean_key(date, sid): path for date, path in staged_clean.items()}
+        new_errors = {}
+        if staged_errors is not None:
+            new_errors[error_key(_utc_date(arrival), sid)] = staged_errors
+        published, removed = _publish(
+            clean_sink, error_sink, sid, source, new_clean, new_errors, dict(totals)
+        )
+    finally:
+        shutil.rmtree(clean_stage, ignore_errors=True)
+        shutil.rmtree(error_stage, ignore_errors=True)
+    return IngestResult(
+        source=source,
+        processed=totals["processed"],
+        valid=totals["valid"],
+        errors=totals["errors"],
+        blank=totals["blank"],
+        bytes=totals["bytes"],
+        error_counts=dict(sorted(records.counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        clean_keys=published["clean"],
+        error_keys=published["errors"],
+        sample_errors=records.samples,
+        seconds=time.perf_counter() - started,
+        source_id=sid,
+        removed_keys=removed,
+    )
+
+
+def _publish(
+    clean_sink: _Sink,
+    error_sink: _Sink,
+    sid: str,
+    source: str,
+    new_clean: dict[str, Path],
+    new_errors: dict[str, Path],
+    stats: dict[str, int],
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Publish staged files and drop the source's stale ones, with the manifest kept a superset.
+
+    Order: manifest listing old + new files, then the new files, then deletion of old files the
+    new run did not write, then the final manifest. A crash at any step leaves a manifest naming
+    every file of this source that may exist, so the next ingest cleans up after it.
+    """
+    old = _read_manifest(clean_sink, sid)
+    old_clean = _owned(old.get("clean"), sid, ".parquet") - set(new_clean)
+    old_errors = _owned(old.get("errors"), sid, ".jsonl") - set(new_errors)
+    manifest = {"source": source, "source_id": sid}
+    if old_clean or old_errors:
+        intent = {
+            **manifest,
+            "clean": sorted(old_clean | set(new_clean)),
+            "errors": sorted(old_errors | set(new_errors)),
+            "complete": False,
+        }
+        clean_sink.write_bytes(manifest_key(sid), orjson.dumps(intent))
+    published = {
+        "clean": [clean_sink.publish(path, key) for key, path in sorted(new_clean.items())],
+        "errors": [error_sink.publish(path, key) for key, path in sorted(new_errors.items())],
+    }
+    clean_sink.delete(sorted(old_clean))
+    error_sink.delete(sorted(old_errors))
+    final = {
+        **manifest,
+        "clean": sorted(new_clean),
+        "errors": sorted(new_errors),
+        "complete": True,
+        "stats": stats,
+        "written_at": datetime.now(timezone.utc).isoformat(),
+    }
+    clean_sink.write_bytes(manifest_key(sid), orjson.dumps(final, option=orjson.OPT_INDENT_2))
+    removed = [clean_sink.display(k) for k in sorted(old_clean)]
+    removed += [error_sink.display(k) for k in sorted(old_errors)]
+    return published, removed
+
+
+def _owned(keys: Any, sid: str, suffix: str) -> set[str]:
+    """Keys from a manifest that really are this source's files: never delete anything else."""
+    if not isinstance(keys, list):
+        return set()
+    pattern = re.compile(rf"date=\d{{4}}-\d{{2}}-\d{{2}}/{re.escape(sid + suffix)}")
+    return {k for k in keys if isinstance(k, str) and pattern.fullmatch(k)}
+
+
+def _read_manifest(sink: _Sink, sid: str) -> dict[str, Any]:
+    data = sink.read_bytes(manifest_key(sid))
+    if not data:
+        return {}
+    try:
+        manifest = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "IngestResult",
+    "error_record",
+    "ingest",
+    "open_sink",
+    "raw_bytes",
+    "source_id",
+]

@@ -1,0 +1,330 @@
+"""`logsieve process`: local files, directories, globs and stdin into the partitioned layout."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pyarrow.dataset as ds
+import pytest
+import zstandard
+from logsieve.cli import main
+from logsieve.storage import raw_bytes, source_id
+
+VALID = (
+    '{{"timestamp": "2025-08-{day:02d}T{hour:02d}:15:00Z", "user_id": {uid}, "action": "{act}"}}'
+)
+INVALID = [
+    b"not json",
+    b'{"timestamp": "2025-08-20T10:00:00Z", "action": "login"}',
+    b'{"timestamp": "yesterday", "user_id": 1, "action": "login"}',
+    b"\xff\xfe\x00 binary",
+]
+
+
+def make_lines(seed: int, valid: int = 30) -> list[bytes]:
+    """Valid lines over several days, every few lines an invalid one, a blank now and then."""
+    lines = []
+    for i in range(valid):
+        act = ("login", "logout", "purchase")[(i + seed) % 3]
+        lines.append(
+            VALID.format(day=18 + (i + seed) % 4, hour=i % 24, uid=seed * 100 + i, act=act).encode()
+        )
+        if i % 7 == seed % 7:
+            lines.append(INVALID[(i + seed) % len(INVALID)])
+        if i % 11 == 5:
+            lines.append(b"")
+    return lines
+
+
+def expected_counts(lines: list[bytes]) -> dict[str, int]:
+    blank = sum(1 for line in lines if not line.strip())
+    invalid = sum(1 for line in lines if line in INVALID)
+    return {
+        "processed": len(lines) - blank,
+        "valid": len(lines) - blank - invalid,
+        "errors": invalid,
+        "blank": blank,
+    }
+
+
+def write(path: Path, lines: list[bytes], compress: str | None = None) -> Path:
+    data = b"".join(line + b"\n" for line in lines)
+    if compress == "gzip":
+        data = gzip.compress(data)
+    elif compress == "zstd":
+        data = zstandard.ZstdCompressor().compress(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def clean_rows(out: Path) -> list[dict]:
+    if not any((out / "clean").rglob("*.parquet")):
+        return []
+    return ds.dataset(out / "clean", format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def error_records(out: Path) -> list[dict]:
+    return [
+        orjson.loads(line)
+        for p in sorted((out / "errors").rglob("*.jsonl"))
+        for line in p.read_bytes().splitlines()
+    ]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    code = main(["process", *argv, "--json"])
+    captured = capsys.readouterr()
+    return code, orjson.loads(captured.out), captured.err
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> dict[str, list[bytes]]:
+    files = {
+        "logs/a.jsonl": (make_lines(1), None),
+        "logs/b.log.gz": (make_lines(2), "gzip"),
+        "logs/nested/c.ndjson.zst": (make_lines(3), "zstd"),
+        "logs/nested/d.json": (make_lines(4, valid=3), None),
+    }
+    for name, (lines, compress) in files.items():
+        write(tmp_path / name, lines, compress)
+    (tmp_path / "logs" / "README.txt").write_text("not a log")
+    return {str((tmp_path / name).resolve()): lines for name, (lines, _) in files.items()}
+
+
+def test_process_directory_accounts_for_every_line(tmp_path: Path, logs, capsys) -> None:
+    out = tmp_path / "out"
+    code, report, err = run_json(capsys, str(tmp_path / "logs"), "--out", str(out))
+    assert code == 0, err
+    assert err == ""
+    assert report["failed"] == []
+    assert sorted(item["source"] for item in report["inputs"]) == sorted(logs)
+    for item in report["inputs"]:
+        counts = expected_counts(logs[item["source"]])
+        assert {k: item[k] for k in counts} == counts, item["source"]
+        assert item["source_id"] == source_id(item["source"])
+    totals = report["totals"]
+    assert totals["inputs"] == len(logs)
+    assert totals["valid"] == sum(expected_counts(lines)["valid"] for lines in logs.values())
+    assert totals["errors"] == sum(expected_counts(lines)["errors"] for lines in logs.values())
+
+    rows = clean_rows(out)
+    assert len(rows) == totals["valid"]
+    errors = error_records(out)
+    assert len(errors) == totals["errors"]
+    for record in errors:  # each error points back at exactly its input line
+        assert raw_bytes(record) == logs[record["source"]][record["line"] - 1]
+    valid_lines = [
+        line for lines in logs.values() for line in lines if line.strip() and line not in INVALID
+    ]
+    expected_users = sorted(orjson.loads(line)["user_id"] for line in valid_lines)
+    assert sorted(int(row["user_id"]) for row in rows) == expected_users
+
+
+def test_rerunning_does_not_duplicate_output(tmp_path: Path, logs, capsys) -> None:
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "logs"), "--out", str(out)]
+    _, first, _ = run_json(capsys, *argv)
+    files = sorted(p for p in out.rglob("*") if p.is_file() and "_logsieve" not in p.parts)
+    for _ in range(2):
+        code, again, _ = run_json(capsys, *argv)
+        assert code == 0
+        assert again["totals"]["valid"] == first["totals"]["valid"]
+    assert sorted(p for p in out.rglob("*") if p.is_file() and "_logsieve" not in p.parts) == files
+    assert len(clean_rows(out)) == first["totals"]["valid"]
+    assert len(error_records(out)) == first["totals"]["errors"]
+
+
+def test_output_directory_inside_the_input_is_not_read_back(tmp_path: Path, logs, capsys) -> None:
+    out = tmp_path / "logs" / "out"
+    _, first, _ = run_json(capsys, str(tmp_path / "logs"), "--out", str(out))
+    _, second, _ = run_json(capsys, str(tmp_path / "logs"), "--out", str(out))
+    assert len(second["inputs"]) == len(first["inputs"]) == len(logs)
+
+
+def test_missing_and_truncated_inputs_fail_loudly_but_good_ones_are_processed(
+    tmp_path: Path, capsys
+) -> None:
+    good = write(tmp_path / "good.jsonl", make_lines(5))
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(b"".join(line + b"\n" for line in make_lines(6)))[:-25])
+    out = tmp_path / "out"
+    code, report, err = run_json(
+        capsys, str(good), str(tmp_path / "missing.jsonl"), str(broken), "--out", str(out)
+    )
+    assert code == 1
+    assert [item["source"] for item in report["inputs"]] == [str(good.resolve())]
+    assert [f["input"] for f in report["failed"]] == [str(tmp_path / "missing.jsonl"), str(broken)]
+    lines = err.strip().splitlines()
+    assert lines == [
+        f"logsieve process: error: {tmp_path / 'missing.jsonl'}: no such file or directory",
+        f"logsieve process: error: {broken}: gzip stream is truncated (ended before its end "
+        "marker)",
+    ]
+    # nothing published for the truncated source
+    broken_id = source_id(str(broken.resolve()))
+    assert not [p for p in out.rglob("*") if broken_id in p.name]
+    assert len(clean_rows(out)) == expected_counts(make_lines(5))["valid"]
+
+
+def test_unreadable_file_is_reported(tmp_path: Path, capsys) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can read any file")
+    path = write(tmp_path / "secret.jsonl", make_lines(1))
+    path.chmod(0)
+    code = main(["process", str(path), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert "cannot open" in capsys.readouterr().err
+
+
+def test_table_summary_on_a_non_terminal(tmp_path: Path, logs, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["process", "logs/a.jsonl", "logs/nested", "-o", "o"])
+    out = capsys.readouterr().out
+    assert code == 0
+    counts = expected_counts(logs[str((tmp_path / "logs" / "a.jsonl").resolve())])
+    row = next(line for line in out.splitlines() if "a.jsonl" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[1:5] == [str(counts[k]) for k in ("processed", "valid", "errors", "blank")]
+    assert "total (3 inputs)" in out
+    assert "MB/s" in out
+    assert "\x1b[" not in out  # no colour codes when not on a terminal
+
+
+def test_custom_field_names_and_chunk_size(tmp_path: Path, capsys) -> None:
+    lines = [
+        b'{"ts": 1755684000, "who": "alice", "what": "login"}',
+        b'{"ts": "2025-08-21T00:00:00Z", "who": 7, "what": "logout", "timestamp": "kept"}',
+        b'{"timestamp": "2025-08-21T00:00:00Z", "user_id": 7, "action": "logout"}',
+    ]
+    path = write(tmp_path / "custom.jsonl", lines)
+    out = tmp_path / "out"
+    fields = ["--timestamp-field", "ts", "--user-id-field", "who", "--action-field", "what"]
+    code, report, _ = run_json(capsys, str(path), "--out", str(out), *fields, "--chunk-size", "64")
+    assert code == 0
+    assert (report["totals"]["valid"], report["totals"]["errors"]) == (2, 1)
+    rows = sorted(clean_rows(out), key=lambda r: r["timestamp"])
+    assert [(r["user_id"], r["action"]) for r in rows] == [("alice", "login"), ("7", "logout")]
+    assert rows[0]["timestamp"] == "2025-08-20 10:00:00"
+    assert orjson.loads(rows[1]["extra"]) == {"timestamp": "kept"}
+    assert error_records(out)[0]["error"] == "missing_field"
+
+
+@pytest.mark.parametrize("bad", ["0", "lots", "-5", "8 parsecs"])
+def test_bad_chunk_size_is_a_usage_error(tmp_path: Path, bad: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["process", str(tmp_path), "--chunk-size", bad])
+    assert exit_info.value.code == 2
+    assert "not a positive size" in capsys.readouterr().err
+
+
+def test_same_field_twice_is_a_config_error(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "a.jsonl", make_lines(1))
+    code = main(
+        ["process", str(path), "--user-id-field", "timestamp", "--out", str(tmp_path / "o")]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "logsieve process: error: --timestamp-field, --user-id-field and --action-field must differ"
+    ]
+
+
+def test_stdin_in_process(tmp_path: Path, capsys, monkeypatch) -> None:
+    lines = make_lines(8)
+    data = gzip.compress(b"".join(line + b"\n" for line in lines))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, report, _ = run_json(
+        capsys, "-", "--out", str(tmp_path / "out"), "--stdin-name", "piped.log"
+    )
+    assert code == 0
+    (item,) = report["inputs"]
+    assert item["source"] == "piped.log"
+    assert {k: item[k] for k in ("processed", "valid", "errors", "blank")} == expected_counts(lines)
+    assert {r["source"] for r in error_records(tmp_path / "out")} == {"piped.log"}
+
+
+def cli_subprocess(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "logsieve.cli", "process", *argv],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_real_subprocess_with_stdin_is_idempotent_per_content(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first_lines, second_lines = make_lines(1), make_lines(2)
+    first = b"".join(line + b"\n" for line in first_lines)
+    second = b"".join(line + b"\n" for line in second_lines)
+
+    runs = [
+        cli_subprocess("-", "--out", str(out), "--json", stdin=data)
+        for data in (first, first, second)
+    ]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stderr == b""  # no progress bar when stderr is not a terminal
+    reports = [orjson.loads(proc.stdout) for proc in runs]
+    sources = [r["inputs"][0]["source"] for r in reports]
+    assert sources[0] == sources[1] != sources[2]
+    assert sources[0].startswith("stdin-")
+    valid = expected_counts(first_lines)["valid"] + expected_counts(second_lines)["valid"]
+    assert len(clean_rows(out)) == valid  # same content twice: replaced, not duplicated
+
+
+def test_real_subprocess_failure_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    proc = cli_subprocess(str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert proc.stderr.decode().splitlines() == [
+        f"logsieve process: error: {tmp_path / 'nope.jsonl'}: no such file or directory"
+    ]
+    assert b"Traceback" not in proc.stderr
+
+
+def test_special_file_is_reported_not_read(tmp_path: Path, capsys) -> None:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    good = write(tmp_path / "good.jsonl", make_lines(3))
+    code, report, err = run_json(capsys, str(fifo), str(good), "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert [item["source"] for item in report["inputs"]] == [str(good.resolve())]
+    assert err.strip() == f"logsieve process: error: {fifo}: not a regular file"
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+
+    path = write(tmp_path / "a.jsonl", make_lines(1, valid=2000))
+    main_fd, child_fd = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "logsieve.cli", "process", str(path), "-o", str(tmp_path / "o")],
+            stderr=child_fd,
+            stdout=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(child_fd)
+    terminal = b""
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        terminal += data
+    os.close(main_fd)
+    assert proc.returncode == 0
+    assert b"processing" in terminal  # the bar was drawn on the terminal (stderr) ...
+    assert b"processing" not in proc.stdout  # ... and never mixed into the piped summary
+    assert b"a.jsonl" in proc.stdout

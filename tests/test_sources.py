@@ -1,0 +1,300 @@
+"""Sources: decompression on the fly (and its failures), local input discovery, S3 objects."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import zstandard
+from logsieve.errors import SourceError
+from logsieve.sources import (
+    compression_of,
+    decompressing,
+    is_log_file,
+    iter_local_inputs,
+    open_s3_object,
+    resolve_local_inputs,
+)
+
+PAYLOAD = b"".join(
+    b'{"timestamp":"2025-08-20T10:%02d:00Z","user_id":%d,"action":"login"}\n' % (i % 60, i)
+    for i in range(5000)
+)
+
+
+def read_in_pieces(stream: io.RawIOBase, size: int = 777) -> bytes:
+    parts = []
+    while part := stream.read(size):
+        assert len(part) <= size
+        parts.append(part)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "expected"),
+    [
+        ("a.jsonl", None, None),
+        ("a.jsonl.gz", None, "gzip"),
+        ("A.LOG.GZ", None, "gzip"),
+        ("a.jsonl.zst", None, "zstd"),
+        ("a.jsonl", "gzip", "gzip"),
+        ("a.jsonl", "x-gzip", "gzip"),
+        ("a.jsonl", "zstd", "zstd"),
+        ("a.jsonl.gz", "identity", "gzip"),
+    ],
+)
+def test_compression_is_named_by_suffix_or_content_encoding(
+    name: str, encoding: str | None, expected: str | None
+) -> None:
+    assert compression_of(name, encoding) == expected
+
+
+def test_plain_input_is_passed_through_untouched() -> None:
+    raw = io.BytesIO(PAYLOAD)
+    assert decompressing(raw, "x.jsonl") is raw
+
+
+def test_gzip_with_several_members_decompresses_in_small_reads() -> None:
+    half = len(PAYLOAD) // 2
+    data = gzip.compress(PAYLOAD[:half]) + gzip.compress(PAYLOAD[half:])
+    assert read_in_pieces(decompressing(io.BytesIO(data), "x.jsonl.gz")) == PAYLOAD
+
+
+def test_gzip_by_content_encoding_without_suffix() -> None:
+    stream = decompressing(io.BytesIO(gzip.compress(PAYLOAD)), "x.jsonl", "gzip")
+    assert stream.read() == PAYLOAD
+
+
+def test_zstd_with_several_frames_decompresses_in_small_reads() -> None:
+    compressor = zstandard.ZstdCompressor()
+    half = len(PAYLOAD) // 3
+    data = compressor.compress(PAYLOAD[:half]) + compressor.compress(PAYLOAD[half:])
+    assert read_in_pieces(decompressing(io.BytesIO(data), "x.jsonl.zst")) == PAYLOAD
+
+
+def test_zstd_stream_without_content_size_decompresses() -> None:
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor().stream_writer(out, closefd=False) as writer:
+        writer.write(PAYLOAD)
+    assert decompressing(io.BytesIO(out.getvalue()), "x.zst").read() == PAYLOAD
+
+
+def test_truncated_gzip_raises_source_error_naming_the_input() -> None:
+    data = gzip.compress(PAYLOAD)[:-20]
+    stream = decompressing(io.BytesIO(data), "logs/x.jsonl.gz")
+    with pytest.raises(SourceError, match=r"^logs/x\.jsonl\.gz: gzip stream is truncated"):
+        read_in_pieces(stream, 1 << 16)
+
+
+def test_garbage_named_gz_raises_source_error() -> None:
+    stream = decompressing(io.BytesIO(PAYLOAD), "x.jsonl.gz")
+    with pytest.raises(SourceError, match="not a valid gzip stream"):
+        stream.read(100)
+
+
+def test_corrupted_gzip_body_raises_source_error() -> None:
+    data = bytearray(gzip.compress(PAYLOAD))
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\x00" * 64
+    with pytest.raises(SourceError, match=r"^x\.gz: "):
+        read_in_pieces(decompressing(io.BytesIO(bytes(data)), "x.gz"), 1 << 16)
+
+
+def test_truncated_zstd_raises_source_error() -> None:
+    data = zstandard.ZstdCompressor().compress(PAYLOAD)[:-10]
+    with pytest.raises(SourceError, match=r"^x\.zst: zstd stream is truncated"):
+        read_in_pieces(decompressing(io.BytesIO(data), "x.zst"), 1 << 16)
+
+
+def test_garbage_named_zst_raises_source_error() -> None:
+    with pytest.raises(SourceError, match="not a valid zstd stream"):
+        decompressing(io.BytesIO(PAYLOAD), "x.zst").read()
+
+
+def test_empty_compressed_inputs_are_empty() -> None:
+    assert decompressing(io.BytesIO(gzip.compress(b"")), "e.gz").read() == b""
+    assert (
+        decompressing(io.BytesIO(zstandard.ZstdCompressor().compress(b"")), "e.zst").read() == b""
+    )
+    assert decompressing(io.BytesIO(b""), "e.zst").read() == b""
+
+
+# --- local inputs -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    files = [
+        "a.jsonl",
+        "b.log",
+        "c.ndjson.gz",
+        "d.json.zst",
+        "sub/e.jsonl",
+        "sub/deeper/f.log.gz",
+        "notes.txt",
+        "data.parquet",
+        ".hidden.jsonl",
+        ".git/g.jsonl",
+        "_tmp/h.jsonl",
+        "out/errors/date=2025-01-01/x.jsonl",
+    ]
+    for name in files:
+        path = tmp_path / "logs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"{}\n")
+    return tmp_path / "logs"
+
+
+def test_directories_are_searched_recursively_for_log_files_only(tree: Path) -> None:
+    found, bad = resolve_local_inputs([str(tree)], exclude=[tree / "out"])
+    assert bad == []
+    names = [str(item.path.relative_to(tree.resolve())) for item in found if item.path]
+    assert names == [
+        "a.jsonl",
+        "b.log",
+        "c.ndjson.gz",
+        "d.json.zst",
+        "sub/e.jsonl",
+        "sub/deeper/f.log.gz",
+    ]
+
+
+def test_explicit_files_globs_stdin_and_duplicates(tree: Path) -> None:
+    specs = [str(tree / "notes.txt"), str(tree / "*.jsonl"), "-", str(tree / "a.jsonl"), "-"]
+    found, bad = resolve_local_inputs(specs)
+    assert bad == []
+    assert [item.path.name if item.path else "-" for item in found] == ["notes.txt", "a.jsonl", "-"]
+    assert found[2].is_stdin
+
+
+def test_recursive_glob(tree: Path) -> None:
+    found, _ = resolve_local_inputs([str(tree / "**" / "*.gz")])
+    assert sorted(item.path.name for item in found if item.path) == ["c.ndjson.gz", "f.log.gz"]
+
+
+def test_missing_inputs_are_reported_not_dropped(tree: Path) -> None:
+    found, bad = resolve_local_inputs(
+        [str(tree / "nope.jsonl"), str(tree / "*.nothing"), str(tree / "a.jsonl")]
+    )
+    assert [item.path.name for item in found if item.path] == ["a.jsonl"]
+    assert [(b.spec, b.reason) for b in bad] == [
+        (str(tree / "nope.jsonl"), "no such file or directory"),
+        (str(tree / "*.nothing"), "no file matches this pattern"),
+    ]
+
+
+def test_directory_without_logs_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("hi")
+    found, bad = resolve_local_inputs([str(tmp_path)])
+    assert found == []
+    assert [b.reason for b in bad] == ["directory holds no log files"]
+
+
+def test_is_log_file() -> None:
+    assert is_log_file(Path("x/app.LOG"))
+    assert is_log_file(Path("app.ndjson.zst"))
+    assert not is_log_file(Path("app.gz"))
+    assert not is_log_file(Path("_manifest.json"))
+
+
+def test_iter_local_inputs_yields_decompressed_streams(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_bytes(PAYLOAD[:100])
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(PAYLOAD[100:300]))
+    (tmp_path / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(PAYLOAD[300:600]))
+    got = {}
+    for name, stream in iter_local_inputs([str(tmp_path)]):
+        with stream:
+            got[Path(name).name] = stream.read()
+        assert Path(name).is_absolute()
+    assert got == {
+        "a.jsonl": PAYLOAD[:100],
+        "b.jsonl.gz": PAYLOAD[100:300],
+        "c.jsonl.zst": PAYLOAD[300:600],
+    }
+
+
+def test_iter_local_inputs_refuses_missing_inputs_before_yielding(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_bytes(b"{}\n")
+    iterator = iter_local_inputs([str(tmp_path / "a.jsonl"), str(tmp_path / "missing.log")])
+    with pytest.raises(SourceError, match=r"missing\.log: no such file or directory"):
+        next(iterator)
+
+
+# --- S3 -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3():
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="input")
+        yield client
+
+
+def test_open_s3_object_streams_and_reports_identity(s3) -> None:
+    s3.put_object(Bucket="input", Key="dir/my log+1.jsonl", Body=PAYLOAD)
+    stream, info = open_s3_object(s3, "input", "dir/my log+1.jsonl")
+    head = s3.head_object(Bucket="input", Key="dir/my log+1.jsonl")
+    assert read_in_pieces(stream, 4096) == PAYLOAD
+    assert (info.bucket, info.key, info.size) == ("input", "dir/my log+1.jsonl", len(PAYLOAD))
+    assert info.etag == head["ETag"].strip('"')
+    assert info.last_modified == head["LastModified"]
+    assert info.last_modified.tzinfo is not None
+    assert info.uri == "s3://input/dir/my log+1.jsonl"
+    assert info.version_id is None
+
+
+def test_open_s3_object_versioned_bucket_reports_version(s3) -> None:
+    s3.put_bucket_versioning(Bucket="input", VersioningConfiguration={"Status": "Enabled"})
+    put = s3.put_object(Bucket="input", Key="v.jsonl", Body=b"{}\n")
+    _, info = open_s3_object(s3, "input", "v.jsonl")
+    assert info.version_id == put["VersionId"]
+
+
+def test_open_s3_object_gunzips_by_suffix_and_by_content_encoding(s3) -> None:
+    s3.put_object(Bucket="input", Key="a.jsonl.gz", Body=gzip.compress(PAYLOAD))
+    s3.put_object(
+        Bucket="input", Key="b.jsonl", Body=gzip.compress(PAYLOAD), ContentEncoding="gzip"
+    )
+    s3.put_object(Bucket="input", Key="c.jsonl.zst", Body=zstandard.compress(PAYLOAD))
+    for key in ("a.jsonl.gz", "b.jsonl", "c.jsonl.zst"):
+        stream, _ = open_s3_object(s3, "input", key)
+        assert read_in_pieces(stream, 10_000) == PAYLOAD, key
+
+
+def test_open_s3_object_truncated_gzip_raises_source_error(s3) -> None:
+    s3.put_object(Bucket="input", Key="t.jsonl.gz", Body=gzip.compress(PAYLOAD)[:-30])
+    stream, _ = open_s3_object(s3, "input", "t.jsonl.gz")
+    with pytest.raises(SourceError, match=r"t\.jsonl\.gz: gzip stream is truncated"):
+        stream.read()
+
+
+def test_open_s3_object_missing_key_raises_botocore_error(s3) -> None:
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        open_s3_object(s3, "input", "missing.jsonl")
+
+
+def test_local_input_arrival_is_the_file_mtime(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"{}\n")
+    moment = datetime(2024, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    os.utime(path, (moment.timestamp(), moment.timestamp()))
+    (item,), _ = resolve_local_inputs([str(path)])
+    assert item.arrival == moment
+    assert item.size == 3
+
+
+def test_iter_local_inputs_reads_compressed_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(gzip.compress(PAYLOAD))))
+    ((name, stream),) = list(iter_local_inputs(["-"]))
+    assert name == "-"
+    assert read_in_pieces(stream) == PAYLOAD

@@ -1,0 +1,100 @@
+"""`process_stream`: chunked input, joined lines, continued line numbers, bounded batches."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import logsieve
+from logsieve.errors import ConfigError
+
+
+def _lines(n: int, bad_every: int = 7) -> list[bytes]:
+    return [
+        b"bad %d" % i
+        if i % bad_every == 0
+        else b'{"timestamp":%d,"user_id":"u","action":"login","i":%d}' % (1_700_000_000 + i, i)
+        for i in range(n)
+    ]
+
+
+def test_file_object_and_iterator_give_the_same_batches_as_process() -> None:
+    data = b"\n".join(_lines(2_000)) + b"\n"
+    whole = logsieve.process(data)
+    for source in (io.BytesIO(data), (data[i : i + 333] for i in range(0, len(data), 333))):
+        batches = list(logsieve.process_stream(source, chunk_size=4096))
+        assert len(batches) > 10
+        assert sum(b.stats.valid for b in batches) == whole.stats.valid
+        lines = [n for b in batches for n in b.errors["line"].to_pylist()]
+        assert lines == whole.errors["line"].to_pylist()
+        extras = [e for b in batches for e in b.clean["extra"].to_pylist()]
+        assert extras == whole.clean["extra"].to_pylist()
+
+
+def test_batches_stay_near_the_chunk_size() -> None:
+    data = b"\n".join(_lines(5_000))
+    longest = max(len(line) for line in data.split(b"\n")) + 1
+    sizes = [b.stats.bytes for b in logsieve.process_stream(io.BytesIO(data), chunk_size=8192)]
+    assert sum(sizes) == len(data)
+    assert max(sizes) <= 8192 + longest
+
+
+def test_a_line_longer_than_the_chunk_is_joined() -> None:
+    long_value = b"x" * 50_000
+    data = b'{"timestamp":0,"user_id":"u","action":"a","blob":"' + long_value + b'"}\nnot json'
+    batches = list(logsieve.process_stream(io.BytesIO(data), chunk_size=1000))
+    assert sum(b.stats.valid for b in batches) == 1
+    assert [n for b in batches for n in b.errors["line"].to_pylist()] == [2]
+
+
+def test_bom_is_stripped_only_at_the_start_of_the_stream() -> None:
+    line = b'{"timestamp":0,"user_id":"u","action":"a"}'
+    chunks = [b"\xef", b"\xbb\xbf" + line + b"\n", b"\xef\xbb\xbf" + line + b"\n"]
+    batches = list(logsieve.process_stream(iter(chunks), chunk_size=1))
+    assert sum(b.stats.valid for b in batches) == 1
+    assert [n for b in batches for n in b.errors["line"].to_pylist()] == [2]
+
+
+def test_empty_input_yields_nothing() -> None:
+    assert list(logsieve.process_stream(io.BytesIO(b""))) == []
+    assert list(logsieve.process_stream(iter([b"", b""]))) == []
+
+
+def test_accepts_bytearray_and_memoryview_chunks() -> None:
+    line = b'{"timestamp":0,"user_id":"u","action":"a"}\n'
+    batches = list(logsieve.process_stream([bytearray(line), memoryview(line)], chunk_size=10))
+    assert sum(b.stats.valid for b in batches) == 2
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (io.StringIO("{}\n"), "binary mode"),
+        (["text chunk"], "encode"),
+        ("a string", "got a str"),
+        (b"raw bytes", "logsieve.process"),
+        (42, "got int"),
+        ([1, 2], "got int"),
+    ],
+)
+def test_wrong_sources_get_type_errors(source: object, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        list(logsieve.process_stream(source))  # type: ignore[arg-type]
+
+
+def test_chunk_size_is_checked() -> None:
+    with pytest.raises(ConfigError, match="at least 1"):
+        list(logsieve.process_stream(io.BytesIO(b"x"), chunk_size=0))
+    with pytest.raises(TypeError, match="chunk_size"):
+        list(logsieve.process_stream(io.BytesIO(b"x"), chunk_size="8MB"))  # type: ignore[arg-type]
+
+
+def test_field_names_pass_through() -> None:
+    data = b'{"ts":0,"uid":1,"act":"a"}\n'
+    batches = list(
+        logsieve.process_stream(
+            io.BytesIO(data), timestamp_field="ts", user_id_field="uid", action_field="act"
+        )
+    )
+    assert batches[0].clean["user_id"].to_pylist() == ["1"]
