@@ -73,6 +73,32 @@ static STRING_STOP: [bool; 256] = {
     t
 };
 
+/// Index of the first byte at or after `pos` that is a quote, a backslash or a control
+/// character (or `b.len()`), eight bytes at a time.
+#[inline]
+fn skip_plain(b: &[u8], mut pos: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(pos..pos + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // Classic "has a zero byte" / "has a byte below n" tests; the lowest flagged byte is exact.
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        if hits != 0 {
+            return pos + (hits.trailing_zeros() / 8) as usize;
+        }
+        pos += 8;
+    }
+    while pos < b.len() && !STRING_STOP[b[pos] as usize] {
+        pos += 1;
+    }
+    pos
+}
+
 /// Nesting deeper than this is refused instead of risking the stack.
 const MAX_DEPTH: u32 = 512;
 
@@ -285,12 +311,7 @@ impl Scanner<'_> {
         let start = self.pos;
         let mut escaped = false;
         loop {
-            while let Some(&c) = self.b.get(self.pos) {
-                if STRING_STOP[c as usize] {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos = skip_plain(self.b, self.pos);
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
@@ -555,6 +576,24 @@ mod tests {
         assert_eq!(out, "a\"b\\c/\né😀\t".as_bytes());
         assert!(unescape(br"\ud83d", &mut Vec::new()).is_err());
         assert!(unescape(br"\ude00x", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn skip_plain_finds_the_first_stop_byte() {
+        let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for stop in [b'"', b'\\', b'\n', 0u8, 0x1f] {
+            for at in 0..text.len() {
+                let mut t = text.to_vec();
+                t[at] = stop;
+                if at + 3 < t.len() {
+                    t[at + 3] = b'"';
+                }
+                assert_eq!(skip_plain(&t, 0), at, "stop {stop} at {at}");
+                assert_eq!(skip_plain(&t, at), at);
+            }
+        }
+        assert_eq!(skip_plain(text, 0), text.len());
+        assert_eq!(skip_plain("é😀 \x7f\u{80}".as_bytes(), 0), 10);
     }
 
     #[test]

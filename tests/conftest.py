@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    from logsieve.infra import Clients, Resources
 
 
 @pytest.fixture(autouse=True)
@@ -18,14 +24,15 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def aws_stack(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Clients, Resources]]:
     """In-process moto with the pipeline provisioned and the handler's LOGSIEVE_* env set.
 
     Yields (clients, resources); the work queue retries failed messages after 1 second and the
     test event moto sends when the notification is configured has been consumed.
     """
-    from logsieve.infra import Clients, ResourceNames, drain_queue, provision
     from moto import mock_aws
+
+    from logsieve.infra import Clients, ResourceNames, drain_queue, provision
 
     with mock_aws():
         clients = Clients.create(region_name="us-east-1")

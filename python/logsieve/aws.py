@@ -1,0 +1,636 @@
+"""The Lambda-style handler: S3 object notifications in, clean Parquet + error JSONL out.
+
+`handler(event, context)` is the Lambda entry point. It accepts every shape in which S3 announces
+a new object (a direct S3 notification, an SQS message carrying one, an SNS notification, SNS
+delivered through SQS, an EventBridge "Object Created" event), processes each object with
+`logsieve.storage.ingest`, publishes CloudWatch metrics, and alerts through SNS when an object's
+error rate is too high or the object fails for good.
+
+Retries are safe because output names derive from the object's identity: processing an object
+again overwrites its earlier output. SQS batches report only the failed messages in
+`batchItemFailures`, so only those come back; on the last allowed receive an alert goes out
+before SQS moves the message to the dead-letter queue.
+
+Configuration (environment variables, read at every invocation, checked up front):
+LOGSIEVE_CLEAN_URI, LOGSIEVE_ERROR_URI (`s3://bucket/prefix` or a directory),
+LOGSIEVE_ALERT_TOPIC_ARN, LOGSIEVE_ERROR_RATE_ALERT (0..1, default 0.1),
+LOGSIEVE_METRICS_NAMESPACE (default LogSieve), LOGSIEVE_MAX_RECEIVE_COUNT (default 3, the work
+queue's redrive maxReceiveCount).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from logsieve.errors import ConfigError, EventError
+
+if TYPE_CHECKING:
+    from logsieve.infra import Clients
+    from logsieve.storage import IngestResult
+
+logger = logging.getLogger("logsieve.aws")
+
+ALERT_HIGH_ERROR_RATE = "high_error_rate"
+ALERT_OBJECT_FAILED = "object_failed"
+_SAMPLE_ERRORS_IN_ALERT = 3
+_NAMESPACE = re.compile(r"[^:][\x20-\x7e]{0,254}")
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    """Everything the handler needs besides clients, validated once per invocation."""
+
+    clean_uri: str
+    error_uri: str
+    alert_topic_arn: str
+    error_rate_alert: float = 0.1
+    metrics_namespace: str = "LogSieve"
+    max_receive_count: int = 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> HandlerConfig:
+        """Read and check the LOGSIEVE_* variables; ConfigError names the first bad one."""
+        env = os.environ if env is None else env
+        config = cls(
+            clean_uri=_location(env, "LOGSIEVE_CLEAN_URI"),
+            error_uri=_location(env, "LOGSIEVE_ERROR_URI"),
+            alert_topic_arn=_topic_arn(env, "LOGSIEVE_ALERT_TOPIC_ARN"),
+            error_rate_alert=_fraction(env, "LOGSIEVE_ERROR_RATE_ALERT", 0.1),
+            metrics_namespace=_namespace(env, "LOGSIEVE_METRICS_NAMESPACE", "LogSieve"),
+            max_receive_count=_positive_int(env, "LOGSIEVE_MAX_RECEIVE_COUNT", 3),
+        )
+        return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {name} is not set")
+    return value
+
+
+def _location(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if "://" in value and not value.startswith(("s3://", "file://")):
+        raise ConfigError(f"{name}={value!r}: expected s3://bucket/prefix or a local directory")
+    if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
+        raise ConfigError(f"{name}={value!r}: names no bucket (expected s3://bucket/prefix)")
+    return value
+
+
+def _topic_arn(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if not _TOPIC_ARN.fullmatch(value):
+        raise ConfigError(
+            f"{name}={value!r}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+        )
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={raw!r}: expected a fraction between 0 and 1, e.g. 0.1")
+    return value
+
+
+def _namespace(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _NAMESPACE.fullmatch(value) or value.startswith("AWS/"):
+        raise ConfigError(
+            f"{name}={value!r}: a CloudWatch namespace is 1-255 printable ASCII characters, "
+            "not starting with ':' or 'AWS/'"
+        )
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r}: expected a positive whole number")
+    return int(raw)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One S3 object an event announced, key already URL-decoded."""
+
+    bucket: str
+    key: str
+    event_name: str = "ObjectCreated"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A unit that succeeds or fails as a whole: one SQS message, or a whole direct event."""
+
+    objects: list[ObjectRef]
+    message_id: str | None = None
+    receive_count: int = 1
+    #: Why the payload could not be read; the delivery then fails without touching S3.
+    problem: str | None = None
+
+
+def is_sqs_batch(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return bool(records) and all(
+        isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records
+    )
+
+
+def deliveries(event: Any) -> list[Delivery]:
+    """Split an invocation into deliveries; a direct event is one delivery, SQS one per message."""
+    if not is_sqs_batch(event):
+        return [Delivery(objects=list(objects_in(event)))]
+    result = []
+    for record in event["Records"]:
+        message_id = str(record.get("messageId", ""))
+        count = _receive_count(record)
+        try:
+            body = json.loads(record.get("body") or "")
+            result.append(Delivery(list(objects_in(body)), message_id, count))
+        except (ValueError, EventError) as exc:
+            problem = f"unreadable message body: {exc}"
+            result.append(Delivery([], message_id, count, problem=problem))
+    return result
+
+
+def _receive_count(record: Mapping[str, Any]) -> int:
+    raw = (record.get("attributes") or {}).get("ApproximateReceiveCount", "1")
+    try:
+        return max(1, int(raw))
+    except (TypeError, ValueError):
+        return 1
+
+
+def objects_in(payload: Any) -> Iterator[ObjectRef]:
+    """Objects created according to an S3, SNS or EventBridge payload, unwrapping nesting.
+
+    Test events and events for anything but object creation yield nothing; a payload of no
+    known shape raises EventError rather than being ignored.
+    """
+    if not isinstance(payload, dict):
+        raise EventError(f"expected a JSON object, got {type(payload).__name__}")
+    if payload.get("Event") == "s3:TestEvent":
+        logger.info(log_line("test_event_skipped", bucket=payload.get("Bucket")))
+        return
+    if "Records" in payload and isinstance(payload["Records"], list):
+        for record in payload["Records"]:
+            yield from _objects_in_record(record)
+        return
+    if payload.get("Type") == "Notification" and "Message" in payload:  # SNS -> SQS envelope
+        yield from objects_in(_loads(payload["Message"], "SNS message"))
+        return
+    if payload.get("source") == "aws.s3" and isinstance(payload.get("detail"), dict):
+        yield from _objects_in_eventbridge(payload)
+        return
+    raise EventError(
+        "not an S3, SQS, SNS or EventBridge notification (no Records, Event or detail)"
+    )
+
+
+def _objects_in_record(record: Any) -> Iterator[ObjectRef]:
+    if not isinstance(record, dict):
+        raise EventError("a Records entry is not a JSON object")
+    if "s3" in record:
+        name = str(record.get("eventName", ""))
+        try:
+            bucket = record["s3"]["bucket"]["name"]
+            key = unquote_plus(record["s3"]["object"]["key"])
+        except (KeyError, TypeError) as exc:
+            raise EventError(f"S3 record without bucket name or object key ({exc})") from exc
+        if not name or name.removeprefix("s3:").startswith("ObjectCreated"):
+            yield ObjectRef(bucket, key, name or "ObjectCreated")
+        else:
+            logger.info(log_line("event_skipped", event_name=name, object=f"s3://{bucket}/{key}"))
+        return
+    if "Sns" in record:
+        sns = record["Sns"]
+        message = sns.get("Message") if isinstance(sns, dict) else None
+        yield from objects_in(_loads(message, "SNS message"))
+        return
+    raise EventError(
+        f"unsupported record from {record.get('eventSource') or record.get('EventSource')!r}"
+    )
+
+
+def _objects_in_eventbridge(payload: dict[str, Any]) -> Iterator[ObjectRef]:
+    detail_type = payload.get("detail-type")
+    detail = payload["detail"]
+    try:
+        bucket = detail["bucket"]["name"]
+        key = detail["object"]["key"]  # EventBridge sends keys as they are, not URL-encoded
+    except (KeyError, TypeError) as exc:
+        raise EventError(f"EventBridge S3 event without bucket name or object key ({exc})") from exc
+    if detail_type == "Object Created":
+        yield ObjectRef(bucket, key, f"ObjectCreated:{detail.get('reason', '')}".rstrip(":"))
+    else:
+        logger.info(
+            log_line("event_skipped", event_name=detail_type, object=f"s3://{bucket}/{key}")
+        )
+
+
+def _loads(text: Any, what: str) -> Any:
+    if not isinstance(text, str):
+        raise EventError(f"{what} is missing or not a string")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise EventError(f"{what} is not JSON: {exc}") from exc
+
+
+# --- outcomes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ObjectOutcome:
+    """What happened to one object in this invocation."""
+
+    ref: ObjectRef
+    result: IngestResult | None = None
+    error: str | None = None
+    final: bool = False
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> dict[str, Any]:
+        if self.result is not None:
+            return {"object": self.ref.uri, **self.result.summary(), "alerts": list(self.alerts)}
+        return {
+            "object": self.ref.uri,
+            "failed": True,
+            "error": self.error,
+            "final": self.final,
+            "alerts": list(self.alerts),
+        }
+
+
+@dataclass
+class DeliveryOutcome:
+    delivery: Delivery
+    objects: list[ObjectOutcome]
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and all(o.ok for o in self.objects)
+
+
+@dataclass
+class HandlerOutcome:
+    """Everything one invocation did; `response()` is what the Lambda returns."""
+
+    sqs: bool
+    deliveries: list[DeliveryOutcome]
+
+    @property
+    def objects(self) -> list[ObjectOutcome]:
+        """Each object once, even when several deliveries announced it."""
+        unique = {id(o): o for d in self.deliveries for o in d.objects}
+        return list(unique.values())
+
+    @property
+    def failed_message_ids(self) -> list[str]:
+        return [d.delivery.message_id or "" for d in self.deliveries if not d.ok]
+
+    def response(self) -> dict[str, Any]:
+        if self.sqs:
+            return {"batchItemFailures": [{"itemIdentifier": i} for i in self.failed_message_ids]}
+        results = [o.result for o in self.objects if o.result is not None]
+        totals = {
+            name: sum(getattr(r, name) for r in results)
+            for name in ("processed", "valid", "errors", "blank", "bytes")
+        }
+        return {
+            **totals,
+            "objects": [o.summary() for o in self.objects if o.ok],
+            "failed": [o.summary() for o in self.objects if not o.ok],
+        }
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """The handler's work with explicit configuration and clients (shared, created once)."""
+
+    def __init__(self, config: HandlerConfig, *, s3: Any, cloudwatch: Any, sns: Any) -> None:
+        self.config = config
+        self.s3 = s3
+        self.cloudwatch = cloudwatch
+        self.sns = sns
+
+    @classmethod
+    def from_clients(cls, config: HandlerConfig, clients: Clients) -> Pipeline:
+        return cls(config, s3=clients.s3, cloudwatch=clients.cloudwatch, sns=clients.sns)
+
+    def handle(self, event: Any, context: Any = None) -> HandlerOutcome:
+        """Process every object an event names; failures are recorded, never raised."""
+        request_id = getattr(context, "aws_request_id", None)
+        sqs = is_sqs_batch(event)
+        done: dict[tuple[str, str], ObjectOutcome] = {}
+        outcomes = []
+        for delivery in deliveries(event):
+            if delivery.problem is not None:
+                outcomes.append(self._unreadable(delivery, request_id))
+                continue
+            final = not sqs or delivery.receive_count >= self.config.max_receive_count
+            objects = []
+            for ref in delivery.objects:
+                identity = (ref.bucket, ref.key)
+                if identity not in done:  # e.g. the two events moto sends for a multipart upload
+                    done[identity] = self.process_object(
+                        ref, final=final, attempt=delivery.receive_count, request_id=request_id
+                    )
+                objects.append(done[identity])
+            outcomes.append(DeliveryOutcome(delivery, objects))
+        return HandlerOutcome(sqs=sqs, deliveries=outcomes)
+
+    def process_object(
+        self, ref: ObjectRef, *, final: bool = True, attempt: int = 1, request_id: str | None = None
+    ) -> ObjectOutcome:
+        """Ingest one object, then publish its metrics and any alert."""
+        started = time.perf_counter()
+        outcome = ObjectOutcome(ref, final=final)
+        try:
+            outcome.result = self._ingest(ref)
+        except Exception as exc:  # any failure of one object must not sink the others
+            outcome.error = describe_failure(exc)
+            logger.log(
+                logging.ERROR if final else logging.WARNING,
+                log_line(
+                    "object_failed",
+                    object=ref.uri,
+                    error=outcome.error,
+                    attempt=attempt,
+                    max_attempts=self.config.max_receive_count,
+                    final=final,
+                    request_id=request_id,
+                ),
+                exc_info=not _expected_failure(exc),
+            )
+        if outcome.result is not None:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            self._report_success(outcome, outcome.result, elapsed_ms, request_id)
+        elif final:
+            self._put_failure_metric(ref)
+            message = object_failed_message(ref, outcome.error or "", attempt, self.config)
+            self._alert(ALERT_OBJECT_FAILED, ref, message)
+            outcome.alerts.append(ALERT_OBJECT_FAILED)
+        return outcome
+
+    def _ingest(self, ref: ObjectRef) -> IngestResult:
+        from logsieve.sources import open_s3_object
+        from logsieve.storage import ingest
+
+        stream, info = open_s3_object(self.s3, ref.bucket, ref.key)
+        try:
+            return ingest(
+                stream,
+                source=ref.uri,
+                clean_uri=self.config.clean_uri,
+                error_uri=self.config.error_uri,
+                arrival=info.last_modified,
+                s3_client=self.s3,
+            )
+        finally:
+            stream.close()
+
+    def _report_success(
+        self,
+        outcome: ObjectOutcome,
+        result: IngestResult,
+        elapsed_ms: float,
+        request_id: str | None,
+    ) -> None:
+        ref = outcome.ref
+        details = {k: v for k, v in result.summary().items() if k != "source"}
+        logger.info(log_line("object_processed", object=ref.uri, **details, request_id=request_id))
+        self._put_metrics(ref, result, elapsed_ms)
+        if result.processed and result.error_rate > self.config.error_rate_alert:
+            self._alert(ALERT_HIGH_ERROR_RATE, ref, high_error_rate_message(result, self.config))
+            outcome.alerts.append(ALERT_HIGH_ERROR_RATE)
+
+    def _unreadable(self, delivery: Delivery, request_id: str | None) -> DeliveryOutcome:
+        final = delivery.receive_count >= self.config.max_receive_count
+        logger.error(
+            log_line(
+                "message_unreadable",
+                message_id=delivery.message_id,
+                problem=delivery.problem,
+                attempt=delivery.receive_count,
+                final=final,
+                request_id=request_id,
+            )
+        )
+        if final:
+            text = (
+                f"logsieve alert: message {delivery.message_id} failed for good\n"
+                f"problem: {delivery.problem}\n"
+                "The message now goes to the dead-letter queue."
+            )
+            self._publish(ALERT_OBJECT_FAILED, f"message {delivery.message_id}", text)
+        return DeliveryOutcome(delivery, [], problem=delivery.problem)
+
+    # --- metrics and alerts ---
+
+    def _put_metrics(self, ref: ObjectRef, result: IngestResult, elapsed_ms: float) -> None:
+        base = [{"Name": "Bucket", "Value": ref.bucket}]
+        data = [
+            _datum("RecordsProcessed", result.processed, "Count", base),
+            _datum("RecordsValid", result.valid, "Count", base),
+            _datum("RecordsInvalid", result.errors, "Count", base),
+            _datum("BytesProcessed", result.bytes, "Bytes", base),
+            _datum("ObjectsFailed", 0, "Count", base),
+            _datum("ProcessingTime", elapsed_ms, "Milliseconds", base),
+        ]
+        for code, count in sorted(result.error_counts.items()):
+            dims = [*base, {"Name": "ErrorCode", "Value": code}]
+            data.append(_datum("RecordsInvalid", count, "Count", dims))
+        self._send_metrics(ref, data)
+
+    def _put_failure_metric(self, ref: ObjectRef) -> None:
+        base = [{"Name": "Bucket", "Value": ref.bucket}]
+        self._send_metrics(ref, [_datum("ObjectsFailed", 1, "Count", base)])
+
+    def _send_metrics(self, ref: ObjectRef, data: list[dict[str, Any]]) -> None:
+        # The data is already stored; losing a metric is logged, not worth a reprocessing.
+        try:
+            for start in range(0, len(data), 1000):
+                self.cloudwatch.put_metric_data(
+                    Namespace=self.config.metrics_namespace, MetricData=data[start : start + 1000]
+                )
+        except Exception as exc:
+            logger.error(log_line("metrics_failed", object=ref.uri, error=describe_failure(exc)))
+
+    def _alert(self, kind: str, ref: ObjectRef, message: str) -> None:
+        self._publish(kind, ref.uri, message)
+
+    def _publish(self, kind: str, subject_of: str, message: str) -> None:
+        subject = alert_subject(kind, subject_of)
+        try:
+            self.sns.publish(
+                TopicArn=self.config.alert_topic_arn,
+                Subject=subject,
+                Message=message,
+                MessageAttributes={
+                    "alert_type": {"DataType": "String", "StringValue": kind},
+                    "object": {"DataType": "String", "StringValue": subject_of},
+                },
+            )
+            logger.warning(log_line("alert_published", alert=kind, object=subject_of))
+        except Exception as exc:
+            logger.error(
+                log_line("alert_failed", alert=kind, object=subject_of, error=describe_failure(exc))
+            )
+
+
+def _datum(name: str, value: float, unit: str, dimensions: list[dict[str, str]]) -> dict[str, Any]:
+    return {"MetricName": name, "Value": float(value), "Unit": unit, "Dimensions": dimensions}
+
+
+def alert_subject(kind: str, subject_of: str) -> str:
+    """SNS subjects must be ASCII without control characters and under 100 characters."""
+    title = "error rate too high" if kind == ALERT_HIGH_ERROR_RATE else "object failed"
+    text = f"logsieve: {title}: {subject_of}"
+    text = text.encode("ascii", "replace").decode("ascii")
+    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    return text if len(text) < 100 else text[:96] + "..."
+
+
+def high_error_rate_message(result: IngestResult, config: HandlerConfig) -> str:
+    lines = [
+        "logsieve alert: error rate above threshold",
+        f"object: {result.source}",
+        f"records: processed {result.processed}, valid {result.valid}, invalid {result.errors}, "
+        f"blank lines {result.blank}",
+        f"error rate: {result.error_rate:.1%} (threshold {config.error_rate_alert:.1%})",
+        "by error code: " + ", ".join(f"{c} {n}" for c, n in sorted(result.error_counts.items())),
+        "sample errors:",
+    ]
+    for sample in result.sample_errors[:_SAMPLE_ERRORS_IN_ALERT]:
+        lines.append(f"  line {sample['line']}: {sample['error']}: {sample['detail']}")
+    if result.error_keys:
+        lines.append("error records: " + ", ".join(result.error_keys))
+    return "\n".join(lines)
+
+
+def object_failed_message(ref: ObjectRef, error: str, attempt: int, config: HandlerConfig) -> str:
+    return "\n".join(
+        [
+            "logsieve alert: object failed for good",
+            f"object: {ref.uri}",
+            f"error: {error}",
+            f"attempts: {attempt} of {config.max_receive_count}; "
+            "no records were written for this object (processed 0, valid 0, invalid 0)",
+            "An SQS message now goes to the dead-letter queue; fix the object and upload it again.",
+        ]
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line a person can act on, for botocore errors as well as our own."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        err = response["Error"]
+        code = err.get("Code", type(exc).__name__)
+        message = err.get("Message") or ""
+        if code in ("NoSuchKey", "404"):
+            message = message or "the object does not exist (deleted, or not yet visible)"
+        return f"{code}: {message}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _expected_failure(exc: BaseException) -> bool:
+    """Failures of the input or of S3 need no traceback in the logs; bugs do."""
+    from logsieve.errors import LogsieveError
+
+    if isinstance(exc, LogsieveError):
+        return True
+    module = type(exc).__module__ or ""
+    return module.startswith(("botocore", "boto3", "urllib3"))
+
+
+def log_line(event: str, **fields: Any) -> str:
+    """Structured log message: one line of JSON that CloudWatch Logs Insights can query."""
+    return json.dumps(
+        {"event": event, **{k: v for k, v in fields.items() if v is not None}},
+        ensure_ascii=False,
+        default=str,
+        separators=(",", ":"),
+    )
+
+
+# --- the Lambda entry point --------------------------------------------------------------------
+
+_CLIENTS: dict[tuple[str | None, str | None], Any] = {}
+
+
+def _shared_clients() -> Clients:
+    """One set of clients per endpoint and region, reused across warm invocations."""
+    from logsieve.infra import Clients
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    cache_key = (os.environ.get("AWS_ENDPOINT_URL"), region)
+    if cache_key not in _CLIENTS:
+        _CLIENTS[cache_key] = Clients.create(region_name=region)
+    return _CLIENTS[cache_key]
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point; see the module docstring for events, configuration and results."""
+    if logger.level == logging.NOTSET:
+        level = os.environ.get("LOGSIEVE_LOG_LEVEL", "INFO").strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(
+                f"LOGSIEVE_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR"
+            )
+        logger.setLevel(level)
+    config = HandlerConfig.from_env()
+    pipeline = Pipeline.from_clients(config, _shared_clients())
+    return pipeline.handle(event, context).response()
+
+
+__all__ = [
+    "Delivery",
+    "HandlerConfig",
+    "HandlerOutcome",
+    "ObjectOutcome",
+    "ObjectRef",
+    "Pipeline",
+    "deliveries",
+    "handler",
+    "log_line",
+    "objects_in",
+]

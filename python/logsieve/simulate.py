@@ -1,0 +1,454 @@
+"""`logsieve simulate`: the whole pipeline once, on in-process moto, with a readable report.
+
+S3 input bucket -> ObjectCreated notification -> SQS work queue -> worker (long polling) ->
+handler -> clean Parquet + error JSONL in S3, CloudWatch metrics, SNS alerts (read back from a
+subscribed queue) and a dead-letter queue for the object that can never be read. The clean
+dataset is then copied to a local directory for `logsieve serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from logsieve.aws import HandlerOutcome
+    from logsieve.infra import Clients, Resources
+    from logsieve.samples import SampleObject
+
+
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        default="data/clean",
+        metavar="DIR",
+        help="where to copy the clean dataset for the API (default: data/clean)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the handler's JSON log lines on stderr"
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=1,
+        metavar="SECONDS",
+        help="work queue visibility timeout: how soon a failed message is retried (default: 1)",
+    )
+    parser.add_argument(
+        "--wait-seconds",
+        type=int,
+        default=1,
+        choices=range(1, 21),
+        metavar="SECONDS",
+        help="SQS long-polling wait per receive, 1-20 (default: 1)",
+    )
+    parser.add_argument(
+        "--bulk-records",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also upload a gzip object of N generated valid records (default: 0)",
+    )
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from logsieve.errors import ConfigError
+
+    if args.visibility_timeout < 0 or args.bulk_records < 0:
+        raise ConfigError("--visibility-timeout and --bulk-records must not be negative")
+    _configure_logging(args.verbose)
+    report = simulate(
+        out=Path(args.out),
+        visibility_timeout=args.visibility_timeout,
+        wait_seconds=args.wait_seconds,
+        bulk_records=args.bulk_records,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    return 0 if not report["unexpected"] else 1
+
+
+def _configure_logging(verbose: bool) -> None:
+    """The handler logs one JSON line per event; the report says it all unless asked for them."""
+    import logging
+    import sys
+
+    log = logging.getLogger("logsieve")
+    if verbose:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.setLevel(logging.INFO)
+    else:
+        handler = logging.NullHandler()
+    log.addHandler(handler)
+
+
+@dataclass
+class _Run:
+    clients: Clients
+    resources: Resources
+    namespace: str
+    started: datetime
+    today: date
+
+
+def simulate(
+    *,
+    out: Path,
+    visibility_timeout: int = 1,
+    wait_seconds: int = 1,
+    bulk_records: int = 0,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Run the demo and return the report as a JSON-ready dict."""
+    from logsieve.infra import Clients, ResourceNames, prepare_local_environment, provision
+
+    region = prepare_local_environment()
+    from moto import mock_aws
+
+    from logsieve.aws import Pipeline
+    from logsieve.samples import sample_objects, utc_today
+    from logsieve.worker import Worker
+
+    clock = time.perf_counter()
+    today = today or utc_today()
+    with _no_endpoint_override(), mock_aws():
+        clients = Clients.create(region_name=region)
+        resources = provision(clients, ResourceNames(visibility_timeout=visibility_timeout))
+        config = resources.handler_config()
+        run = _Run(clients, resources, config.metrics_namespace, datetime.now(timezone.utc), today)
+        samples = sample_objects(today, bulk_records=bulk_records)
+        uploaded = _upload(clients, resources, samples)
+        worker = Worker(
+            clients.sqs,
+            resources.queue_url,
+            Pipeline.from_clients(config, clients),
+            queue_arn=resources.queue_arn,
+            wait_seconds=wait_seconds,
+        )
+        drain_clock = time.perf_counter()
+        outcomes = worker.drain_until_idle(timeout=60.0 + 5 * visibility_timeout)
+        drain_seconds = time.perf_counter() - drain_clock
+        report = _collect(run, samples, outcomes, out)
+    report["uploaded"] = uploaded
+    report["worker"] = {
+        "invocations": len(outcomes),
+        "wait_seconds": wait_seconds,
+        "visibility_timeout": visibility_timeout,
+        "drain_seconds": round(drain_seconds, 3),
+    }
+    report["seconds"] = round(time.perf_counter() - clock, 3)
+    return report
+
+
+@contextlib.contextmanager
+def _no_endpoint_override() -> Iterator[None]:
+    """AWS_ENDPOINT_URL* would send requests past mock_aws to a real endpoint: hide them."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")}
+    for name in saved:
+        del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _upload(
+    clients: Clients, resources: Resources, samples: list[SampleObject]
+) -> list[dict[str, Any]]:
+    uploaded = []
+    for sample in samples:
+        clients.s3.put_object(Bucket=resources.names.input_bucket, Key=sample.key, Body=sample.body)
+        uploaded.append(
+            {
+                "object": f"s3://{resources.names.input_bucket}/{sample.key}",
+                "bytes": len(sample.body),
+                "description": sample.description,
+            }
+        )
+    return uploaded
+
+
+def _collect(
+    run: _Run, samples: list[SampleObject], outcomes: list[HandlerOutcome], out: Path
+) -> dict[str, Any]:
+    from logsieve.infra import list_keys, read_alerts, read_dead_letters, read_metrics
+
+    clients, res = run.clients, run.resources
+    objects = _object_reports(res, samples, outcomes)
+    dead_letters = [_dead_letter(letter) for letter in read_dead_letters(clients, res)]
+    unexpected = _unexpected(objects, dead_letters)
+    copied = _copy_clean(clients, res, objects, out)
+    return {
+        "resources": {
+            "region": res.region,
+            "input_bucket": res.names.input_bucket,
+            "clean_uri": res.clean_uri,
+            "error_uri": res.error_uri,
+            "queue_url": res.queue_url,
+            "dead_letter_queue_url": res.dead_letter_queue_url,
+            "max_receive_count": res.names.max_receive_count,
+            "alert_topic_arn": res.alert_topic_arn,
+            "alert_queue_url": res.alert_queue_url,
+        },
+        "objects": objects,
+        "keys_written": {
+            "clean": list_keys(clients.s3, res.names.clean_bucket, res.names.clean_prefix + "/"),
+            "errors": list_keys(clients.s3, res.names.error_bucket, res.names.error_prefix + "/"),
+        },
+        "metrics": {
+            "namespace": run.namespace,
+            "values": read_metrics(clients.cloudwatch, run.namespace, since=run.started),
+        },
+        "alerts": read_alerts(clients, res),
+        "dead_letters": dead_letters,
+        "clean_copy": {**copied, **_dataset_summary(Path(copied["directory"]), run.today)},
+        "today": run.today.isoformat(),
+        "unexpected": unexpected,
+    }
+
+
+def _object_reports(
+    res: Resources, samples: list[SampleObject], outcomes: list[HandlerOutcome]
+) -> list[dict[str, Any]]:
+    """Per uploaded object, in upload order: every attempt, and the final result."""
+    by_uri: dict[str, dict[str, Any]] = {}
+    for sample in samples:
+        uri = f"s3://{res.names.input_bucket}/{sample.key}"
+        by_uri[uri] = {
+            "object": uri,
+            "description": sample.description,
+            "expected": {**sample.expected(), "fails": sample.always_fails},
+            "attempts": [],
+            "result": None,
+        }
+    for outcome in outcomes:
+        for delivery in outcome.deliveries:
+            for obj in delivery.objects:
+                entry = by_uri.setdefault(
+                    obj.ref.uri, {"object": obj.ref.uri, "attempts": [], "result": None}
+                )
+                attempt = {"receive": delivery.delivery.receive_count, "ok": obj.ok}
+                if obj.ok and obj.result is not None:
+                    summary = obj.result.summary()
+                    entry["result"] = {
+                        k: summary[k]
+                        for k in (
+                            "processed",
+                            "valid",
+                            "errors",
+                            "blank",
+                            "bytes",
+                            "error_counts",
+                            "seconds",
+                        )
+                    }
+                    entry["clean_keys"] = summary["clean_keys"]
+                    entry["error_keys"] = summary["error_keys"]
+                else:
+                    attempt["error"] = obj.error
+                attempt["alerts"] = list(obj.alerts)
+                entry["attempts"].append(attempt)
+    return list(by_uri.values())
+
+
+def _dead_letter(letter: dict[str, Any]) -> dict[str, Any]:
+    from logsieve.aws import objects_in
+    from logsieve.errors import EventError
+
+    try:
+        objects = [ref.uri for ref in objects_in(json.loads(letter["body"]))]
+    except (ValueError, EventError):
+        objects = []
+    # Reading the message to report it counted as one more receive.
+    return {
+        "message_id": letter["message_id"],
+        "objects": objects,
+        "receives": max(letter["receive_count"] - 1, 0),
+    }
+
+
+def _unexpected(objects: list[dict[str, Any]], dead_letters: list[dict[str, Any]]) -> list[str]:
+    """What differs from what the samples promise; empty when the demo went as designed."""
+    problems = []
+    in_dlq = {uri for letter in dead_letters for uri in letter["objects"]}
+    for entry in objects:
+        expected = entry.get("expected")
+        if expected is None:
+            continue
+        uri = entry["object"]
+        if expected["fails"]:
+            if uri not in in_dlq:
+                problems.append(f"{uri}: expected to end in the dead-letter queue, did not")
+            continue
+        result = entry["result"]
+        if result is None:
+            problems.append(f"{uri}: was not processed")
+            continue
+        for name in ("processed", "valid", "errors", "blank", "error_counts"):
+            if result[name] != expected[name]:
+                problems.append(f"{uri}: {name} {result[name]!r}, expected {expected[name]!r}")
+    return problems
+
+
+def _copy_clean(
+    clients: Clients, res: Resources, objects: list[dict[str, Any]], out: Path
+) -> dict[str, Any]:
+    """Copy the date partitions to `out`, first removing older copies of the same sources."""
+    from logsieve.infra import list_keys
+
+    out = out.expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    names = {
+        Path(key).name
+        for entry in objects
+        for key in entry.get("clean_keys", [])
+        if "/date=" in key
+    }
+    stale = [p for p in out.glob("date=*/*.parquet") if p.name in names]
+    for path in stale:
+        path.unlink()
+        if not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    prefix = res.names.clean_prefix + "/"
+    copied = []
+    for key in list_keys(clients.s3, res.names.clean_bucket, prefix + "date="):
+        target = out / key[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        clients.s3.download_file(res.names.clean_bucket, key, str(target))
+        copied.append(str(target.relative_to(out)))
+    return {"directory": str(out), "files": copied}
+
+
+def _dataset_summary(directory: Path, today: date) -> dict[str, Any]:
+    """Rows in the local copy and today's logins, read back with pyarrow.dataset."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    if not any(directory.glob("date=*/*.parquet")):
+        return {"rows": 0, "logins_today": 0, "users_logged_in_today": []}
+    table = ds.dataset(directory, format="parquet", partitioning="hive").to_table(
+        columns=["timestamp", "user_id", "action"]
+    )
+    dates = pc.utf8_slice_codeunits(table["timestamp"], 0, 10)
+    mask = pc.and_(pc.equal(table["action"], "login"), pc.equal(dates, today.isoformat()))
+    logins = table.filter(mask)
+    return {
+        "rows": table.num_rows,
+        "logins_today": logins.num_rows,
+        "users_logged_in_today": sorted(set(logins["user_id"].to_pylist())),
+    }
+
+
+# --- text report -------------------------------------------------------------------------------
+
+
+def format_report(report: dict[str, Any]) -> str:
+    res = report["resources"]
+    lines = [
+        "logsieve simulate: S3 -> SQS -> handler -> Parquet/JSONL + CloudWatch + SNS "
+        f"(in-process moto, {res['region']})",
+        "",
+        "Resources",
+        f"  input bucket   s3://{res['input_bucket']}",
+        f"  clean dataset  {res['clean_uri']}",
+        f"  error records  {res['error_uri']}",
+        f"  work queue     {res['queue_url']}",
+        f"  dead letters   {res['dead_letter_queue_url']} "
+        f"(after {res['max_receive_count']} receives)",
+        f"  alerts         {res['alert_topic_arn']} -> {res['alert_queue_url']}",
+        "",
+        f"Uploaded {len(report['uploaded'])} objects",
+    ]
+    for item in report["uploaded"]:
+        lines.append(f"  {item['object']}  ({item['bytes']} bytes: {item['description']})")
+    worker = report["worker"]
+    lines += [
+        "",
+        f"Worker: {worker['invocations']} handler invocations, long polling "
+        f"{worker['wait_seconds']} s, visibility timeout {worker['visibility_timeout']} s, "
+        f"drained in {worker['drain_seconds']:.1f} s",
+    ]
+    for entry in report["objects"]:
+        lines += ["", f"  {entry['object']}"]
+        for attempt in entry["attempts"]:
+            if not attempt["ok"]:
+                lines.append(f"    receive {attempt['receive']}: FAILED: {attempt['error']}")
+        result = entry["result"]
+        if result is not None:
+            core = {k: result[k] for k in ("processed", "valid", "errors")}
+            lines.append(f"    Lambda result: {core}")
+            lines.append(
+                f"    {result['bytes']} bytes in {result['seconds'] * 1000:.0f} ms"
+                + _rate(result["processed"], result["seconds"])
+            )
+            if result["blank"] or result["error_counts"]:
+                lines.append(
+                    f"    blank lines {result['blank']}, errors by code {result['error_counts']}"
+                )
+            for key in entry.get("clean_keys", []):
+                lines.append(f"    clean  -> {key}")
+            for key in entry.get("error_keys", []):
+                lines.append(f"    errors -> {key}")
+        alerts = sorted({a for attempt in entry["attempts"] for a in attempt["alerts"]})
+        if alerts:
+            lines.append(f"    alerts: {', '.join(alerts)}")
+    keys = report["keys_written"]
+    lines += [
+        "",
+        f"Keys written: {len(keys['clean'])} under {res['clean_uri']}, "
+        f"{len(keys['errors'])} under {res['error_uri']}",
+    ]
+    lines += [f"  {k}" for k in keys["clean"] + keys["errors"]]
+    metrics = report["metrics"]
+    lines += [
+        "",
+        f"CloudWatch metrics (namespace {metrics['namespace']}, "
+        "sums read back with get_metric_data)",
+    ]
+    for metric in metrics["values"]:
+        dims = ", ".join(f"{k}={v}" for k, v in metric["dimensions"].items())
+        value = metric["sum"]
+        shown = f"{value:.1f}" if metric["name"] == "ProcessingTime" else f"{value:.0f}"
+        lines.append(f"  {metric['name']:<18} {shown:>10}  {dims}")
+    lines += ["", f"SNS alerts received ({len(report['alerts'])})"]
+    for alert in report["alerts"]:
+        lines.append(f"  * {alert['subject']}")
+        lines += [f"      {text}" for text in alert["message"].splitlines()]
+    lines += ["", f"Dead-letter queue ({_plural(len(report['dead_letters']), 'message')})"]
+    for letter in report["dead_letters"]:
+        what = ", ".join(letter["objects"]) or letter["message_id"]
+        lines.append(f"  {what} (received {letter['receives']} times)")
+    copy = report["clean_copy"]
+    lines += [
+        "",
+        f"Clean dataset copied to {copy['directory']}: "
+        f"{len(copy['files'])} files, {copy['rows']} rows; "
+        f"logins today ({report['today']}): {copy['logins_today']} by "
+        f"{len(copy['users_logged_in_today'])} users",
+        f"  serve it: logsieve serve --clean {copy['directory']}",
+    ]
+    if report["unexpected"]:
+        lines += ["", "UNEXPECTED:"] + [f"  {p}" for p in report["unexpected"]]
+    lines += ["", f"Done in {report['seconds']:.1f} s."]
+    return "\n".join(lines)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _rate(records: int, seconds: float) -> str:
+    """Throughput, only where it means something (not for a dozen lines)."""
+    return f" ({records / seconds:,.0f} records/s)" if seconds > 0 and records >= 1000 else ""

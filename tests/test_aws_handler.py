@@ -1,0 +1,611 @@
+"""The Lambda-style handler on real moto: every event shape, retries, failures, metrics, alerts."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from logsieve import aws
+from logsieve.errors import ConfigError, EventError
+from logsieve.infra import drain_queue, list_keys, read_alerts, read_metrics
+from logsieve.samples import (
+    SampleLine,
+    every_error_lines,
+    join_lines,
+    mobile_lines,
+    utc_today,
+    web_lines,
+)
+
+TODAY = utc_today()
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def upload(clients: Any, res: Any, key: str, body: bytes) -> list[dict[str, Any]]:
+    """Put an object; return the SQS messages moto's S3 notification produced for it."""
+    clients.s3.put_object(Bucket=res.names.input_bucket, Key=key, Body=body)
+    return drain_queue(clients.sqs, res.queue_url)
+
+
+def sqs_event(messages: list[dict[str, Any]], receive_count: int = 1) -> dict[str, Any]:
+    """What Lambda's SQS event source mapping hands the function."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": str(receive_count)},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:logsieve-work",
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def clean_table(clients: Any, res: Any) -> pa.Table:
+    keys = list_keys(clients.s3, res.names.clean_bucket, f"{res.names.clean_prefix}/date=")
+    tables = [
+        pq.read_table(
+            io.BytesIO(clients.s3.get_object(Bucket=res.names.clean_bucket, Key=k)["Body"].read())
+        )
+        for k in keys
+    ]
+    return pa.concat_tables(tables) if tables else pa.table({"user_id": pa.array([], pa.string())})
+
+
+def error_records(clients: Any, res: Any) -> list[dict[str, Any]]:
+    records = []
+    for key in list_keys(clients.s3, res.names.error_bucket, f"{res.names.error_prefix}/"):
+        body = clients.s3.get_object(Bucket=res.names.error_bucket, Key=key)["Body"].read()
+        records.extend(json.loads(line) for line in body.splitlines())
+    return records
+
+
+def expected_counts(lines: list[SampleLine]) -> dict[str, int]:
+    valid = sum(line.expect == "valid" for line in lines)
+    errors = sum(line.expect not in ("valid", "blank") for line in lines)
+    return {"processed": valid + errors, "valid": valid, "errors": errors}
+
+
+def valid_users(lines: list[SampleLine]) -> list[str]:
+    return sorted(line.user_id or "" for line in lines if line.expect == "valid")
+
+
+# --- event shapes ------------------------------------------------------------------------------
+
+
+def test_direct_s3_event_returns_the_summary(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    lines = web_lines(TODAY)
+    (message,) = upload(clients, res, "web/app.jsonl", join_lines(lines))
+
+    response = aws.handler(json.loads(message["Body"]), None)
+
+    counts = expected_counts(lines)
+    assert {k: response[k] for k in counts} == counts
+    assert response["failed"] == []
+    (obj,) = response["objects"]
+    assert obj["object"] == f"s3://{res.names.input_bucket}/web/app.jsonl"
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(lines)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["logs/with space.jsonl", "logs/a+b=c&d.jsonl", "logs/ünïcödé ✓ 日本.jsonl", "logs/100%.jsonl"],
+)
+def test_url_encoded_keys_are_decoded(aws_stack: Any, key: str) -> None:
+    clients, res = aws_stack
+    lines = mobile_lines(TODAY)
+    (message,) = upload(clients, res, key, join_lines(lines))
+    encoded = json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"]
+    assert encoded != key  # moto URL-encodes like S3 does
+
+    response = aws.handler(json.loads(message["Body"]), None)
+
+    assert response["failed"] == []
+    assert response["objects"][0]["object"] == f"s3://{res.names.input_bucket}/{key}"
+    assert response["valid"] == expected_counts(lines)["valid"]
+
+
+def test_sqs_batch_success_returns_no_failures(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    messages = upload(clients, res, "a.jsonl", join_lines(web_lines(TODAY)))
+    messages += upload(clients, res, "b.jsonl.gz", gzip.compress(join_lines(mobile_lines(TODAY))))
+
+    assert aws.handler(sqs_event(messages), None) == {"batchItemFailures": []}
+    expected = valid_users(web_lines(TODAY) + mobile_lines(TODAY))
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == expected
+
+
+def _subscribe_topic_to_queue(clients: Any, bucket: str) -> str:
+    """S3 -> SNS topic -> SQS queue, the fan-out set-up; returns the queue URL."""
+    topic = clients.sns.create_topic(Name="s3-fanout")["TopicArn"]
+    url = clients.sqs.create_queue(QueueName="fanout")["QueueUrl"]
+    arn = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    clients.s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    drain_queue(clients.sqs, url)  # the s3:TestEvent
+    return url
+
+
+def test_sqs_sns_s3_nesting_and_sns_event(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    url = _subscribe_topic_to_queue(clients, res.names.input_bucket)
+    lines = web_lines(TODAY)
+    clients.s3.put_object(
+        Bucket=res.names.input_bucket, Key="via sns/x.jsonl", Body=join_lines(lines)
+    )
+    (message,) = drain_queue(clients.sqs, url)
+    envelope = json.loads(message["Body"])
+    assert envelope["Type"] == "Notification"
+
+    # SQS message whose body is the SNS envelope around the S3 notification.
+    assert aws.handler(sqs_event([message]), None) == {"batchItemFailures": []}
+    # The same notification delivered by SNS straight to the function.
+    sns_event = {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "Sns": {"Type": "Notification", "Message": envelope["Message"]},
+            }
+        ]
+    }
+    response = aws.handler(sns_event, None)
+    assert response["objects"][0]["object"] == f"s3://{res.names.input_bucket}/via sns/x.jsonl"
+    assert {k: response[k] for k in ("processed", "valid", "errors")} == expected_counts(lines)
+    # Processed twice, stored once.
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(lines)
+
+
+def test_eventbridge_object_created(aws_stack: Any) -> None:
+    import boto3
+
+    clients, res = aws_stack
+    events = boto3.client("events", region_name="us-east-1")
+    url = clients.sqs.create_queue(QueueName="eventbridge")["QueueUrl"]
+    arn = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(Name="s3-created", EventPattern=json.dumps({"source": ["aws.s3"]}))
+    events.put_targets(Rule="s3-created", Targets=[{"Id": "queue", "Arn": arn}])
+    clients.s3.put_bucket_notification_configuration(
+        Bucket=res.names.input_bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    lines = mobile_lines(TODAY)
+    key = "eb/with space+plus ü.jsonl"
+    clients.s3.put_object(Bucket=res.names.input_bucket, Key=key, Body=join_lines(lines))
+    messages = drain_queue(clients.sqs, url)
+    kinds = [json.loads(m["Body"])["detail-type"] for m in messages]
+    assert "Object Created" in kinds  # moto also sends "Object Tags Added", which is skipped
+    event = json.loads(messages[kinds.index("Object Created")]["Body"])
+
+    response = aws.handler(event, None)
+    assert response["objects"][0]["object"] == f"s3://{res.names.input_bucket}/{key}"
+    assert response["valid"] == expected_counts(lines)["valid"]
+    # And the same events arriving through SQS.
+    assert aws.handler(sqs_event(messages), None) == {"batchItemFailures": []}
+
+
+def test_test_event_and_removals_are_skipped(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    clients.s3.put_bucket_notification_configuration(
+        Bucket=res.names.input_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": res.queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+            ]
+        },
+    )
+    (test_event,) = drain_queue(clients.sqs, res.queue_url)
+    assert json.loads(test_event["Body"])["Event"] == "s3:TestEvent"
+    upload(clients, res, "gone.jsonl", b"")
+    clients.s3.delete_object(Bucket=res.names.input_bucket, Key="gone.jsonl")
+    (removed,) = drain_queue(clients.sqs, res.queue_url)
+    assert json.loads(removed["Body"])["Records"][0]["eventName"].startswith("ObjectRemoved")
+
+    assert aws.handler(sqs_event([test_event, removed]), None) == {"batchItemFailures": []}
+    response = aws.handler(json.loads(test_event["Body"]), None)
+    assert (response["processed"], response["objects"], response["failed"]) == (0, [], [])
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"s3": {"bucket": {"name": "b"}, "object": {"key": "a+b%2Bc.jsonl"}}}, ["a b+c.jsonl"]),
+        (
+            {
+                "eventName": "s3:ObjectCreated:Put",
+                "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}},
+            },
+            ["k"],
+        ),
+        (
+            {
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}},
+            },
+            [],
+        ),
+    ],
+)
+def test_hand_written_s3_records(record: dict[str, Any], expected: list[str]) -> None:
+    assert [ref.key for ref in aws.objects_in({"Records": [record]})] == expected
+
+
+def test_unknown_event_shape_is_an_error(aws_stack: Any) -> None:
+    with pytest.raises(EventError, match="not an S3, SQS, SNS or EventBridge"):
+        aws.handler({"hello": "world"}, None)
+
+
+# --- idempotence -------------------------------------------------------------------------------
+
+
+def test_multipart_upload_two_events_no_duplicates(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    lines = web_lines(TODAY) + mobile_lines(TODAY)
+    data = join_lines(lines)
+    bucket, key = res.names.input_bucket, "multi/part upload.jsonl"
+    upload_id = clients.s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    part = clients.s3.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=data
+    )
+    clients.s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    messages = drain_queue(clients.sqs, res.queue_url)
+    assert len(messages) == 2  # moto announces the object twice
+
+    assert aws.handler(sqs_event(messages), None) == {"batchItemFailures": []}
+    # Both records in one direct event: counted once.
+    records = [json.loads(m["Body"])["Records"][0] for m in messages]
+    response = aws.handler({"Records": records}, None)
+    assert len(response["objects"]) == 1
+    assert response["valid"] == len(valid_users(lines))
+    for message in messages:  # and once more each, as separate deliveries
+        assert aws.handler(sqs_event([message]), None) == {"batchItemFailures": []}
+
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(lines)
+
+
+@pytest.mark.parametrize("deliveries", [2, 3])
+def test_retried_event_never_duplicates(aws_stack: Any, deliveries: int) -> None:
+    clients, res = aws_stack
+    lines = every_error_lines(TODAY)
+    (message,) = upload(clients, res, "retry/me.jsonl", join_lines(lines))
+    for attempt in range(1, deliveries + 1):
+        assert aws.handler(sqs_event([message], receive_count=attempt), None) == {
+            "batchItemFailures": []
+        }
+        aws.handler(json.loads(message["Body"]), None)
+
+    counts = expected_counts(lines)
+    assert clean_table(clients, res).num_rows == counts["valid"]
+    errors = error_records(clients, res)
+    assert len(errors) == counts["errors"]
+    assert sorted(e["line"] for e in errors) == [
+        i for i, line in enumerate(lines, 1) if line.expect not in ("valid", "blank")
+    ]
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def test_partial_batch_failure_names_only_failed_messages(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    good = upload(clients, res, "ok.jsonl", join_lines(web_lines(TODAY)))
+    whole = gzip.compress(join_lines(mobile_lines(TODAY)))
+    corrupt = upload(clients, res, "cut.jsonl.gz", whole[: len(whole) // 2])
+    missing = upload(clients, res, "deleted.jsonl", b"x\n")
+    clients.s3.delete_object(Bucket=res.names.input_bucket, Key="deleted.jsonl")
+    also_good = upload(clients, res, "ok2.jsonl.gz", whole)
+
+    response = aws.handler(sqs_event(good + corrupt + missing + also_good), None)
+
+    failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+    assert failed == {corrupt[0]["MessageId"], missing[0]["MessageId"]}
+    # Not the last receive yet: no alert, no ObjectsFailed.
+    assert read_alerts(clients, res) == []
+    # The corrupt object published nothing: only the two good objects' rows exist.
+    expected = valid_users(web_lines(TODAY) + mobile_lines(TODAY))
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == expected
+
+
+def test_transient_s3_error_is_retried_without_duplicates(aws_stack: Any) -> None:
+    """A throttled GetObject fails only its message; the retry then stores the rows once."""
+    from botocore.exceptions import ClientError
+
+    clients, res = aws_stack
+    lines = web_lines(TODAY)
+    first = upload(clients, res, "flaky.jsonl", join_lines(lines))
+    second = upload(clients, res, "steady.jsonl", join_lines(mobile_lines(TODAY)))
+
+    def throttle(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("Key") == "flaky.jsonl":
+            error = {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}
+            raise ClientError(error, "GetObject")
+
+    pipeline = aws.Pipeline.from_clients(aws.HandlerConfig.from_env(), clients)
+    clients.s3.meta.events.register("provide-client-params.s3.GetObject", throttle)
+    try:
+        outcome = pipeline.handle(sqs_event(first + second))
+    finally:
+        clients.s3.meta.events.unregister("provide-client-params.s3.GetObject", throttle)
+
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": first[0]["MessageId"]}]}
+    (failed,) = [o for o in outcome.objects if not o.ok]
+    assert failed.error == "SlowDown: Please reduce your request rate."
+    assert read_alerts(clients, res) == []
+
+    retry = pipeline.handle(sqs_event(first, receive_count=2))
+    assert retry.response() == {"batchItemFailures": []}
+    expected = valid_users(lines + mobile_lines(TODAY))
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == expected
+
+
+def test_last_receive_alerts_and_counts_failure(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    started = datetime.now(timezone.utc)
+    whole = gzip.compress(join_lines(mobile_lines(TODAY)))
+    (message,) = upload(clients, res, "bad/truncated.jsonl.gz", whole[:-12])
+
+    for receive in (1, 2):
+        response = aws.handler(sqs_event([message], receive_count=receive), None)
+        assert response == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+        assert read_alerts(clients, res) == []
+    response = aws.handler(sqs_event([message], receive_count=3), None)
+    assert response == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+
+    (alert,) = read_alerts(clients, res)
+    uri = f"s3://{res.names.input_bucket}/bad/truncated.jsonl.gz"
+    assert alert["attributes"] == {"alert_type": "object_failed", "object": uri}
+    assert uri in alert["message"]
+    assert "truncated" in alert["message"]
+    assert "3 of 3" in alert["message"]
+    failed = [
+        m
+        for m in read_metrics(clients.cloudwatch, "LogSieve", since=started)
+        if m["name"] == "ObjectsFailed"
+    ]
+    assert [m["sum"] for m in failed] == [1.0]
+
+
+def test_missing_object_in_direct_event_fails_loudly(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    (message,) = upload(clients, res, "vanished.jsonl", b"{}\n")
+    clients.s3.delete_object(Bucket=res.names.input_bucket, Key="vanished.jsonl")
+
+    response = aws.handler(json.loads(message["Body"]), None)
+
+    (failure,) = response["failed"]
+    assert failure["object"] == f"s3://{res.names.input_bucket}/vanished.jsonl"
+    assert "NoSuchKey" in failure["error"]
+    assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == ["object_failed"]
+
+
+def test_unreadable_sqs_body_fails_and_alerts_on_last_receive(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    clients.sqs.send_message(QueueUrl=res.queue_url, MessageBody="this is not an S3 notification")
+    (message,) = drain_queue(clients.sqs, res.queue_url)
+
+    first = aws.handler(sqs_event([message], receive_count=1), None)
+    assert first == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert read_alerts(clients, res) == []
+    aws.handler(sqs_event([message], receive_count=3), None)
+    (alert,) = read_alerts(clients, res)
+    assert "unreadable message body" in alert["message"]
+
+
+# --- content: errors, gzip, empty, metrics, alerts --------------------------------------------
+
+
+def test_high_error_rate_alert_content(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    lines = every_error_lines(TODAY)
+    (message,) = upload(clients, res, "batch/every error.jsonl", join_lines(lines))
+
+    aws.handler(json.loads(message["Body"]), None)
+
+    counts = expected_counts(lines)
+    (alert,) = read_alerts(clients, res)
+    uri = f"s3://{res.names.input_bucket}/batch/every error.jsonl"
+    assert alert["attributes"] == {"alert_type": "high_error_rate", "object": uri}
+    assert alert["subject"].isascii() and len(alert["subject"]) < 100
+    text = alert["message"]
+    assert f"object: {uri}" in text
+    assert (
+        f"processed {counts['processed']}, valid {counts['valid']}, invalid {counts['errors']}"
+        in text
+    )
+    assert f"{counts['errors'] / counts['processed']:.1%}" in text
+    first_error = next(
+        i for i, line in enumerate(lines, 1) if line.expect not in ("valid", "blank")
+    )
+    assert f"line {first_error}: {lines[first_error - 1].expect}:" in text
+
+
+def test_error_rate_at_threshold_does_not_alert(
+    aws_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients, res = aws_stack
+    lines = web_lines(TODAY)
+    counts = expected_counts(lines)
+    monkeypatch.setenv("LOGSIEVE_ERROR_RATE_ALERT", str(counts["errors"] / counts["processed"]))
+    (message,) = upload(clients, res, "web.jsonl", join_lines(lines))
+    aws.handler(json.loads(message["Body"]), None)
+    assert read_alerts(clients, res) == []
+
+
+def test_metrics_read_back(aws_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    clients, res = aws_stack
+    monkeypatch.setenv("LOGSIEVE_METRICS_NAMESPACE", "LogSieveTest")
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    objects = {"m/web.jsonl": web_lines(TODAY), "m/errors.jsonl": every_error_lines(TODAY)}
+    messages = []
+    for key, lines in objects.items():
+        messages += upload(clients, res, key, join_lines(lines))
+    assert aws.handler(sqs_event(messages), None) == {"batchItemFailures": []}
+
+    metrics = read_metrics(clients.cloudwatch, "LogSieveTest", since=started)
+    totals = {
+        m["name"]: m["sum"]
+        for m in metrics
+        if m["dimensions"] == {"Bucket": res.names.input_bucket}
+    }
+    all_lines = [line for lines in objects.values() for line in lines]
+    counts = expected_counts(all_lines)
+    assert totals["RecordsProcessed"] == counts["processed"]
+    assert totals["RecordsValid"] == counts["valid"]
+    assert totals["RecordsInvalid"] == counts["errors"]
+    assert totals["ObjectsFailed"] == 0
+    assert totals["ProcessingTime"] > 0
+    sizes = sum(len(join_lines(lines)) for lines in objects.values())
+    assert totals["BytesProcessed"] == sizes
+    by_code = {
+        m["dimensions"]["ErrorCode"]: m["sum"]
+        for m in metrics
+        if m["name"] == "RecordsInvalid" and "ErrorCode" in m["dimensions"]
+    }
+    expected_codes: dict[str, float] = {}
+    for line in all_lines:
+        if line.expect not in ("valid", "blank"):
+            expected_codes[line.expect] = expected_codes.get(line.expect, 0) + 1
+    assert by_code == expected_codes
+
+
+def test_gzip_and_empty_objects(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    lines = mobile_lines(TODAY)
+    messages = upload(clients, res, "z/events.jsonl.gz", gzip.compress(join_lines(lines)))
+    messages += upload(clients, res, "z/empty.jsonl", b"")
+    messages += upload(clients, res, "z/empty.jsonl.gz", gzip.compress(b""))
+
+    outcome = aws.Pipeline.from_clients(aws.HandlerConfig.from_env(), clients).handle(
+        sqs_event(messages)
+    )
+
+    assert outcome.failed_message_ids == []
+    results = {o.ref.key: o.result for o in outcome.objects}
+    assert results["z/events.jsonl.gz"] is not None
+    assert results["z/events.jsonl.gz"].valid == expected_counts(lines)["valid"]
+    for key in ("z/empty.jsonl", "z/empty.jsonl.gz"):
+        result = results[key]
+        assert result is not None
+        assert (result.processed, result.valid, result.errors, result.clean_keys) == (0, 0, 0, [])
+
+
+def test_object_that_is_not_text_becomes_error_records(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    garbage = bytes(range(256)) * 4  # binary, includes "\n" bytes: several "lines"
+    (message,) = upload(clients, res, "binary.bin", garbage)
+
+    response = aws.handler(json.loads(message["Body"]), None)
+
+    assert response["valid"] == 0 and response["errors"] > 0
+    records = error_records(clients, res)
+    assert len(records) == response["errors"]
+    assert all(r["error"] == "invalid_json" for r in records)
+    assert any("raw_base64" in r for r in records)
+    assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == ["high_error_rate"]
+
+
+# --- configuration and logs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["LOGSIEVE_CLEAN_URI", "LOGSIEVE_ERROR_URI", "LOGSIEVE_ALERT_TOPIC_ARN"]
+)
+def test_missing_configuration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    env = {
+        "LOGSIEVE_CLEAN_URI": "s3://clean/clean",
+        "LOGSIEVE_ERROR_URI": "s3://errors/errors",
+        "LOGSIEVE_ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+    }
+    del env[name]
+    with pytest.raises(ConfigError, match=name):
+        aws.HandlerConfig.from_env(env)
+    for key in env:
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match=name):  # the handler fails before touching the event
+        aws.handler({"Records": []}, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOGSIEVE_CLEAN_URI", "http://example/clean"),
+        ("LOGSIEVE_ERROR_URI", "s3:///no-bucket"),
+        ("LOGSIEVE_ALERT_TOPIC_ARN", "alerts"),
+        ("LOGSIEVE_ERROR_RATE_ALERT", "ten percent"),
+        ("LOGSIEVE_ERROR_RATE_ALERT", "1.5"),
+        ("LOGSIEVE_METRICS_NAMESPACE", "AWS/Lambda"),
+        ("LOGSIEVE_MAX_RECEIVE_COUNT", "0"),
+        ("LOGSIEVE_MAX_RECEIVE_COUNT", "three"),
+    ],
+)
+def test_malformed_configuration_names_the_variable(name: str, value: str) -> None:
+    env = {
+        "LOGSIEVE_CLEAN_URI": "s3://clean/clean",
+        "LOGSIEVE_ERROR_URI": "s3://errors/errors",
+        "LOGSIEVE_ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+        name: value,
+    }
+    with pytest.raises(ConfigError, match=name):
+        aws.HandlerConfig.from_env(env)
+
+
+def test_configuration_defaults() -> None:
+    config = aws.HandlerConfig.from_env(
+        {
+            "LOGSIEVE_CLEAN_URI": "s3://clean/clean",
+            "LOGSIEVE_ERROR_URI": "/tmp/errors",
+            "LOGSIEVE_ALERT_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+        }
+    )
+    assert (config.error_rate_alert, config.metrics_namespace, config.max_receive_count) == (
+        0.1,
+        "LogSieve",
+        3,
+    )
+
+
+def test_logs_are_one_line_json(aws_stack: Any, caplog: pytest.LogCaptureFixture) -> None:
+    clients, res = aws_stack
+    caplog.set_level(logging.INFO, logger="logsieve")
+    (message,) = upload(clients, res, "log me.jsonl", join_lines(every_error_lines(TODAY)))
+    aws.handler(sqs_event([message]), None)
+
+    records = [r for r in caplog.records if r.name.startswith("logsieve.aws")]
+    events = [json.loads(r.getMessage()) for r in records]
+    assert all("\n" not in r.getMessage() for r in records)
+    names = [e["event"] for e in events]
+    assert "object_processed" in names and "alert_published" in names
+    processed = next(e for e in events if e["event"] == "object_processed")
+    assert processed["object"] == f"s3://{res.names.input_bucket}/log me.jsonl"
+    assert processed["errors"] == expected_counts(every_error_lines(TODAY))["errors"]

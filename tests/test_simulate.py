@@ -1,0 +1,129 @@
+"""`logsieve simulate` end to end: the report, the metrics, the alerts, the DLQ, the local copy."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as ds
+import pytest
+
+from logsieve.cli import main
+from logsieve.samples import sample_objects
+
+
+def _expected_from_samples(report: dict[str, Any]) -> dict[str, Any]:
+    """What the samples the run uploaded (for the run's own "today") must produce."""
+    bucket = report["resources"]["input_bucket"]
+    today = date.fromisoformat(report["today"])
+    samples = sample_objects(today)
+    ok = [s for s in samples if not s.always_fails]
+    return {
+        "ok": {f"s3://{bucket}/{s.key}": s.expected() for s in ok},
+        "failing": [f"s3://{bucket}/{s.key}" for s in samples if s.always_fails],
+        "rows": sum(s.expected()["valid"] for s in ok),
+        "logins_today": sum(len(s.logins_on(today)) for s in ok),
+        "processed": sum(s.expected()["processed"] for s in ok),
+        "invalid": sum(s.expected()["errors"] for s in ok),
+        "high_error_rate": [
+            f"s3://{bucket}/{s.key}"
+            for s in ok
+            if s.expected()["processed"]
+            and s.expected()["errors"] / s.expected()["processed"] > 0.1
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("simulate") / "clean"
+    capture = tmp_path_factory.mktemp("stdout") / "report.json"
+    import contextlib
+
+    with capture.open("w") as handle, contextlib.redirect_stdout(handle):
+        status = main(["simulate", "--json", "--out", str(out)])
+    report = json.loads(capture.read_text())
+    assert status == 0, report["unexpected"]
+    return report, out
+
+
+def test_every_object_ends_as_the_samples_say(json_run: tuple[dict[str, Any], Path]) -> None:
+    report, _ = json_run
+    expected = _expected_from_samples(report)
+    assert report["unexpected"] == []
+    results = {entry["object"]: entry for entry in report["objects"]}
+    for uri, counts in expected["ok"].items():
+        result = results[uri]["result"]
+        assert {k: result[k] for k in counts} == counts, uri
+    (failing,) = expected["failing"]
+    assert results[failing]["result"] is None
+    assert [a["receive"] for a in results[failing]["attempts"]] == [1, 2, 3]
+    assert [d["objects"] for d in report["dead_letters"]] == [[failing]]
+    assert report["dead_letters"][0]["receives"] == report["resources"]["max_receive_count"]
+
+
+def test_metrics_and_alerts(json_run: tuple[dict[str, Any], Path]) -> None:
+    report, _ = json_run
+    bucket = report["resources"]["input_bucket"]
+    expected = _expected_from_samples(report)
+    series = [(m["name"], sorted(m["dimensions"].items())) for m in report["metrics"]["values"]]
+    assert len(series) == len({repr(s) for s in series})  # each metric series once
+    totals = {
+        m["name"]: m["sum"]
+        for m in report["metrics"]["values"]
+        if m["dimensions"] == {"Bucket": bucket}
+    }
+    assert totals["RecordsProcessed"] == expected["processed"]
+    assert totals["RecordsValid"] == expected["rows"]
+    assert totals["RecordsInvalid"] == expected["invalid"]
+    assert totals["ObjectsFailed"] == len(expected["failing"])
+
+    kinds = sorted(
+        (a["attributes"]["alert_type"], a["attributes"]["object"]) for a in report["alerts"]
+    )
+    wanted = [("high_error_rate", uri) for uri in expected["high_error_rate"]]
+    wanted += [("object_failed", uri) for uri in expected["failing"]]
+    assert kinds == sorted(wanted)
+
+
+def test_clean_dataset_copied_for_the_api(json_run: tuple[dict[str, Any], Path]) -> None:
+    report, out = json_run
+    expected = _expected_from_samples(report)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
+    assert files == sorted(report["clean_copy"]["files"])
+    assert all(f.startswith("date=") for f in files)
+    table = ds.dataset(out, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == expected["rows"]
+    assert report["clean_copy"]["logins_today"] == expected["logins_today"]
+    written = [k for k in report["keys_written"]["clean"] if "/date=" in k]
+    assert len(written) == len(files)
+
+
+def test_text_report_and_rerun_without_duplicates(
+    json_run: tuple[dict[str, Any], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    report, out = json_run
+    before = sorted(p.name for p in out.rglob("*.parquet"))
+
+    assert main(["simulate", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+
+    expected = _expected_from_samples(report)
+    for uri, counts in expected["ok"].items():
+        core = {name: counts[name] for name in ("processed", "valid", "errors")}
+        line = f"Lambda result: {core}"
+        assert f"  {uri}\n    {line}" in text
+    assert "CloudWatch metrics" in text and "RecordsInvalid" in text
+    assert "SNS alerts received (2)" in text
+    assert f"Dead-letter queue (1 message)\n  {expected['failing'][0]} (received 3 times)" in text
+    # Same sources, same file names: the second run replaced the first copy.
+    assert sorted(p.name for p in out.rglob("*.parquet")) == before
+    assert ds.dataset(out, format="parquet", partitioning="hive").count_rows() == expected["rows"]
+
+
+def test_bad_option_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--visibility-timeout", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("logsieve simulate: error: ") and err.count("\n") == 1
