@@ -1,13 +1,15 @@
 """The `logsieve` command: one sub-command per job, each implemented in the module named for it.
 
-Sub-commands are registered lazily so that `logsieve --help` does not import moto or pyarrow.
-Every failure a user can cause ends in one line on stderr and a non-zero exit, never a traceback.
+Each command module keeps its heavy imports (moto, boto3, starlette...) inside its functions, so
+building the parser stays cheap. Every failure a user can cause ends in one line on stderr and a
+non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"logsieve {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`logsieve ... | head`): stop quietly, and keep the interpreter's
+        # final flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
