@@ -1,0 +1,885 @@
+"""Deployment to real AWS, checked without it: the template, the Lambda artifact, the adapters.
+
+The template is deployed into moto's CloudFormation; what moto skips (bucket notifications,
+queue policies, alarms, Glue, API Gateway) is checked against the code it must agree with: the
+handler's real metrics, the clean schema the core really produces, the environment the handler
+really validates. The artifact is built once per run (minutes of CPU), installed into a clean
+virtualenv that has only what the Lambda runtime has, and its handler processes a real S3
+notification against a moto server deployed from the same template.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from logsieve import deploy, lambda_api
+from logsieve.cli import main
+from logsieve.template import (
+    CLEAN_COLUMNS,
+    ERROR_COLUMNS,
+    MAX_BATCHING_WINDOW,
+    MAX_RECEIVE_COUNT,
+    VISIBILITY_FACTOR,
+    build_template,
+    render,
+)
+
+STACK = "logsieve-test"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+DAY = datetime(2025, 8, 20, tzinfo=timezone.utc)
+
+
+# --- test data: lines whose fate is known from how they were made ---------------------------
+
+
+@dataclass
+class Log:
+    lines: list[bytes]
+    logins: Counter[str]  # UTC date -> valid login records
+    valid: int
+    invalid: Counter[str]  # error code -> lines
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(line + b"\n" for line in self.lines)
+
+
+def make_log(records: int = 60) -> Log:
+    """Valid records over two UTC days, every fourth one invalid in one of several ways."""
+    log = Log([], Counter(), 0, Counter())
+    broken = [
+        (b'{"timestamp": "2025-08-20T10:00:00Z", "user_id": 1', "invalid_json"),
+        (b'["not", "an", "object"]', "not_an_object"),
+        (b'{"timestamp": "2025-08-20T10:00:00Z", "action": "login"}', "missing_field"),
+        (
+            b'{"timestamp": "2025-08-20 25:00:00", "user_id": 3, "action": "login"}',
+            "invalid_timestamp",
+        ),
+    ]
+    for i in range(records):
+        if i % 4 == 3:
+            raw, code = broken[(i // 4) % len(broken)]
+            log.lines.append(raw)
+            log.invalid[code] += 1
+            continue
+        moment = DAY + timedelta(minutes=37 * i)
+        action = "login" if i % 3 else "logout"
+        log.lines.append(
+            json.dumps(
+                {"timestamp": moment.isoformat(), "user_id": i % 5, "action": action, "n": i}
+            ).encode()
+        )
+        log.valid += 1
+        if action == "login":
+            log.logins[moment.strftime("%Y-%m-%d")] += 1
+    return log
+
+
+# --- the template: structure ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return build_template()
+
+
+def references(node: Any) -> set[str]:
+    """Logical ids a template node depends on (Ref, GetAtt, ${Name} inside Fn::Sub)."""
+    import re
+
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0])
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                found.update(n.split(".")[0] for n in re.findall(r"\$\{([^!}][^}]*)\}", text))
+                if not isinstance(value, str):
+                    found.update(references(value[1]))
+            else:
+                found.update(references(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.update(references(item))
+    return found
+
+
+def dependency_graph(template: dict[str, Any]) -> dict[str, set[str]]:
+    resources = template["Resources"]
+    graph = {}
+    for name, body in resources.items():
+        depends = body.get("DependsOn", [])
+        depends = {depends} if isinstance(depends, str) else set(depends)
+        graph[name] = (references(body.get("Properties", {})) | depends) & set(resources)
+    return graph
+
+
+def test_template_has_no_dependency_cycle(template: dict[str, Any]) -> None:
+    graph = dependency_graph(template)
+    done: set[str] = set()
+    while len(done) < len(graph):
+        ready = {name for name, needs in graph.items() if name not in done and needs <= done}
+        assert ready, f"cycle among {sorted(set(graph) - done)}"
+        done |= ready
+
+
+def test_every_reference_resolves(template: dict[str, Any]) -> None:
+    known = set(template["Resources"]) | set(template["Parameters"])
+    pseudo = {"AWS::AccountId", "AWS::Region", "AWS::Partition", "AWS::URLSuffix", "AWS::NoValue"}
+    used = references(template["Resources"]) | references(template["Outputs"])
+    assert used - known - pseudo == set()
+    assert set(template["Parameters"]) <= used, "every parameter is used somewhere"
+
+
+def test_s3_notification_reaches_the_queue_through_its_policy(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    bucket = resources["InputBucket"]
+    notification = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert notification == [
+        {"Event": "s3:ObjectCreated:*", "Queue": {"Fn::GetAtt": ["WorkQueue", "Arn"]}}
+    ]
+    # S3 checks it may send when the notification is set: the policy must exist first...
+    assert bucket["DependsOn"] == "WorkQueuePolicy"
+    policy = resources["WorkQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "WorkQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}
+    # ...and it names the bucket by the very name the bucket gets, not by referring to it.
+    name = bucket["Properties"]["BucketName"]["Fn::Sub"]
+    source_arn = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert source_arn == f"arn:${{AWS::Partition}}:s3:::{name}"
+    assert "InputBucket" not in references(policy)
+
+
+def test_queue_redrive_and_visibility(template: dict[str, Any]) -> None:
+    queue = template["Resources"]["WorkQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "maxReceiveCount": MAX_RECEIVE_COUNT,
+    }
+    timeouts = template["Parameters"]["WorkerTimeout"]["AllowedValues"]
+    table = template["Mappings"]["QueueVisibility"]
+    for timeout in timeouts:
+        seconds = table[timeout]["Seconds"]
+        assert seconds >= VISIBILITY_FACTOR * int(timeout)
+        assert seconds <= 43200  # SQS maximum
+    mapping = template["Resources"]["WorkerEventSourceMapping"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    window = template["Parameters"]["MaxBatchingWindow"]["MaxValue"]
+    assert all(table[t]["Seconds"] >= 6 * int(t) + window for t in timeouts)
+
+
+def test_alarms_watch_what_they_should(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    alarms = {
+        k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert {"ErrorRateAlarm", "DeadLetterAlarm", "WorkerErrorsAlarm"} <= set(alarms)
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    rate = alarms["ErrorRateAlarm"]
+    assert rate["Threshold"] == {"Ref": "ErrorRateAlert"}
+    by_id = {m["Id"]: m for m in rate["Metrics"]}
+    assert by_id["rate"]["Expression"] == "IF(processed > 0, invalid / processed, 0)"
+    assert [m["Id"] for m in rate["Metrics"] if m["ReturnData"]] == ["rate"]
+    for metric_id, name in (("invalid", "RecordsInvalid"), ("processed", "RecordsProcessed")):
+        stat = by_id[metric_id]["MetricStat"]
+        assert stat["Metric"]["MetricName"] == name and stat["Stat"] == "Sum"
+        assert stat["Metric"]["Namespace"] == {"Ref": "MetricsNamespace"}
+    dlq = alarms["DeadLetterAlarm"]
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}
+    errors = alarms["WorkerErrorsAlarm"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["Dimensions"][0]["Value"] == {"Ref": "WorkerFunction"}
+
+
+def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    roles = {k: v for k, v in resources.items() if v["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == {"WorkerRole", "ApiRole"}
+    for role in roles.values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+        for policy in role["Properties"]["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"]
+                actions = [actions] if isinstance(actions, str) else actions
+                assert all("*" not in action for action in actions), statement
+                if statement["Resource"] == "*":  # only where IAM has no resource ARNs
+                    assert actions == ["cloudwatch:PutMetricData"]
+                    assert "cloudwatch:namespace" in statement["Condition"]["StringEquals"]
+    api_actions = {
+        action
+        for policy in roles["ApiRole"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+    }
+    assert not any(a.startswith(("s3:Put", "s3:Delete", "sqs:", "sns:")) for a in api_actions)
+
+
+def test_http_api_routes_everything_to_the_api_function(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    integration = resources["HttpApiIntegration"]["Properties"]
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
+    assert (integration["IntegrationType"], integration["PayloadFormatVersion"]) == (
+        "AWS_PROXY",
+        "2.0",  # the event shape test_lambda_api_answers_api_gateway_events sends
+    )
+    route = resources["HttpApiRoute"]["Properties"]
+    assert route["RouteKey"] == "$default"
+    assert route["Target"] == {"Fn::Sub": "integrations/${HttpApiIntegration}"}
+    stage = resources["HttpApiStage"]["Properties"]
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("$default", True)
+    permission = resources["ApiInvokePermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "ApiFunction"}
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert "${HttpApi}/*" in permission["SourceArn"]["Fn::Sub"]
+    api = resources["ApiFunction"]["Properties"]
+    assert api["Handler"] == f"{lambda_api.__name__}.handler"
+    assert callable(lambda_api.handler)
+
+
+def test_glue_tables_match_what_the_pipeline_writes(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    """Columns and types come from a real clean file and real error records, not from a list."""
+    from logsieve.storage import ingest
+
+    log = make_log(24)
+    result = ingest(
+        io.BytesIO(log.data),
+        source="s3://in/x.jsonl",
+        clean_uri=str(tmp_path / "clean"),
+        error_uri=str(tmp_path / "errors"),
+    )
+    assert result.valid == log.valid and result.errors == sum(log.invalid.values())
+    (parquet,) = (tmp_path / "clean").glob("date=2025-08-20/*.parquet")
+    schema = pq.read_schema(parquet)
+    athena_type = {pa.string(): "string", pa.large_string(): "string", pa.int64(): "bigint"}
+    written = [
+        (f.name, "timestamp" if pa.types.is_timestamp(f.type) else athena_type[f.type])
+        for f in schema
+    ]
+    table = template["Resources"]["CleanTable"]["Properties"]["TableInput"]
+    declared = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+    assert declared == written
+    assert [(c[0], c[1]) for c in CLEAN_COLUMNS] == written
+    assert "ParquetHiveSerDe" in table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+    # Partition projection over the same date=YYYY-MM-DD directories the writer made.
+    params = table["Parameters"]
+    assert table["PartitionKeys"] == [{"Name": "date", "Type": "string"}]
+    assert params["projection.enabled"] == "true" and params["projection.date.type"] == "date"
+    assert params["projection.date.format"] == "yyyy-MM-dd"
+    assert parquet.parent.name == "date=" + datetime(2025, 8, 20).strftime("%Y-%m-%d")
+    location = params["storage.location.template"]["Fn::Join"][1]
+    assert location[0] == table["StorageDescriptor"]["Location"]
+    assert location[1] == "date=${date}/"
+    env = template["Resources"]["WorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert location[0]["Fn::Sub"] == env["LOGSIEVE_CLEAN_URI"]["Fn::Sub"] + "/"
+    # Error records: every key the writer emits is a column.
+    keys = set()
+    for path in (tmp_path / "errors").rglob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            keys |= set(json.loads(line))
+    error_table = template["Resources"]["ErrorTable"]["Properties"]["TableInput"]
+    columns = {c["Name"] for c in error_table["StorageDescriptor"]["Columns"]}
+    assert keys <= columns == {c[0] for c in ERROR_COLUMNS}
+
+
+def test_cfn_lint_accepts_the_template(template: dict[str, Any]) -> None:
+    pytest.importorskip("cfnlint", reason="cfn-lint is in the test extra")
+    from cfnlint.api import lint_all
+
+    problems = lint_all(render(template))
+    # Errors and warnings, as the `cfn-lint` command reports by default (not informational I*).
+    assert [str(p) for p in problems if not p.rule.id.startswith("I")] == []
+
+
+def test_template_command_prints_json_and_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], template: dict[str, Any]
+) -> None:
+    assert main(["template"]) == 0
+    assert json.loads(capsys.readouterr().out) == template
+    yaml = pytest.importorskip("yaml")
+    out = tmp_path / "stack.yaml"
+    assert main(["template", "--format", "yaml", "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text()) == template
+
+
+# --- the template deployed into moto's CloudFormation ---------------------------------------
+
+
+def tiny_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("placeholder.py", "")
+    return buffer.getvalue()
+
+
+def deploy_stack(client: Callable[[str], Any], code: bytes, **parameters: str) -> dict[str, str]:
+    """Create the stack (code uploaded to a bucket first, as in a real account); its outputs."""
+    s3 = client("s3")
+    s3.create_bucket(Bucket="deploy-artifacts")
+    s3.put_object(Bucket="deploy-artifacts", Key="lambda.zip", Body=code)
+    params = {"CodeBucket": "deploy-artifacts", "CodeKey": "lambda.zip", **parameters}
+    cfn = client("cloudformation")
+    cfn.create_stack(
+        StackName=STACK,
+        TemplateBody=render(build_template()),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    (stack,) = cfn.describe_stacks(StackName=STACK)["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+
+def test_stack_deploys_into_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from moto import mock_aws
+
+    from logsieve.aws import HandlerConfig
+
+    with mock_aws(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # moto warns about each resource type it skips
+        session = boto3.session.Session(region_name=REGION)
+        out = deploy_stack(
+            session.client,
+            tiny_zip(),
+            NamePrefix="acme-logs",
+            WorkerTimeout="300",
+            BatchSize="25",
+            MaxBatchingWindow="7",
+            MaxConcurrency="40",
+            WorkerMemory="2048",
+            ErrorRateAlert="0.2",
+        )
+        s3, sqs, sns, lam = (session.client(s) for s in ("s3", "sqs", "sns", "lambda"))
+        suffix = f"{ACCOUNT}-{REGION}"
+        buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        assert {
+            f"acme-logs-{kind}-{suffix}" for kind in ("input", "clean", "errors", "athena")
+        } <= buckets
+        assert out["InputBucketName"] == f"acme-logs-input-{suffix}"
+
+        queue = sqs.get_queue_attributes(QueueUrl=out["WorkQueueUrl"], AttributeNames=["All"])[
+            "Attributes"
+        ]
+        dlq = sqs.get_queue_attributes(QueueUrl=out["DeadLetterQueueUrl"], AttributeNames=["All"])[
+            "Attributes"
+        ]
+        assert int(queue["VisibilityTimeout"]) == VISIBILITY_FACTOR * 300 + MAX_BATCHING_WINDOW
+        redrive = json.loads(queue["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
+        assert int(redrive["maxReceiveCount"]) == MAX_RECEIVE_COUNT
+
+        topics = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+        assert out["AlertTopicArn"] in topics and out["AlertTopicArn"].endswith(":acme-logs-alerts")
+
+        worker = lam.get_function_configuration(FunctionName=out["WorkerFunctionName"])
+        assert worker["FunctionName"] == "acme-logs-worker"
+        assert worker["Handler"] == "logsieve.aws.handler"
+        assert (worker["Timeout"], worker["MemorySize"]) == (300, 2048)
+        env = worker["Environment"]["Variables"]
+        assert env["LOGSIEVE_CLEAN_URI"] == f"s3://acme-logs-clean-{suffix}/clean"
+        assert env["LOGSIEVE_ERROR_URI"] == f"s3://acme-logs-errors-{suffix}/errors"
+        # The environment the stack gives the worker is one the handler accepts, as meant.
+        config = HandlerConfig.from_env({k: str(v) for k, v in env.items()})
+        assert config.alert_topic_arn == out["AlertTopicArn"]
+        assert config.error_rate_alert == 0.2
+        assert config.max_receive_count == MAX_RECEIVE_COUNT
+        api = lam.get_function_configuration(FunctionName="acme-logs-api")
+        assert api["Handler"] == lambda_api.__name__ + ".handler"
+        assert api["Environment"]["Variables"]["LOGSIEVE_CLEAN_URI"] == env["LOGSIEVE_CLEAN_URI"]
+
+        (mapping,) = lam.list_event_source_mappings(FunctionName="acme-logs-worker")[
+            "EventSourceMappings"
+        ]
+        assert mapping["EventSourceArn"] == queue["QueueArn"]
+        assert mapping["BatchSize"] == 25
+        assert mapping["MaximumBatchingWindowInSeconds"] == 7
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["ScalingConfig"] == {"MaximumConcurrency": 40}
+
+        roles = {r["RoleName"] for r in session.client("iam").list_roles()["Roles"]}
+        assert any("WorkerRole" in r for r in roles) and any("ApiRole" in r for r in roles)
+
+
+def role_session(session: Any, role_arn: str) -> Any:
+    """A boto3 session acting as `role_arn`, as a Lambda function with that role would."""
+    import ast
+
+    iam = session.client("iam")
+    name = role_arn.rsplit("/", 1)[-1]
+    # moto's CloudFormation stores inline role policies as Python reprs its own access control
+    # cannot read: store the same (already resolved) documents again through the IAM API.
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        if isinstance(document, str):
+            document = ast.literal_eval(document)
+        iam.put_role_policy(RoleName=name, PolicyName=policy, PolicyDocument=json.dumps(document))
+    creds = session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="lambda")
+    creds = creds["Credentials"]
+    return boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
+
+
+def test_roles_allow_the_s3_work_and_nothing_beside_it() -> None:
+    """With IAM enforced (moto evaluates S3 resources; other services' ARNs it cannot match),
+    the worker role does its S3 work end to end and the API role only reads clean data."""
+    import warnings
+
+    from moto import mock_aws
+    from moto.core.authorization import enable_iam_authentication
+
+    from logsieve.aws import HandlerConfig, Pipeline
+
+    with mock_aws(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        session = boto3.session.Session(region_name=REGION)
+        out = deploy_stack(session.client, tiny_zip())
+        lam, s3 = session.client("lambda"), session.client("s3")
+        worker = lam.get_function_configuration(FunctionName=out["WorkerFunctionName"])
+        api = lam.get_function_configuration(FunctionName="logsieve-api")
+        config = HandlerConfig.from_env(
+            {k: str(v) for k, v in worker["Environment"]["Variables"].items()}
+        )
+        clean_bucket = config.clean_uri[len("s3://") :].split("/")[0]
+        log = make_log(40)
+        s3.put_object(Bucket=out["InputBucketName"], Key="in/a.jsonl", Body=log.data)
+        worker_s3 = role_session(session, worker["Role"]).client("s3")
+        api_s3 = role_session(session, api["Role"]).client("s3")
+        ref = {"bucket": {"name": out["InputBucketName"]}, "object": {"key": "in/a.jsonl"}}
+        event = {
+            "Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": ref}]
+        }
+
+        def run(s3_client: Any) -> Any:
+            # No metrics or alerts here: moto cannot match their resource ARNs, so they would be
+            # refused either way; the handler logs that and goes on, as it does on AWS.
+            pipeline = Pipeline(config, s3=s3_client, cloudwatch=None, sns=None)
+            (outcome,) = pipeline.handle(event).objects
+            return outcome
+
+        with enable_iam_authentication():
+            done = run(worker_s3)
+            assert done.ok, done.error
+            assert (done.result.valid, done.result.errors) == (log.valid, sum(log.invalid.values()))
+            again = run(worker_s3)  # replacing its own output: read manifest, overwrite, delete
+            assert again.ok and again.result.clean_keys == done.result.clean_keys
+            denied = run(api_s3)
+            assert not denied.ok and "AccessDenied" in (denied.error or "")
+            key = done.result.clean_keys[0]
+            assert api_s3.get_object(Bucket=clean_bucket, Key=key)["Body"].read()
+            for client, bucket, target in (
+                (api_s3, clean_bucket, key),
+                (worker_s3, clean_bucket, "elsewhere/x.parquet"),
+                (worker_s3, out["InputBucketName"], "in/b.jsonl"),
+            ):
+                with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
+                    client.put_object(Bucket=bucket, Key=target, Body=b"x")
+
+
+def test_alarm_dimensions_match_the_metrics_the_handler_sends(
+    template: dict[str, Any], aws_stack: Any
+) -> None:
+    """An alarm matches a metric's exact dimension set: compare with what the handler emits."""
+    from logsieve.aws import handler
+
+    clients, resources = aws_stack
+    log = make_log(20)
+    clients.s3.put_object(Bucket=resources.names.input_bucket, Key="a.jsonl", Body=log.data)
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": resources.names.input_bucket},
+                    "object": {"key": "a.jsonl"},
+                },
+            }
+        ]
+    }
+    assert handler(event, None)["processed"] == len(log.lines)
+    namespace = template["Parameters"]["MetricsNamespace"]["Default"]
+    sent = {
+        (m["MetricName"], tuple(sorted(d["Name"] for d in m["Dimensions"])))
+        for m in clients.cloudwatch.list_metrics(Namespace=namespace)["Metrics"]
+    }
+    alarm = template["Resources"]["ErrorRateAlarm"]["Properties"]
+    for metric in alarm["Metrics"]:
+        if "MetricStat" in metric:
+            m = metric["MetricStat"]["Metric"]
+            dims = tuple(sorted(d["Name"] for d in m["Dimensions"]))
+            assert (m["MetricName"], dims) in sent
+            assert [d["Value"] for d in m["Dimensions"]] == [{"Ref": "InputBucket"}]
+
+
+# --- the HTTP API through API Gateway's event format ----------------------------------------
+
+
+def http_api_event(path: str, query: str) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) request, as the $default route delivers it."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"host": "abc123.execute-api.us-east-1.amazonaws.com", "accept": "*/*"},
+        "queryStringParameters": dict(p.split("=", 1) for p in query.split("&") if p),
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "test",
+            },
+            "requestId": "req-1",
+            "routeKey": "$default",
+            "stage": "$default",
+            "timeEpoch": 1755684000000,
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def response_json(response: dict[str, Any]) -> Any:
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return json.loads(body)
+
+
+def test_lambda_api_answers_api_gateway_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logsieve.storage import ingest
+
+    log = make_log(80)
+    ingest(
+        io.BytesIO(log.data),
+        source="/in/a.jsonl",
+        clean_uri=str(tmp_path / "clean"),
+        error_uri=str(tmp_path / "errors"),
+    )
+    monkeypatch.setenv("LOGSIEVE_CLEAN_URI", str(tmp_path / "clean"))
+    lambda_api.reset()
+    try:
+        for day, logins in sorted(log.logins.items()):
+            response = lambda_api.handler(http_api_event("/logins_today", f"date={day}"), None)
+            assert response["statusCode"] == 200
+            assert response_json(response)["logins_today"] == logins > 0
+        bad = lambda_api.handler(http_api_event("/logins_today", "date=2025-13-01"), None)
+        assert bad["statusCode"] == 400 and "date" in response_json(bad)["error"]
+        assert lambda_api.handler(http_api_event("/healthz", ""), None)["statusCode"] == 200
+    finally:
+        lambda_api.reset()
+
+
+# --- `logsieve package` -----------------------------------------------------------------------
+
+
+def test_arm64_without_its_rust_target_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if deploy.rust_target_installed("aarch64-unknown-linux-gnu"):
+        pytest.skip("this machine has the aarch64 Rust target; nothing is missing")
+    assert main(["package", "--arch", "arm64", "--out", str(tmp_path / "dist")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("logsieve package: error: ")
+    assert "aarch64-unknown-linux-gnu" in err and "rustup target add" in err
+    assert not (tmp_path / "dist").exists()
+
+
+def test_package_refuses_a_wheel_of_the_wrong_architecture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheel = tmp_path / "logsieve-0.1.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    wheel.write_bytes(b"")
+    args = ["package", "--arch", "arm64", "--wheel", str(wheel), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "not a Linux aarch64 wheel" in capsys.readouterr().err
+    assert main(["package", "--wheel", str(tmp_path / "nope.whl"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@dataclass(frozen=True)
+class Built:
+    artifact: deploy.Artifact
+    interpreter: str  # the Python the clean "Lambda" virtualenv is made from
+
+
+def lambda_interpreter() -> tuple[str, str]:
+    """(interpreter, X.Y) for the clean virtualenv: this one, or LOGSIEVE_TEST_LAMBDA_PYTHON
+    (e.g. a python3.12 to match the template's default runtime)."""
+    interpreter = os.environ.get("LOGSIEVE_TEST_LAMBDA_PYTHON") or sys.executable
+    probe = subprocess.run(
+        [interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return interpreter, probe.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def lambda_artifact(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The real artifact, built once per test run for the clean virtualenv's Python version.
+
+    The Rust build reuses cargo's target directory across runs, so only a changed crate costs
+    minutes. LOGSIEVE_TEST_WHEEL may name a wheel built earlier (e.g. by CI) to skip the build.
+    """
+    interpreter, version = lambda_interpreter()
+    out = tmp_path_factory.mktemp("lambda-artifact")
+    wheel = os.environ.get("LOGSIEVE_TEST_WHEEL")
+    if not wheel:
+        missing = deploy.missing_build_tools("x86_64")
+        if missing:
+            pytest.skip("cannot build the Lambda wheel here: missing " + "; ".join(missing))
+    artifact = deploy.build_artifact(
+        out=out, arch="x86_64", python_version=version, wheel=Path(wheel) if wheel else None
+    )
+    return Built(artifact, interpreter)
+
+
+@pytest.mark.slow
+def test_artifact_contents(lambda_artifact: Built) -> None:
+    artifact = lambda_artifact.artifact
+    assert artifact.zip_path.is_file() and artifact.zipped_bytes == artifact.zip_path.stat().st_size
+    assert artifact.unzipped_bytes < deploy.LAMBDA_UNZIPPED_LIMIT
+    assert "manylinux" in artifact.wheel.name and artifact.wheel.name.endswith("_x86_64.whl")
+    with zipfile.ZipFile(artifact.zip_path) as archive:
+        names = archive.namelist()
+        top = {n.split("/")[0] for n in names}
+        assert sum(i.file_size for i in archive.infolist()) == artifact.unzipped_bytes
+    assert {"logsieve", "pyarrow", "orjson", "starlette", "mangum", "zstandard"} <= top
+    assert any(n.startswith("logsieve/_core") and n.endswith(".so") for n in names)
+    # What the Lambda runtime has, or does not need, is left out.
+    assert not top & {"boto3", "botocore", "moto", "uvicorn"}
+    assert not any("__pycache__" in n or n.startswith("pyarrow/include/") for n in names)
+    names_only = {p.split("==")[0].lower() for p in artifact.packages}
+    assert "logsieve" in names_only and "moto" not in names_only
+
+
+def start_moto_server() -> Any:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def lambda_python(lambda_artifact: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean virtualenv with only what the Lambda runtime has besides our zip: boto3."""
+    root = tmp_path_factory.mktemp("lambda-venv")
+    subprocess.run([lambda_artifact.interpreter, "-m", "venv", str(root / "venv")], check=True)
+    python = root / "venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "boto3"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot install boto3 into a clean virtualenv: {result.stderr.strip()[-300:]}")
+    return python
+
+
+RUN_IN_LAMBDA = r"""
+import json, sys
+import logsieve, logsieve.aws, logsieve.lambda_api
+event = json.load(open(sys.argv[1]))
+worker = logsieve.aws.handler(event["worker"], None)
+api = [logsieve.lambda_api.handler(e, None) for e in event["api"]]
+print(json.dumps({"logsieve": logsieve.__file__, "worker": worker, "api": api}))
+"""
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The event Lambda's SQS poller builds from received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"]
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def receive_all(sqs: Any, url: str, want: int) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    for _ in range(20):
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+        ).get("Messages", [])
+        messages += got
+        if len(messages) >= want:
+            break
+    return messages
+
+
+@pytest.mark.slow
+def test_packaged_handler_processes_an_event_in_a_clean_virtualenv(
+    lambda_artifact: Built, lambda_python: Path, tmp_path: Path
+) -> None:
+    """Stack from the template on a moto server; the zip's handler, with the stack's settings."""
+    task = tmp_path / "task"  # what Lambda unpacks to /var/task
+    with zipfile.ZipFile(lambda_artifact.artifact.zip_path) as archive:
+        archive.extractall(task)
+    server = start_moto_server()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        session = boto3.session.Session(region_name=REGION)
+
+        def client(service: str) -> Any:
+            return session.client(service, endpoint_url=endpoint)
+
+        out = deploy_stack(client, lambda_artifact.artifact.zip_path.read_bytes())
+        s3, sqs, sns, lam = client("s3"), client("sqs"), client("sns"), client("lambda")
+        queue_arn = sqs.get_queue_attributes(
+            QueueUrl=out["WorkQueueUrl"], AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        # moto's CloudFormation skips bucket notifications: apply the template's by hand.
+        (config,) = build_template()["Resources"]["InputBucket"]["Properties"][
+            "NotificationConfiguration"
+        ]["QueueConfigurations"]
+        s3.put_bucket_notification_configuration(
+            Bucket=out["InputBucketName"],
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": queue_arn, "Events": [config["Event"]]}]
+            },
+        )
+        inbox = sqs.create_queue(QueueName="alert-inbox")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        sns.subscribe(TopicArn=out["AlertTopicArn"], Protocol="sqs", Endpoint=inbox_arn)
+
+        log = make_log(120)
+        key = "incoming/app server+1.jsonl"
+        s3.put_object(Bucket=out["InputBucketName"], Key=key, Body=log.data)
+        messages = [
+            m for m in receive_all(sqs, out["WorkQueueUrl"], 2) if "s3:TestEvent" not in m["Body"]
+        ]
+        assert len(messages) == 1
+
+        env_vars = lam.get_function_configuration(FunctionName=out["WorkerFunctionName"])[
+            "Environment"
+        ]["Variables"]
+        api_env = lam.get_function_configuration(FunctionName="logsieve-api")["Environment"][
+            "Variables"
+        ]
+        assert api_env["LOGSIEVE_CLEAN_URI"] == env_vars["LOGSIEVE_CLEAN_URI"]
+        days = sorted(log.logins)
+        event = {
+            "worker": sqs_event(messages, queue_arn),
+            "api": [http_api_event("/logins_today", f"date={d}") for d in days],
+        }
+        (tmp_path / "event.json").write_text(json.dumps(event))
+        (tmp_path / "run.py").write_text(RUN_IN_LAMBDA)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(task),  # Lambda puts /var/task first on sys.path
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **{k: str(v) for k, v in env_vars.items()},
+        }
+        run = subprocess.run(
+            [str(lambda_python), str(tmp_path / "run.py"), str(tmp_path / "event.json")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result["logsieve"].startswith(str(task)), "ran the packaged code, not the tree"
+        assert result["worker"] == {"batchItemFailures": []}
+
+        clean_bucket, _, clean_prefix = env_vars["LOGSIEVE_CLEAN_URI"][len("s3://") :].partition(
+            "/"
+        )
+        rows = 0
+        for obj in s3.list_objects_v2(Bucket=clean_bucket, Prefix=clean_prefix + "/date=").get(
+            "Contents", []
+        ):
+            body = s3.get_object(Bucket=clean_bucket, Key=obj["Key"])["Body"].read()
+            rows += pq.read_table(io.BytesIO(body)).num_rows
+        assert rows == log.valid
+        error_bucket, _, error_prefix = env_vars["LOGSIEVE_ERROR_URI"][len("s3://") :].partition(
+            "/"
+        )
+        codes: Counter[str] = Counter()
+        for obj in s3.list_objects_v2(Bucket=error_bucket, Prefix=error_prefix + "/").get(
+            "Contents", []
+        ):
+            for line in (
+                s3.get_object(Bucket=error_bucket, Key=obj["Key"])["Body"].read().splitlines()
+            ):
+                record = json.loads(line)
+                assert record["source"] == f"s3://{out['InputBucketName']}/{key}"
+                codes[record["error"]] += 1
+        assert codes == log.invalid
+
+        # A quarter of the lines are invalid, above the stack's 5% threshold: one alert.
+        alerts = receive_all(sqs, inbox, 1)
+        assert len(alerts) == 1 and key in json.loads(alerts[0]["Body"])["Message"]
+
+        for day, response in zip(days, result["api"]):
+            assert response["statusCode"] == 200, response
+            assert response_json(response)["logins_today"] == log.logins[day]
+    finally:
+        server.stop()
