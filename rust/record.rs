@@ -72,6 +72,11 @@ pub struct Validator {
     slots: [Option<usize>; 3],
     /// Unescaped keys, only filled for lines that have an escaped key.
     keys: Vec<Vec<u8>>,
+    /// Per member: its key's [`fingerprint`], and whether `extra` leaves it out (a required
+    /// field, or shadowed by a later duplicate).
+    prints: Vec<u64>,
+    hidden: Vec<bool>,
+    name_prints: [u64; 3],
     user_id: Vec<u8>,
     action: Vec<u8>,
     scratch: Vec<u8>,
@@ -89,6 +94,13 @@ impl Validator {
             members: Vec::with_capacity(16),
             slots: [None; 3],
             keys: Vec::new(),
+            prints: Vec::with_capacity(16),
+            hidden: Vec::with_capacity(16),
+            name_prints: [
+                fingerprint(names.timestamp.as_bytes()),
+                fingerprint(names.user_id.as_bytes()),
+                fingerprint(names.action.as_bytes()),
+            ],
             user_id: Vec::with_capacity(64),
             action: Vec::with_capacity(64),
             scratch: Vec::with_capacity(64),
@@ -165,10 +177,27 @@ impl Validator {
             }
         }
         self.slots = [None; 3];
+        self.prints.clear();
+        self.hidden.clear();
         for i in 0..self.members.len() {
             let key = self.key(line, i);
-            if let Some(slot) = self.names.iter().position(|n| n.as_slice() == key) {
+            let print = fingerprint(key);
+            let slot = (0..3).find(|&s| self.name_prints[s] == print && self.names[s] == key);
+            if let Some(slot) = slot {
                 self.slots[slot] = Some(i); // the last occurrence wins
+            }
+            self.prints.push(print);
+            self.hidden.push(slot.is_some());
+        }
+        // A member whose key appears again later is shadowed by it (the last one wins).
+        let n = self.members.len();
+        for i in 0..n {
+            if !self.hidden[i]
+                && (i + 1..n).any(|j| {
+                    self.prints[j] == self.prints[i] && self.key(line, j) == self.key(line, i)
+                })
+            {
+                self.hidden[i] = true;
             }
         }
     }
@@ -295,16 +324,12 @@ impl Validator {
     pub fn write_extra(&self, line: &[u8], out: &mut Vec<u8>) -> bool {
         let start = out.len();
         out.push(b'{');
-        let n = self.members.len();
-        for i in 0..n {
-            if self.slots.contains(&Some(i)) || self.is_required_name(line, i) {
-                continue;
-            }
-            let key = self.key(line, i);
-            if (i + 1..n).any(|j| self.key(line, j) == key) {
-                continue; // a later duplicate wins
-            }
-            let m = &self.members[i];
+        for (m, _) in self
+            .members
+            .iter()
+            .zip(&self.hidden)
+            .filter(|(_, hidden)| !**hidden)
+        {
             if out.len() > start + 1 {
                 out.push(b',');
             }
@@ -331,11 +356,18 @@ impl Validator {
         out.push(b'}');
         true
     }
+}
 
-    fn is_required_name(&self, line: &[u8], i: usize) -> bool {
-        let key = self.key(line, i);
-        self.names.iter().any(|n| n.as_slice() == key)
-    }
+/// Length and first seven bytes of a key: equal keys have equal prints, and different keys
+/// usually differ here, so most comparisons are one integer compare.
+#[inline]
+fn fingerprint(key: &[u8]) -> u64 {
+    key.iter()
+        .take(7)
+        .enumerate()
+        .fold(key.len() as u64 & 0xff, |acc, (i, &b)| {
+            acc | u64::from(b) << (8 * (i + 1))
+        })
 }
 
 /// The text of a string value, unescaped when needed.
