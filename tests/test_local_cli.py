@@ -13,6 +13,7 @@ import orjson
 import pyarrow.dataset as ds
 import pytest
 import zstandard
+
 from logsieve.cli import main
 from logsieve.storage import raw_bytes, source_id
 

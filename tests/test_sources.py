@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+
 from logsieve.errors import SourceError
 from logsieve.sources import (
     compression_of,

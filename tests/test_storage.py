@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+
 from logsieve.errors import ConfigError, SourceError
 from logsieve.sources import decompressing
 from logsieve.storage import IngestResult, ingest, raw_bytes, source_id
