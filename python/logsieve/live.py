@@ -1,0 +1,175 @@
+"""`logsieve up`: the whole pipeline live on one machine, until Ctrl-C.
+
+moto's HTTP server stands in for AWS on loopback, so any S3 client (boto3, the AWS CLI) can upload
+to the input bucket; S3 notifies SQS, a worker thread drains the queue through the same handler a
+Lambda would run, and the HTTP API reads the clean bucket, noticing new files within about two
+seconds. Everything runs in this one process; SIGINT or SIGTERM stops it all in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from logsieve.api import (
+    BackgroundServer,
+    bind_socket,
+    create_app,
+    port_number,
+    shutdown_signals,
+)
+
+if TYPE_CHECKING:
+    from logsieve.aws import HandlerOutcome
+    from logsieve.infra import Resources
+
+#: Seconds one SQS long poll waits; also the longest a stop waits for the worker.
+_WORKER_WAIT_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the running pipeline can be reached."""
+
+    aws: str
+    api: str
+
+
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address moto and the API listen on")
+    parser.add_argument(
+        "--moto-port",
+        type=port_number,
+        default=5000,
+        help="port of the S3/SQS/SNS endpoint (0: free)",
+    )
+    parser.add_argument(
+        "--port", type=port_number, default=8000, help="port of the HTTP API (0: free)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level of the worker, handler and web server",
+    )
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Start moto, provision, run the worker and the API; stop everything on SIGINT/SIGTERM."""
+    logging.basicConfig(level=args.log_level.upper(), format="%(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request otherwise
+    if args.port != 0:
+        bind_socket(args.host, args.port).close()  # a busy API port fails before moto starts
+    with shutdown_signals() as stop:
+        moto = start_moto(args.host, args.moto_port)
+        try:
+            return _serve_pipeline(moto, args, stop)
+        finally:
+            moto.stop()
+            print("logsieve up: stopped", flush=True)
+
+
+def start_moto(host: str, port: int) -> Any:
+    """moto's threaded HTTP server; a busy port is checked first (moto would hang on it)."""
+    from moto.server import ThreadedMotoServer
+
+    if port != 0:
+        bind_socket(host, port).close()
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    return server
+
+
+def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) -> int:
+    from logsieve.aws import Pipeline
+    from logsieve.infra import Clients, prepare_local_environment, provision
+    from logsieve.worker import Worker
+
+    moto_host, moto_port = moto.get_host_and_port()
+    aws_url = f"http://{_url_host(moto_host)}:{moto_port}"
+    region = prepare_local_environment()
+    # Everything in this process (boto3, pyarrow's S3 filesystem) must talk to moto, never AWS.
+    os.environ["AWS_ENDPOINT_URL"] = aws_url
+    clients = Clients.create(endpoint_url=aws_url, region_name=region)
+    resources = provision(clients)
+    pipeline = Pipeline.from_clients(resources.handler_config(), clients)
+    worker = Worker(
+        clients.sqs,
+        resources.queue_url,
+        pipeline,
+        queue_arn=resources.queue_arn,
+        wait_seconds=_WORKER_WAIT_SECONDS,
+        on_outcome=report_outcome,
+    )
+    worker_stop = threading.Event()
+    worker_thread = threading.Thread(
+        target=worker.run_forever, args=(worker_stop,), name="logsieve-worker", daemon=True
+    )
+    app = create_app(resources.clean_uri)
+    api = BackgroundServer(app, args.host, args.port, log_level=args.log_level)
+    worker_thread.start()
+    try:
+        with api:
+            print(instructions(Endpoints(aws_url, api.url), resources), flush=True)
+            while not stop.wait(0.2):
+                if not api.alive or not worker_thread.is_alive():
+                    print("logsieve up: a component stopped unexpectedly", file=sys.stderr)
+                    return 1
+    finally:
+        worker_stop.set()
+        worker_thread.join(_WORKER_WAIT_SECONDS + 30)
+    return 0
+
+
+def report_outcome(outcome: HandlerOutcome) -> None:
+    """One line per object the worker handled, so uploads can be followed on the console."""
+    for obj in outcome.objects:
+        if obj.result is not None:
+            r = obj.result
+            print(
+                f"processed {obj.ref.uri}: {r.valid} valid, {r.errors} errors, {r.blank} blank",
+                flush=True,
+            )
+        else:
+            retry = "gave up" if obj.final else "will retry"
+            print(f"failed {obj.ref.uri}: {obj.error} ({retry})", flush=True)
+
+
+def instructions(endpoints: Endpoints, resources: Resources) -> str:
+    """What a user needs to upload a file and ask the API about it."""
+    names = resources.names
+    bucket = names.input_bucket
+    creds = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+    return "\n".join(
+        [
+            "logsieve up: the pipeline is live (Ctrl-C stops it)",
+            f"  AWS endpoint (moto): {endpoints.aws}  region {resources.region}, any credentials",
+            f"  HTTP API:            {endpoints.api}  (docs: {endpoints.api}/docs)",
+            f"  input bucket:        s3://{bucket}/",
+            f"  clean data:          {resources.clean_uri}/date=YYYY-MM-DD/",
+            f"  errors:              {resources.error_uri}/date=YYYY-MM-DD/",
+            "",
+            "upload with the AWS CLI:",
+            f"  {creds} AWS_DEFAULT_REGION={resources.region} \\",
+            f"    aws --endpoint-url {endpoints.aws} s3 cp logs.jsonl s3://{bucket}/logs.jsonl",
+            "upload with boto3:",
+            f"  python -c \"import boto3; boto3.client('s3', endpoint_url='{endpoints.aws}', "
+            f"region_name='{resources.region}', aws_access_key_id='testing', "
+            f"aws_secret_access_key='testing').upload_file('logs.jsonl', '{bucket}', "
+            "'logs.jsonl')\"",
+            "query:",
+            f"  curl '{endpoints.api}/logins_today'",
+            f"  curl '{endpoints.api}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'",
+        ]
+    )
+
+
+def _url_host(host: str) -> str:
+    """A host clients can connect to: a wildcard address is reached through loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,523 @@
+"""The HTTP API against a real uvicorn server on loopback, over data the real pipeline stored.
+
+Expected counts come from the generated input (which records are valid logins and when they
+happened), never from the API's own arithmetic: the time-zone windows are recomputed here with
+zoneinfo record by record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from logsieve.api import ACCEPTED_PARAMETERS, BackgroundServer, create_app, openapi_document
+from logsieve.storage import ingest
+
+UTC = timezone.utc
+BASE = datetime(2025, 8, 20, tzinfo=UTC)
+ZONES = ["UTC", "America/New_York", "Asia/Tokyo", "Pacific/Kiritimati", "Pacific/Pago_Pago"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One generated input line and what the pipeline must make of it."""
+
+    line: str
+    instant: datetime | None  # None: the line is invalid and must not count
+    action: str | None
+
+    @property
+    def is_login(self) -> bool:
+        return self.instant is not None and self.action == "login"
+
+
+def _timestamp(instant: datetime, rng: random.Random) -> str | int:
+    """The same instant in one of the forms the record contract accepts."""
+    style = rng.randrange(5)
+    if style == 0:
+        return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if style == 1:
+        offset = timedelta(hours=rng.choice([-8, -3, 2, 9]), minutes=rng.choice([0, 30]))
+        local = instant.astimezone(timezone(offset))
+        return local.isoformat()
+    if style == 2:
+        return instant.strftime("%Y-%m-%d %H:%M:%S.%f")
+    whole = instant.replace(microsecond=0)
+    if style == 3:
+        return int(whole.timestamp())
+    return int(whole.timestamp()) * 1000
+
+
+def make_records(seed: int, count: int, start: datetime, span: timedelta) -> list[Record]:
+    """Valid records of several actions spread over [start, start + span), plus invalid ones."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(count):
+        instant = start + timedelta(microseconds=rng.randrange(int(span.total_seconds() * 1e6)))
+        if isinstance(stamp := _timestamp(instant, rng), int):
+            instant = instant.replace(microsecond=0)
+        action = rng.choice(["login", "login", "logout", "view", "LOGIN", "login "])
+        roll = rng.random()
+        if roll < 0.05:  # invalid: a date without a time
+            line = json.dumps(
+                {"timestamp": instant.date().isoformat(), "user_id": i, "action": action}
+            )
+            records.append(Record(line, None, action))
+        elif roll < 0.08:  # invalid: no user
+            records.append(Record(json.dumps({"timestamp": stamp, "action": action}), None, action))
+        elif roll < 0.10:  # invalid: not JSON at all
+            records.append(Record(f'{{"timestamp": "{stamp}", "action": "login",', None, action))
+        else:
+            body = {"timestamp": stamp, "user_id": f"u{rng.randrange(500)}", "action": action}
+            if rng.random() < 0.3:
+                body["extra"] = {"ip": f"10.0.0.{rng.randrange(255)}"}
+            records.append(Record(json.dumps(body), instant, action))
+    return records
+
+
+def boundary_records() -> list[Record]:
+    """Logins on both sides of a UTC midnight, to the microsecond."""
+    midnight = datetime(2025, 8, 21, tzinfo=UTC)
+    instants = [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(seconds=1)]
+    return [
+        Record(
+            json.dumps(
+                {"timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "user_id": 1, "action": "login"}
+            ),
+            t,
+            "login",
+        )
+        for t in instants
+    ]
+
+
+def expected_logins(records: list[Record], day: date, zone: str = "UTC") -> int:
+    tz = ZoneInfo(zone)
+    return sum(1 for r in records if r.is_login and r.instant.astimezone(tz).date() == day)
+
+
+def store(records: list[Record], path: Path, clean: Path, errors: Path) -> None:
+    """Write the records as a JSON Lines file and run it through the real pipeline."""
+    path.write_text("\n".join(r.line for r in records) + "\n\n", encoding="utf-8")
+    with path.open("rb") as stream:
+        result = ingest(stream, source=str(path), clean_uri=str(clean), error_uri=str(errors))
+    assert result.valid == sum(1 for r in records if r.instant is not None)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Record]]:
+    """Three days of history, a source around 'now' and exact-midnight logins, all stored."""
+    root = tmp_path_factory.mktemp("api")
+    clean, errors = root / "clean", root / "errors"
+    now = datetime.now(UTC)
+    sources = {
+        "history-a.jsonl": make_records(1, 1500, BASE - timedelta(days=1), timedelta(days=3)),
+        "history-b.jsonl": make_records(2, 1500, BASE - timedelta(days=1), timedelta(days=3)),
+        "recent.jsonl": make_records(3, 800, now - timedelta(hours=40), timedelta(hours=80)),
+        "midnight.jsonl": boundary_records(),
+    }
+    everything: list[Record] = []
+    for name, records in sources.items():
+        store(records, root / name, clean, errors)
+        everything.extend(records)
+    return clean, everything
+
+
+@pytest.fixture(scope="module")
+def client(dataset: tuple[Path, list[Record]]) -> Iterator[httpx.Client]:
+    server = BackgroundServer(create_app(str(dataset[0])))
+    with server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
+        yield http
+
+
+def get_ok(client: httpx.Client, url: str, **params: str) -> dict:
+    response = client.get(url, params=params)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
+
+
+# --- counts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("day", ["2025-08-19", "2025-08-20", "2025-08-21", "2025-08-22"])
+def test_utc_day_counts_match_the_input(client: httpx.Client, dataset, day: str) -> None:
+    _, records = dataset
+    expected = expected_logins(records, date.fromisoformat(day))
+    assert expected > 0 or day == "2025-08-22"
+    assert get_ok(client, "/logins_today", date=day) == {
+        "logins_today": expected,
+        "date": day,
+        "tz": "UTC",
+    }
+
+
+def test_midnight_belongs_to_the_day_it_starts(client: httpx.Client, dataset) -> None:
+    _, records = dataset
+    # the generated history alone would give these; the boundary records shift each by one or two
+    history = [r for r in records if r not in boundary_records()]
+    before = get_ok(client, "/logins_today", date="2025-08-20")["logins_today"]
+    after = get_ok(client, "/logins_today", date="2025-08-21")["logins_today"]
+    assert before == expected_logins(history, date(2025, 8, 20)) + 1
+    assert after == expected_logins(history, date(2025, 8, 21)) + 2
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("day", ["2025-08-19", "2025-08-20", "2025-08-21"])
+def test_tz_day_spans_two_utc_partitions(
+    client: httpx.Client, dataset, zone: str, day: str
+) -> None:
+    _, records = dataset
+    body = get_ok(client, "/logins_today", date=day, tz=zone)
+    assert body == {
+        "logins_today": expected_logins(records, date.fromisoformat(day), zone),
+        "date": day,
+        "tz": zone,
+    }
+
+
+def test_tz_changes_the_answer(client: httpx.Client, dataset) -> None:
+    """Guards the test above: the zones really do cut the data differently."""
+    answers = {
+        get_ok(client, "/logins_today", date="2025-08-20", tz=z)["logins_today"] for z in ZONES
+    }
+    assert len(answers) == len(ZONES)
+
+
+@pytest.mark.parametrize("zone", [None, "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_default_is_today_in_the_zone(client: httpx.Client, dataset, zone: str | None) -> None:
+    _, records = dataset
+    tz = ZoneInfo(zone or "UTC")
+    before = datetime.now(tz).date()
+    body = get_ok(client, "/logins_today", **({"tz": zone} if zone else {}))
+    after = datetime.now(tz).date()
+    answered = date.fromisoformat(body["date"])
+    assert answered in (before, after)
+    assert body["logins_today"] == expected_logins(records, answered, zone or "UTC") > 0
+
+
+@pytest.mark.parametrize(
+    ("day", "zone"), [("0001-01-01", "Pacific/Kiritimati"), ("9999-12-31", "Pacific/Pago_Pago")]
+)
+def test_days_at_the_ends_of_the_calendar(client: httpx.Client, day: str, zone: str) -> None:
+    assert get_ok(client, "/logins_today", date=day, tz=zone)["logins_today"] == 0
+
+
+# --- bad requests -----------------------------------------------------------------------------
+
+BAD_QUERIES = [
+    ("date=2025-13-01", "date"),
+    ("date=2025-02-30", "date"),
+    ("date=20250820", "date"),
+    ("date=2025-8-20", "date"),
+    ("date=2025-W34-3", "date"),
+    ("date=", "date"),
+    ("date", "date"),
+    ("date=today", "date"),
+    ("date=2025-08-20T00:00:00", "date"),
+    ("date=%EF%BC%92025-08-20", "date"),  # a full-width digit
+    ("tz=Mars/Olympus_Mons", "tz"),
+    ("tz=", "tz"),
+    ("tz=europe/berlin", "tz"),
+    ("tz=Europe/Berlin%20", "tz"),
+    ("tz=../../etc/passwd", "tz"),
+    ("tz=/etc/localtime", "tz"),
+    ("tz=Europe", "tz"),
+    ("tz=%00", "tz"),
+    ("tz=" + "x" * 5000, "tz"),
+    ("foo=1", "foo"),
+    ("DATE=2025-08-20", "DATE"),
+    ("date=2025-08-20&date=2025-08-21", "date"),
+    ("tz=UTC&tz=UTC", "tz"),
+    ("date=2025-08-20&callback=x", "callback"),
+]
+
+
+@pytest.mark.parametrize(("query", "parameter"), BAD_QUERIES)
+def test_bad_parameter_is_a_400_naming_it(client: httpx.Client, query: str, parameter: str) -> None:
+    response = client.get(f"/logins_today?{query}")
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["parameter"] == parameter
+    assert body["error"] and body["accepted"]
+    if parameter in ACCEPTED_PARAMETERS:
+        assert body["accepted"] == ACCEPTED_PARAMETERS[parameter]
+    else:
+        assert all(name in body["accepted"] for name in ACCEPTED_PARAMETERS)
+
+
+def test_unknown_path_and_method_answer_json(client: httpx.Client) -> None:
+    missing = client.get("/logins_yesterday")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    wrong = client.post("/logins_today")
+    assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_healthz(client: httpx.Client) -> None:
+    assert get_ok(client, "/healthz") == {"status": "ok"}
+
+
+# --- documentation ----------------------------------------------------------------------------
+
+
+def test_openapi_document_is_valid_and_complete(client: httpx.Client) -> None:
+    from openapi_spec_validator import validate
+
+    document = get_ok(client, "/openapi.json")
+    validate(document)
+    assert document == json.loads(json.dumps(openapi_document()))
+    assert set(document["paths"]) == {"/logins_today", "/healthz", "/openapi.json", "/docs"}
+    operation = document["paths"]["/logins_today"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == set(ACCEPTED_PARAMETERS)
+    assert {"200", "400", "503"} <= set(operation["responses"])
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.scripts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append(value)
+
+    def handle_data(self, data: str) -> None:
+        if "SwaggerUIBundle(" in data:
+            self.scripts.append(data)
+
+
+def test_docs_load_everything_from_our_server(client: httpx.Client) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text and "https://" not in page.text and "//" not in page.text
+    parser = _Assets()
+    parser.feed(page.text)
+    assert parser.urls, "the page references its assets"
+    for url in parser.urls:
+        assert url.startswith("/docs/assets/"), url
+        asset = client.get(url)
+        assert asset.status_code == 200 and asset.content, url
+        if url.endswith(".css"):  # a stylesheet could pull fonts or images from elsewhere
+            assert not re.search(r"url\((?!['\"]?data:)|@import", asset.text), url
+    bundle = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert "javascript" in bundle.headers["content-type"] and b"SwaggerUIBundle" in bundle.content
+    (script,) = parser.scripts
+    assert re.search(r'url:\s*"/openapi\.json"', script)
+    assert re.search(r"validatorUrl:\s*null", script)  # no badge fetched from the internet
+
+
+# --- liveness of the data and odd datasets ----------------------------------------------------
+
+
+def test_new_file_is_noticed_while_serving(tmp_path: Path) -> None:
+    clean, errors = tmp_path / "clean", tmp_path / "errors"
+    first = make_records(10, 400, BASE, timedelta(days=1))
+    second = make_records(11, 300, BASE, timedelta(days=1))
+    store(first, tmp_path / "first.jsonl", clean, errors)
+    with (
+        BackgroundServer(create_app(str(clean))) as server,
+        httpx.Client(base_url=server.url, trust_env=False) as http,
+    ):
+        day = BASE.date().isoformat()
+        assert get_ok(http, "/logins_today", date=day)["logins_today"] == expected_logins(
+            first, BASE.date()
+        )
+        store(second, tmp_path / "second.jsonl", clean, errors)
+        want = expected_logins(first + second, BASE.date())
+        deadline = time.monotonic() + 30
+        while (got := get_ok(http, "/logins_today", date=day)["logins_today"]) != want:
+            assert time.monotonic() < deadline, f"still {got}, want {want}"
+            time.sleep(0.1)
+        # storing the same source again replaces it: the count must not grow
+        store(second, tmp_path / "second.jsonl", clean, errors)
+        time.sleep(1.5)  # past the listing's lifetime, so the replaced file is re-read
+        assert get_ok(http, "/logins_today", date=day)["logins_today"] == want
+
+
+def test_missing_dataset_answers_zero_with_a_note(tmp_path: Path) -> None:
+    clean = tmp_path / "not-yet"
+    with (
+        BackgroundServer(create_app(str(clean), listing_ttl=0.1)) as server,
+        httpx.Client(base_url=server.url, trust_env=False) as http,
+    ):
+        body = get_ok(http, "/logins_today", date="2025-08-20")
+        assert body["logins_today"] == 0 and str(clean) in body["note"]
+        records = make_records(12, 200, BASE, timedelta(hours=20))
+        store(records, tmp_path / "late.jsonl", clean, tmp_path / "errors")
+        time.sleep(0.3)
+        body = get_ok(http, "/logins_today", date="2025-08-20")
+        assert body == {
+            "logins_today": expected_logins(records, BASE.date()),
+            "date": "2025-08-20",
+            "tz": "UTC",
+        }
+
+
+def test_file_removed_after_listing_is_noticed(tmp_path: Path) -> None:
+    """A listing cached just before a re-ingest names a file that is gone: list again, no 503."""
+    from logsieve.api import CleanDataset, day_window
+
+    clean, errors, source = tmp_path / "clean", tmp_path / "errors", tmp_path / "src.jsonl"
+    before = make_records(20, 300, BASE, timedelta(hours=10))
+    store(before, source, clean, errors)
+    dataset = CleanDataset(str(clean), listing_ttl=3600)
+    assert dataset.answer(day_window(BASE.date(), ZoneInfo("UTC"))).count == expected_logins(
+        before, BASE.date()
+    )
+    # the same source again, now only on the next day: its file for BASE's date is deleted
+    after = make_records(21, 300, BASE + timedelta(days=1), timedelta(hours=10))
+    store(after, source, clean, errors)
+    next_day = (BASE + timedelta(days=1)).date()
+    tokyo = day_window(next_day, ZoneInfo("Asia/Tokyo"))  # reads BASE's date and the next
+    assert dataset.answer(tokyo).count == expected_logins(after, next_day, "Asia/Tokyo") > 0
+
+
+def test_unreadable_file_is_a_503_not_a_500(tmp_path: Path) -> None:
+    partition = tmp_path / "clean" / "date=2025-08-20"
+    partition.mkdir(parents=True)
+    (partition / "broken.parquet").write_bytes(b"this is not parquet")
+    with BackgroundServer(create_app(str(tmp_path / "clean"))) as server:
+        response = httpx.get(f"{server.url}/logins_today?date=2025-08-20", trust_env=False)
+    assert response.status_code == 503
+    assert "cannot read the clean dataset" in response.json()["error"]
+
+
+def test_s3_dataset_through_aws_endpoint_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="lake")
+        with BackgroundServer(create_app("s3://lake/clean", listing_ttl=0.1)) as server:
+            url = f"{server.url}/logins_today"
+            empty = httpx.get(url, params={"date": "2025-08-20"}, trust_env=False).json()
+            assert empty["logins_today"] == 0 and "s3://lake/clean" in empty["note"]
+            records = make_records(13, 600, BASE - timedelta(hours=6), timedelta(hours=36))
+            path = tmp_path / "s3.jsonl"
+            path.write_text("\n".join(r.line for r in records) + "\n", encoding="utf-8")
+            with path.open("rb") as stream:
+                ingest(
+                    stream,
+                    source="s3://in/s3.jsonl",
+                    clean_uri="s3://lake/clean",
+                    error_uri="s3://lake/errors",
+                    s3_client=s3,
+                )
+            time.sleep(0.3)
+            for zone in ("UTC", "Asia/Tokyo"):
+                body = httpx.get(
+                    url, params={"date": "2025-08-20", "tz": zone}, trust_env=False
+                ).json()
+                assert body["logins_today"] == expected_logins(records, BASE.date(), zone) > 0
+    finally:
+        moto.stop()
+
+
+# --- the `logsieve serve` command -------------------------------------------------------------
+
+
+SERVE = [sys.executable, "-m", "logsieve.cli", "serve"]
+
+
+def _logsieve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "logsieve.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_serve_command_serves_until_sigterm(dataset) -> None:
+    clean, records = dataset
+    proc = _logsieve("serve", "--port", "0", env={"LOGSIEVE_CLEAN_URI": str(clean)})
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        match = re.search(r"on (http://127\.0\.0\.1:\d+)", banner)
+        assert match, banner + (proc.stderr.read() if proc.poll() is not None else "")
+        body = httpx.get(
+            f"{match.group(1)}/logins_today", params={"date": "2025-08-20"}, trust_env=False
+        ).json()
+        assert body["logins_today"] == expected_logins(records, BASE.date())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "stopped" in proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "no clean dataset given"),
+        (("--clean", "ftp://host/x"), "not supported"),
+        (("--clean", "s3://"), "names no bucket"),
+        (("--clean", ".", "--listing-ttl", "-1"), "listing TTL must be"),
+        (("--clean", ".", "--host", "no-such-host.invalid"), "cannot listen on no-such-host"),
+    ],
+)
+def test_serve_command_refuses_bad_settings(args: tuple[str, ...], message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LOGSIEVE_CLEAN_URI"}
+    proc = subprocess.run(
+        [*SERVE, "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_serve_command_refuses_a_port_out_of_range() -> None:
+    proc = subprocess.run(
+        [*SERVE, "--clean", ".", "--port", "70000"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "'70000' is not a port number 0-65535" in proc.stderr
+
+
+def test_serve_command_reports_a_busy_port(tmp_path: Path) -> None:
+    from logsieve.api import bind_socket
+
+    busy = bind_socket("127.0.0.1", 0)
+    busy.listen()
+    try:
+        proc = subprocess.run(
+            [*SERVE, "--clean", str(tmp_path), "--port", str(busy.getsockname()[1])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        busy.close()
+    assert proc.returncode == 2
+    assert "cannot listen on 127.0.0.1" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
