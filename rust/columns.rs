@@ -9,6 +9,7 @@ use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::errors::CoreError;
+use crate::merge::{par_concat, par_concat_offsets};
 
 /// The clean rows' schema (record contract v1).
 pub static CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -69,6 +70,16 @@ impl VarColumn {
     pub fn end_value(&mut self) {
         // Wrap-around is caught in `buffers` before any array is built.
         self.offsets.push(self.values.len() as i32);
+    }
+
+    /// The columns laid end to end (see [`crate::merge`]).
+    fn merge(parts: &[&VarColumn]) -> Self {
+        let values: Vec<&[u8]> = parts.iter().map(|p| p.values.as_slice()).collect();
+        let offsets: Vec<&[i32]> = parts.iter().map(|p| p.offsets.as_slice()).collect();
+        Self {
+            values: par_concat(&values),
+            offsets: par_concat_offsets(&offsets),
+        }
     }
 
     fn buffers(self) -> Result<(OffsetBuffer<i32>, Buffer), CoreError> {
@@ -133,6 +144,37 @@ impl CleanColumns {
         }
     }
 
+    /// The rows of `parts`, in order, as one set of columns.
+    pub fn merge(parts: &[CleanColumns]) -> Self {
+        let var = |f: fn(&CleanColumns) -> &VarColumn| {
+            VarColumn::merge(&parts.iter().map(f).collect::<Vec<_>>())
+        };
+        Self {
+            timestamp: par_concat(
+                &parts
+                    .iter()
+                    .map(|p| p.timestamp.as_slice())
+                    .collect::<Vec<_>>(),
+            ),
+            day_of_week: var(|p| &p.day_of_week),
+            event_time: par_concat(
+                &parts
+                    .iter()
+                    .map(|p| p.event_time.as_slice())
+                    .collect::<Vec<_>>(),
+            ),
+            user_id: var(|p| &p.user_id),
+            action: var(|p| &p.action),
+            extra: var(|p| &p.extra),
+            extra_valid: par_concat(
+                &parts
+                    .iter()
+                    .map(|p| p.extra_valid.as_slice())
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+
     /// Appends the instant's three derived columns.
     #[inline]
     pub fn push_instant(&mut self, instant: crate::timestamp::Instant) {
@@ -190,6 +232,19 @@ pub struct ErrorColumns {
 }
 
 impl ErrorColumns {
+    /// The records of `parts`, in order, as one set of columns.
+    pub fn merge(parts: &[ErrorColumns]) -> Self {
+        let var = |f: fn(&ErrorColumns) -> &VarColumn| {
+            VarColumn::merge(&parts.iter().map(f).collect::<Vec<_>>())
+        };
+        Self {
+            line: par_concat(&parts.iter().map(|p| p.line.as_slice()).collect::<Vec<_>>()),
+            error: var(|p| &p.error),
+            detail: var(|p| &p.detail),
+            raw: var(|p| &p.raw),
+        }
+    }
+
     pub fn push(&mut self, line: i64, code: &str, detail: &str, raw: &[u8]) {
         self.line.push(line);
         self.error.push(code.as_bytes());

@@ -2,12 +2,13 @@
 //!
 //! Modules by responsibility: `lines` (splitting), `json` (strict scanning), `timestamp`
 //! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
-//! buffers), `pipeline` (parallel driver), `errors` (the one error type), `python` (bindings).
+//! buffers), `merge` (stitching parallel pieces), `pipeline` (parallel driver), `errors` (the one error type), `python` (bindings).
 
 pub mod columns;
 pub mod errors;
 pub mod json;
 pub mod lines;
+pub mod merge;
 pub mod pipeline;
 pub mod python;
 pub mod record;

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
-use crate::columns::{CLEAN_SCHEMA, CleanColumns, ERROR_SCHEMA, ErrorColumns};
+use crate::columns::{CleanColumns, ErrorColumns};
 use crate::errors::CoreError;
 use crate::lines::{BOM, for_each_line, is_blank, split_at_newlines};
 use crate::record::{FieldNames, Validator};
@@ -122,10 +122,11 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         Some(rest) if options.first_line == 1 => rest,
         _ => data,
     };
-    let mut pieces: Vec<Piece> = if body.len() < PARALLEL_THRESHOLD {
+    let threads = rayon::current_num_threads();
+    let mut pieces: Vec<Piece> = if body.len() < PARALLEL_THRESHOLD || threads == 1 {
         vec![run_piece(body, &options.fields)]
     } else {
-        let target = (body.len() / (rayon::current_num_threads() * 4)).max(MIN_PIECE);
+        let target = (body.len() / (threads * 4)).max(MIN_PIECE);
         split_at_newlines(body, target)
             .par_iter()
             .map(|piece| run_piece(piece, &options.fields))
@@ -144,32 +145,18 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         base += piece.lines;
         stats.add(&piece.stats);
     }
-    let mut clean = Vec::with_capacity(pieces.len());
-    let mut errors = Vec::with_capacity(pieces.len());
-    for piece in pieces {
-        clean.push(piece.clean.finish()?);
-        errors.push(piece.errors.finish()?);
-    }
+    let (clean, errors) = if pieces.len() == 1 {
+        let piece = pieces.pop().expect("one piece");
+        (piece.clean, piece.errors)
+    } else {
+        let (clean, errors): (Vec<_>, Vec<_>) =
+            pieces.into_iter().map(|p| (p.clean, p.errors)).unzip();
+        (CleanColumns::merge(&clean), ErrorColumns::merge(&errors))
+    };
     Ok(Output {
-        clean: concat(&CLEAN_SCHEMA, clean)?,
-        errors: concat(&ERROR_SCHEMA, errors)?,
+        clean: clean.finish()?,
+        errors: errors.finish()?,
         stats,
-    })
-}
-
-fn concat(
-    schema: &arrow_schema::SchemaRef,
-    mut batches: Vec<RecordBatch>,
-) -> Result<RecordBatch, CoreError> {
-    if batches.len() == 1 {
-        return Ok(batches.pop().expect("one batch"));
-    }
-    arrow_select::concat::concat_batches(schema, &batches).map_err(|e| match e {
-        arrow_schema::ArrowError::OffsetOverflowError(bytes) => CoreError::InputTooLarge {
-            what: "a column of the output",
-            bytes,
-        },
-        other => other.into(),
     })
 }
 
