@@ -2,12 +2,17 @@
 
 Lines split across chunk boundaries are carried over and joined, line numbers continue from
 batch to batch, and each batch is the exact result `process` would give for those lines.
+
+Three stages overlap, each in its own thread, one item ahead: reading (and decompressing) the
+next chunk, the core working on the current one (GIL released, all cores), and the caller
+consuming the previous batch (e.g. writing Parquet). Memory stays at a few chunks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, TypeVar, Union
 
 from logsieve import _core
 from logsieve.errors import ConfigError
@@ -16,6 +21,8 @@ DEFAULT_CHUNK_SIZE = 8 << 20
 """Bytes handed to the core per call: big enough to amortise the call and use every core."""
 
 Source = Union[BinaryIO, Iterable[bytes]]
+T = TypeVar("T")
+_DONE = object()
 
 
 def process_stream(
@@ -36,10 +43,29 @@ def process_stream(
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1 byte, got {chunk_size}")
     fields = (timestamp_field, user_id_field, action_field)
+    yield from _ahead(_batches(_ahead(_chunks(source, chunk_size)), chunk_size, fields))
+
+
+def _ahead(items: Iterator[T]) -> Iterator[T]:
+    """Yield `items`, producing the next one in a background thread while this one is used."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="logsieve-stream") as pool:
+        pending = pool.submit(next, items, _DONE)
+        while True:
+            item = pending.result()
+            if item is _DONE:
+                return
+            pending = pool.submit(next, items, _DONE)
+            yield item  # type: ignore[misc]
+
+
+def _batches(
+    chunks: Iterator[bytes], chunk_size: int, fields: tuple[str, str, str]
+) -> Iterator[_core.Batch]:
+    """Join chunks into runs of complete lines of about `chunk_size` bytes and process them."""
     first_line = 1
     parts: list[bytes] = []
     pending = 0
-    for chunk in _chunks(source, chunk_size):
+    for chunk in chunks:
         if not chunk:
             continue
         parts.append(chunk)
