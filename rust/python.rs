@@ -217,25 +217,24 @@ fn with_input_bytes<T: Send>(
             "process() expects bytes, not str: encode the text first, e.g. data.encode()",
         ));
     }
-    let owned: Vec<u8> = if let Ok(array) = data.cast::<PyByteArray>() {
-        array.to_vec() // a bytearray may change while the GIL is released: copy it
-    } else {
-        let view = py
-            .import("builtins")?
-            .getattr("memoryview")?
-            .call1((data,))
-            .map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "process() expects bytes, bytearray or another buffer, got {}",
-                    data.get_type().name().map_or("?".into(), |n| n.to_string())
-                ))
-            })?;
-        view.call_method0("tobytes")?
-            .cast_into::<PyBytes>()?
-            .as_bytes()
-            .to_vec()
-    };
-    Ok(py.detach(|| work(&owned)))
+    if let Ok(array) = data.cast::<PyByteArray>() {
+        let owned = array.to_vec(); // a bytearray may change while the GIL is released: copy it
+        return Ok(py.detach(|| work(&owned)));
+    }
+    let view = py
+        .import("builtins")?
+        .getattr("memoryview")?
+        .call1((data,))
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "process() expects bytes, bytearray or another buffer, got {}",
+                data.get_type().name().map_or("?".into(), |n| n.to_string())
+            ))
+        })?;
+    // One copy into immutable bytes, which then stay alive (and unchanged) for the whole call.
+    let bytes = view.call_method0("tobytes")?.cast_into::<PyBytes>()?;
+    let slice = bytes.as_bytes();
+    Ok(py.detach(|| work(slice)))
 }
 
 /// Validates and transforms JSON Lines into clean rows and error records.
