@@ -74,9 +74,40 @@ static STRING_STOP: [bool; 256] = {
 };
 
 /// Index of the first byte at or after `pos` that is a quote, a backslash or a control
-/// character (or `b.len()`), eight bytes at a time.
+/// character (or `b.len()`): sixteen bytes at a time with SSE2 (baseline on x86_64), then
+/// eight at a time (SWAR), then byte by byte.
 #[inline]
-fn skip_plain(b: &[u8], mut pos: usize) -> usize {
+fn skip_plain(b: &[u8], pos: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    let pos = {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        let mut pos = pos;
+        while let Some(chunk) = b.get(pos..pos + 16) {
+            // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load reads exactly
+            // the 16 bytes of `chunk`.
+            let mask = unsafe {
+                let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+                let ctrl = _mm_set1_epi8(0x1f);
+                let is_ctrl = _mm_cmpeq_epi8(_mm_max_epu8(v, ctrl), ctrl); // v <= 0x1f
+                let is_quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+                let is_backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(is_quote, is_backslash), is_ctrl))
+            };
+            if mask != 0 {
+                return pos + mask.trailing_zeros() as usize;
+            }
+            pos += 16;
+        }
+        pos
+    };
+    skip_plain_swar(b, pos)
+}
+
+#[inline]
+fn skip_plain_swar(b: &[u8], mut pos: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = b.get(pos..pos + 8) {
@@ -593,6 +624,12 @@ mod tests {
             }
         }
         assert_eq!(skip_plain(text, 0), text.len());
+        assert_eq!(skip_plain_swar(text, 0), text.len());
+        for at in 0..text.len() {
+            let mut t = text.to_vec();
+            t[at] = b'"';
+            assert_eq!(skip_plain_swar(&t, 0), at);
+        }
         assert_eq!(skip_plain("é😀 \x7f\u{80}".as_bytes(), 0), 10);
     }
 

@@ -263,6 +263,14 @@ impl<'a> Decimal<'a> {
 
 /// A JSON number as Unix time: seconds when `|n| <= 2e10`, else milliseconds; floored to µs.
 pub fn parse_epoch_number(raw: &[u8]) -> Result<i64, TimestampError> {
+    match epoch_fast(raw) {
+        Some(micros) => check_range(micros),
+        None => epoch_exact(raw),
+    }
+}
+
+/// Any JSON number, exactly, with u128 arithmetic on its decimal digits.
+fn epoch_exact(raw: &[u8]) -> Result<i64, TimestampError> {
     let decimal = Decimal::split(raw);
     let (whole, rem) = decimal
         .scaled_magnitude(0)
@@ -279,6 +287,48 @@ pub fn parse_epoch_number(raw: &[u8]) -> Result<i64, TimestampError> {
         magnitude
     };
     check_range(micros)
+}
+
+/// The common case without big-number arithmetic: at most 15 integer digits, no exponent.
+fn epoch_fast(raw: &[u8]) -> Option<i64> {
+    let (negative, body) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    let int_len = body
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(body.len());
+    if int_len > 15 {
+        return None;
+    }
+    let fraction = match &body[int_len..] {
+        [] => &[][..],
+        [b'.', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => digits,
+        _ => return None, // an exponent
+    };
+    let int = body[..int_len]
+        .iter()
+        .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+    let seconds =
+        int < 20_000_000_000 || (int == 20_000_000_000 && fraction.iter().all(|&d| d == b'0'));
+    let (unit, places) = if seconds {
+        (MICROS_PER_SECOND, 6)
+    } else {
+        (1000, 3)
+    };
+    let kept = fraction
+        .iter()
+        .chain(std::iter::repeat(&b'0'))
+        .take(places)
+        .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+    let cut = fraction.iter().skip(places).any(|&d| d != b'0');
+    let magnitude = int * unit + kept;
+    Some(if negative {
+        -magnitude - i64::from(cut)
+    } else {
+        magnitude
+    })
 }
 
 /// A validated instant, ready for the output columns.
@@ -452,6 +502,45 @@ mod tests {
         assert_eq!(epoch("-1.5"), Ok(-1_500_000));
         assert_eq!(epoch("-0.0000001"), Ok(-1));
         assert_eq!(fmt(epoch("-1.5").unwrap()), "1969-12-31 23:59:58");
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_exact_one() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let digits = (next() % 16) as u32;
+            let int = next() % 10u64.pow(digits.max(1));
+            let sign = if next() % 3 == 0 { "-" } else { "" };
+            let text = match next() % 3 {
+                0 => format!("{sign}{int}"),
+                1 => format!("{sign}{int}.{}", next() % 1_000_000_000_000),
+                _ => format!("{sign}{int}.{:0>9}", next() % 1000),
+            };
+            let raw = text.as_bytes();
+            if let Some(fast) = epoch_fast(raw) {
+                assert_eq!(check_range(fast), epoch_exact(raw), "{text}");
+            }
+        }
+        for edge in [
+            "20000000000",
+            "20000000000.0",
+            "20000000000.0001",
+            "-20000000000.5",
+            "0.0000001",
+            "-0.0000001",
+        ] {
+            assert_eq!(
+                check_range(epoch_fast(edge.as_bytes()).unwrap()),
+                epoch_exact(edge.as_bytes()),
+                "{edge}"
+            );
+        }
     }
 
     #[test]
