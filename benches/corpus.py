@@ -33,13 +33,8 @@ from pathlib import Path
 
 import orjson
 
-ERROR_CODES = (
-    "invalid_json",
-    "not_an_object",
-    "missing_field",
-    "invalid_field",
-    "invalid_timestamp",
-)
+from logsieve import ERROR_CODES
+
 GENERATOR_VERSION = 2  # bump when the bytes a spec produces change, so stale caches are ignored
 
 _BASE_EPOCH = calendar.timegm((2025, 8, 1, 0, 0, 0))  # events spread over 31 days from here

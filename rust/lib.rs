@@ -29,6 +29,8 @@ mod _core {
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
         use pyo3::types::PyModuleMethods;
-        m.add("__version__", env!("CARGO_PKG_VERSION"))
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        let codes = super::record::ErrorCode::ALL.map(super::record::ErrorCode::as_str);
+        m.add("ERROR_CODES", pyo3::types::PyTuple::new(m.py(), codes)?)
     }
 }

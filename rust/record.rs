@@ -16,6 +16,15 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order the rules are checked.
+    pub const ALL: [ErrorCode; 5] = [
+        Self::InvalidJson,
+        Self::NotAnObject,
+        Self::MissingField,
+        Self::InvalidField,
+        Self::InvalidTimestamp,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidJson => "invalid_json",

@@ -398,3 +398,28 @@ def test_large_input_in_parallel_keeps_order_and_line_numbers() -> None:
     assert batch.errors["line"].to_pylist() == [i + 1 for i in range(0, 40_000, 101)]
     ids = [json.loads(e)["i"] for e in batch.clean["extra"].to_pylist()]
     assert ids == [i for i in range(40_000) if i % 101]
+
+
+def test_error_codes_are_exported_in_rule_order() -> None:
+    assert logsieve.ERROR_CODES == (
+        "invalid_json",
+        "not_an_object",
+        "missing_field",
+        "invalid_field",
+        "invalid_timestamp",
+    )
+    seen = {
+        row["error"]
+        for row in logsieve.process(
+            b'x\n[1]\n{}\n{"timestamp":0,"user_id":"","action":"a"}\n'
+            b'{"timestamp":"now","user_id":"u","action":"a"}'
+        ).errors.to_pylist()
+    }
+    assert seen == set(logsieve.ERROR_CODES)
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    deep = b'{"timestamp":0,"user_id":"u","action":"a","x":' + b"[" * 600 + b"]" * 600 + b"}"
+    result = one(deep)
+    assert result["error"] == "invalid_json"
+    assert "512" in result["detail"]

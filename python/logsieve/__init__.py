@@ -6,11 +6,12 @@ its API and adds the Python layer around it (storage, AWS handler, HTTP API, com
 
 from __future__ import annotations
 
-from logsieve._core import Batch, Stats, __version__, process
+from logsieve._core import ERROR_CODES, Batch, Stats, __version__, process
 from logsieve.stream import DEFAULT_CHUNK_SIZE, process_stream
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "ERROR_CODES",
     "Batch",
     "Stats",
     "__version__",

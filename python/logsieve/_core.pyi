@@ -5,6 +5,8 @@ from typing import Any, Optional
 import pyarrow as pa
 
 __version__: str
+ERROR_CODES: tuple[str, ...]
+"""The error codes of the record contract, in the order their rules are checked."""
 
 class Stats:
     """Counts for one call. Every non-blank line is processed and ends up valid or an error."""

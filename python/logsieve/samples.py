@@ -14,13 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-ERROR_CODES = (
-    "invalid_json",
-    "not_an_object",
-    "missing_field",
-    "invalid_field",
-    "invalid_timestamp",
-)
+from logsieve import ERROR_CODES
 
 
 @dataclass(frozen=True)
