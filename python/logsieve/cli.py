@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # final flush of stdout from raising again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:
+        # A path the user gave cannot be read or written: say which, in one line.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"logsieve {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
