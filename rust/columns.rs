@@ -6,7 +6,7 @@ use arrow_array::{
     ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::errors::CoreError;
 use crate::merge::{par_concat, par_concat_offsets};
@@ -74,11 +74,14 @@ impl VarColumn {
 
     /// The columns laid end to end (see [`crate::merge`]).
     fn merge(parts: &[&VarColumn]) -> Self {
-        let values: Vec<&[u8]> = parts.iter().map(|p| p.values.as_slice()).collect();
-        let offsets: Vec<&[i32]> = parts.iter().map(|p| p.offsets.as_slice()).collect();
         Self {
-            values: par_concat(&values),
-            offsets: par_concat_offsets(&offsets),
+            values: gather(parts, |p| &p.values),
+            offsets: par_concat_offsets(
+                &parts
+                    .iter()
+                    .map(|p| p.offsets.as_slice())
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 
@@ -114,10 +117,14 @@ impl VarColumn {
     }
 }
 
-impl From<ArrowError> for CoreError {
-    fn from(e: ArrowError) -> Self {
-        CoreError::Internal(format!("building Arrow arrays failed: {e}"))
-    }
+/// One field of every part, concatenated in parallel.
+fn gather<P: Sync, T: Copy + Send + Sync>(parts: &[P], field: impl Fn(&P) -> &Vec<T>) -> Vec<T> {
+    par_concat(
+        &parts
+            .iter()
+            .map(|p| field(p).as_slice())
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Valid rows, column by column.
@@ -150,28 +157,13 @@ impl CleanColumns {
             VarColumn::merge(&parts.iter().map(f).collect::<Vec<_>>())
         };
         Self {
-            timestamp: par_concat(
-                &parts
-                    .iter()
-                    .map(|p| p.timestamp.as_slice())
-                    .collect::<Vec<_>>(),
-            ),
+            timestamp: gather(parts, |p| &p.timestamp),
             day_of_week: var(|p| &p.day_of_week),
-            event_time: par_concat(
-                &parts
-                    .iter()
-                    .map(|p| p.event_time.as_slice())
-                    .collect::<Vec<_>>(),
-            ),
+            event_time: gather(parts, |p| &p.event_time),
             user_id: var(|p| &p.user_id),
             action: var(|p| &p.action),
             extra: var(|p| &p.extra),
-            extra_valid: par_concat(
-                &parts
-                    .iter()
-                    .map(|p| p.extra_valid.as_slice())
-                    .collect::<Vec<_>>(),
-            ),
+            extra_valid: gather(parts, |p| &p.extra_valid),
         }
     }
 
@@ -238,7 +230,7 @@ impl ErrorColumns {
             VarColumn::merge(&parts.iter().map(f).collect::<Vec<_>>())
         };
         Self {
-            line: par_concat(&parts.iter().map(|p| p.line.as_slice()).collect::<Vec<_>>()),
+            line: gather(parts, |p| &p.line),
             error: var(|p| &p.error),
             detail: var(|p| &p.detail),
             raw: var(|p| &p.raw),

@@ -41,6 +41,13 @@ impl fmt::Display for CoreError {
 
 impl std::error::Error for CoreError {}
 
+/// Arrow only fails when our own code broke one of its invariants.
+impl From<arrow_schema::ArrowError> for CoreError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        CoreError::Internal(format!("building or exporting Arrow data failed: {e}"))
+    }
+}
+
 impl From<CoreError> for PyErr {
     fn from(e: CoreError) -> Self {
         let msg = e.to_string();

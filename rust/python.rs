@@ -103,8 +103,7 @@ impl ArrowExport {
 }
 
 fn export_schema<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyCapsule>> {
-    let schema = FFI_ArrowSchema::try_from(batch.schema().as_ref())
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let schema = FFI_ArrowSchema::try_from(batch.schema().as_ref()).map_err(CoreError::from)?;
     PyCapsule::new_with_value(py, schema, ARROW_SCHEMA)
 }
 

@@ -128,8 +128,7 @@ impl Validator {
     }
 
     fn name(&self, slot: usize) -> &str {
-        // Field names come from Rust `String`s, so they are UTF-8.
-        std::str::from_utf8(&self.names[slot]).unwrap_or("?")
+        field_name(&self.names[slot])
     }
 
     /// Validates one non-blank line. On success the row is available through the accessors
@@ -251,13 +250,12 @@ impl Validator {
                 self.name(USER_ID),
                 String::from_utf8_lossy(&line[user_id.start..user_id.end])
             )),
-            Kind::String => {
-                if let Err(why) = string_value(line, user_id, &mut self.user_id) {
-                    problems.push(format!("{} contains {why}", self.name(USER_ID)));
-                } else if self.user_id.is_empty() {
-                    problems.push(format!("{} is an empty string", self.name(USER_ID)));
-                }
-            }
+            Kind::String => problems.extend(non_empty_text(
+                line,
+                user_id,
+                &mut self.user_id,
+                field_name(&self.names[USER_ID]),
+            )),
             other => problems.push(format!(
                 "{} must be a non-empty string or an integer, got {}",
                 self.name(USER_ID),
@@ -267,13 +265,12 @@ impl Validator {
         let action = self.required(ACTION).expect("checked present");
         self.action.clear();
         match action.kind {
-            Kind::String => {
-                if let Err(why) = string_value(line, action, &mut self.action) {
-                    problems.push(format!("{} contains {why}", self.name(ACTION)));
-                } else if self.action.is_empty() {
-                    problems.push(format!("{} is an empty string", self.name(ACTION)));
-                }
-            }
+            Kind::String => problems.extend(non_empty_text(
+                line,
+                action,
+                &mut self.action,
+                field_name(&self.names[ACTION]),
+            )),
             other => problems.push(format!(
                 "{} must be a non-empty string, got {}",
                 self.name(ACTION),
@@ -377,6 +374,20 @@ fn fingerprint(key: &[u8]) -> u64 {
         .fold(key.len() as u64 & 0xff, |acc, (i, &b)| {
             acc | u64::from(b) << (8 * (i + 1))
         })
+}
+
+/// A configured field name for messages (they come from Rust `String`s, so they are UTF-8).
+fn field_name(name: &[u8]) -> &str {
+    std::str::from_utf8(name).unwrap_or("?")
+}
+
+/// Copies a string value (unescaped) into `out`, or says why it is not a usable non-empty text.
+fn non_empty_text(line: &[u8], v: Value, out: &mut Vec<u8>, name: &str) -> Option<String> {
+    match string_value(line, v, out) {
+        Err(why) => Some(format!("{name} contains {why}")),
+        Ok(()) if out.is_empty() => Some(format!("{name} is an empty string")),
+        Ok(()) => None,
+    }
 }
 
 /// The text of a string value, unescaped when needed.

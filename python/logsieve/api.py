@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
 DEFAULT_LISTING_TTL = 1.0
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+"""Log levels `serve` and `up` accept (uvicorn's names)."""
 LOGIN_ACTION = "login"
 _CACHE_ENTRIES = 4096
 _UTC = timezone.utc
@@ -741,7 +743,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
+        choices=LOG_LEVELS,
         help="uvicorn's log level",
     )
 

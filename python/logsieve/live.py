@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from logsieve.api import (
+    LOG_LEVELS,
     BackgroundServer,
     bind_socket,
     create_app,
@@ -54,7 +55,7 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
+        choices=LOG_LEVELS,
         help="log level of the worker, handler and web server",
     )
 
