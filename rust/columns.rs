@@ -10,6 +10,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::errors::CoreError;
 use crate::merge::{par_concat, par_concat_offsets};
+use crate::timestamp::{DateCache, Instant};
 
 /// The clean rows' schema (record contract v1).
 pub static CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -136,18 +137,23 @@ pub struct CleanColumns {
     pub action: VarColumn,
     pub extra: VarColumn,
     extra_valid: Vec<bool>,
+    dates: DateCache,
 }
 
 impl CleanColumns {
+    /// Room for `rows` rows cut from `bytes` bytes of input. `extra` can never outgrow its input
+    /// and reserving is only address space until written, so growth (a copy of the column, and
+    /// fresh pages to fault in) is rare.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
         Self {
             timestamp: Vec::with_capacity(rows * 19),
-            day_of_week: VarColumn::with_capacity(rows, rows * 8),
+            day_of_week: VarColumn::with_capacity(rows, rows * 9),
             event_time: Vec::with_capacity(rows),
-            user_id: VarColumn::with_capacity(rows, rows * 12),
-            action: VarColumn::with_capacity(rows, rows * 8),
-            extra: VarColumn::with_capacity(rows, bytes / 2),
+            user_id: VarColumn::with_capacity(rows, rows * 32),
+            action: VarColumn::with_capacity(rows, rows * 16),
+            extra: VarColumn::with_capacity(rows, bytes),
             extra_valid: Vec::with_capacity(rows),
+            dates: DateCache::default(),
         }
     }
 
@@ -164,14 +170,16 @@ impl CleanColumns {
             action: var(|p| &p.action),
             extra: var(|p| &p.extra),
             extra_valid: gather(parts, |p| &p.extra_valid),
+            dates: DateCache::default(),
         }
     }
 
     /// Appends the instant's three derived columns.
     #[inline]
-    pub fn push_instant(&mut self, instant: crate::timestamp::Instant) {
-        self.timestamp.extend_from_slice(&instant.format());
-        self.day_of_week.push(instant.weekday().as_bytes());
+    pub fn push_instant(&mut self, instant: Instant) {
+        let (text, weekday) = self.dates.format(instant);
+        self.timestamp.extend_from_slice(&text);
+        self.day_of_week.push(weekday.as_bytes());
         self.event_time.push(instant.micros);
     }
 

@@ -73,6 +73,27 @@ static STRING_STOP: [bool; 256] = {
     t
 };
 
+/// Bit `i` set when byte `i` of the 16 at `chunk` is a quote, a backslash or a control character.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stop_mask16(chunk: &[u8]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    assert!(chunk.len() >= 16);
+    // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load reads 16 bytes of
+    // `chunk`, which holds at least that many (asserted above).
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        let ctrl = _mm_set1_epi8(0x1f);
+        let is_ctrl = _mm_cmpeq_epi8(_mm_max_epu8(v, ctrl), ctrl); // v <= 0x1f
+        let is_quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let is_backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(is_quote, is_backslash), is_ctrl)) as u32
+    }
+}
+
 /// Index of the first byte at or after `pos` that is a quote, a backslash or a control
 /// character (or `b.len()`): sixteen bytes at a time with SSE2 (baseline on x86_64), then
 /// eight at a time (SWAR), then byte by byte.
@@ -80,22 +101,9 @@ static STRING_STOP: [bool; 256] = {
 fn skip_plain(b: &[u8], pos: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     let pos = {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
-            _mm_or_si128, _mm_set1_epi8,
-        };
         let mut pos = pos;
         while let Some(chunk) = b.get(pos..pos + 16) {
-            // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load reads exactly
-            // the 16 bytes of `chunk`.
-            let mask = unsafe {
-                let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-                let ctrl = _mm_set1_epi8(0x1f);
-                let is_ctrl = _mm_cmpeq_epi8(_mm_max_epu8(v, ctrl), ctrl); // v <= 0x1f
-                let is_quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-                let is_backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(is_quote, is_backslash), is_ctrl))
-            };
+            let mask = stop_mask16(chunk);
             if mask != 0 {
                 return pos + mask.trailing_zeros() as usize;
             }
@@ -177,8 +185,16 @@ impl Scanner<'_> {
         SyntaxError { at: self.pos, what }
     }
 
-    #[inline]
+    /// Most JSON logs are compact: one test, and the loop only when there is whitespace.
+    #[inline(always)]
     fn skip_ws(&mut self) {
+        if let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+            self.skip_ws_slow();
+        }
+    }
+
+    #[inline(never)]
+    fn skip_ws_slow(&mut self) {
         let start = self.pos;
         while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
             self.pos += 1;
@@ -237,6 +253,7 @@ impl Scanner<'_> {
     }
 
     /// Any value at the current position (whitespace already skipped).
+    #[inline(always)]
     fn value(&mut self, depth: u32) -> Result<Value> {
         let start = self.pos;
         let ws_before = self.ws;
@@ -293,6 +310,7 @@ impl Scanner<'_> {
     }
 
     /// An object or array below the top level: validated, not collected.
+    #[inline(never)]
     fn nested(&mut self, depth: u32, close: u8) -> Result<()> {
         if depth >= MAX_DEPTH {
             return Err(self.err("nested deeper than 512 levels"));
@@ -337,9 +355,29 @@ impl Scanner<'_> {
     }
 
     /// A string at the opening quote; returns the span inside the quotes and whether it has escapes.
+    ///
+    /// Most strings are short and plain: one 16-byte probe finds their closing quote inline.
+    #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool)> {
-        self.pos += 1;
-        let start = self.pos;
+        let start = self.pos + 1;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(chunk) = self.b.get(start..start + 16) {
+            let mask = stop_mask16(chunk);
+            if mask != 0 {
+                let end = start + mask.trailing_zeros() as usize;
+                if self.b[end] == b'"' {
+                    self.pos = end + 1;
+                    return Ok((start, end, false));
+                }
+            }
+        }
+        self.string_slow(start)
+    }
+
+    /// The general case of [`Scanner::string`]: long strings, escapes, errors.
+    #[inline(never)]
+    fn string_slow(&mut self, start: usize) -> Result<(usize, usize, bool)> {
+        self.pos = start;
         let mut escaped = false;
         loop {
             self.pos = skip_plain(self.b, self.pos);

@@ -167,6 +167,8 @@ fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
     let mut validator = Validator::new(fields);
     let mut stats = Stats::default();
     let mut lines = 0i64;
+    // One check for the whole piece; lines of a valid piece are valid (cuts are at '\n').
+    let utf8 = simdutf8::basic::from_utf8(data).is_ok();
     for_each_line(data, |line| {
         lines += 1;
         if is_blank(line) {
@@ -174,14 +176,19 @@ fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
             return;
         }
         stats.processed += 1;
-        match validator.check(line) {
+        let checked = if utf8 {
+            validator.check_utf8(line)
+        } else {
+            validator.check(line)
+        };
+        match checked {
             Ok(()) => {
                 stats.valid += 1;
                 clean.push_instant(Instant {
                     micros: validator.micros(),
                 });
-                clean.user_id.push(validator.user_id());
-                clean.action.push(validator.action());
+                clean.user_id.push(validator.user_id(line));
+                clean.action.push(validator.action(line));
                 let present = validator.write_extra(line, &mut clean.extra.values);
                 clean.end_extra(present);
             }

@@ -86,8 +86,8 @@ pub struct Validator {
     prints: Vec<u64>,
     hidden: Vec<bool>,
     name_prints: [u64; 3],
-    user_id: Vec<u8>,
-    action: Vec<u8>,
+    user_id: Text,
+    action: Text,
     scratch: Vec<u8>,
     micros: i64,
 }
@@ -110,8 +110,8 @@ impl Validator {
                 fingerprint(names.user_id.as_bytes()),
                 fingerprint(names.action.as_bytes()),
             ],
-            user_id: Vec::with_capacity(64),
-            action: Vec::with_capacity(64),
+            user_id: Text::default(),
+            action: Text::default(),
             scratch: Vec::with_capacity(64),
             micros: 0,
         }
@@ -120,11 +120,13 @@ impl Validator {
     pub fn micros(&self) -> i64 {
         self.micros
     }
-    pub fn user_id(&self) -> &[u8] {
-        &self.user_id
+    /// The row's `user_id`; `line` is the line just checked.
+    pub fn user_id<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        self.user_id.get(line)
     }
-    pub fn action(&self) -> &[u8] {
-        &self.action
+    /// The row's `action`; `line` is the line just checked.
+    pub fn action<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        self.action.get(line)
     }
 
     fn name(&self, slot: usize) -> &str {
@@ -143,6 +145,12 @@ impl Validator {
                 format!("the line is not valid UTF-8 (bad byte at offset {at})"),
             ));
         }
+        self.check_utf8(line)
+    }
+
+    /// [`Validator::check`] for a line already known to be valid UTF-8 (the pipeline checks
+    /// whole pieces of input at once, which is cheaper than line by line).
+    pub fn check_utf8(&mut self, line: &[u8]) -> Result<(), LineError> {
         let kind = json::parse_line(line, &mut self.members).map_err(|e| {
             let column = line[..e.at].iter().filter(|&&b| b & 0xC0 != 0x80).count() + 1;
             LineError::new(
@@ -189,7 +197,12 @@ impl Validator {
         self.hidden.clear();
         for i in 0..self.members.len() {
             let key = self.key(line, i);
-            let print = fingerprint(key);
+            let print = if self.keys.is_empty() {
+                let m = &self.members[i];
+                fingerprint_in(line, m.key_start, m.key_end)
+            } else {
+                fingerprint(key)
+            };
             let slot = (0..3).find(|&s| self.name_prints[s] == print && self.names[s] == key);
             if let Some(slot) = slot {
                 self.slots[slot] = Some(i); // the last occurrence wins
@@ -240,11 +253,8 @@ impl Validator {
     fn check_fields(&mut self, line: &[u8]) -> Result<(), LineError> {
         let mut problems = Vec::new();
         let user_id = self.required(USER_ID).expect("checked present");
-        self.user_id.clear();
         match user_id.kind {
-            Kind::Number if user_id.integer => self
-                .user_id
-                .extend_from_slice(&line[user_id.start..user_id.end]),
+            Kind::Number if user_id.integer => self.user_id.span = Some((user_id.start, user_id.end)),
             Kind::Number => problems.push(format!(
                 "{} must be a non-empty string or an integer, got the number {}",
                 self.name(USER_ID),
@@ -254,7 +264,7 @@ impl Validator {
                 line,
                 user_id,
                 &mut self.user_id,
-                field_name(&self.names[USER_ID]),
+                &self.names[USER_ID],
             )),
             other => problems.push(format!(
                 "{} must be a non-empty string or an integer, got {}",
@@ -263,13 +273,12 @@ impl Validator {
             )),
         }
         let action = self.required(ACTION).expect("checked present");
-        self.action.clear();
         match action.kind {
             Kind::String => problems.extend(non_empty_text(
                 line,
                 action,
                 &mut self.action,
-                field_name(&self.names[ACTION]),
+                &self.names[ACTION],
             )),
             other => problems.push(format!(
                 "{} must be a non-empty string, got {}",
@@ -327,21 +336,19 @@ impl Validator {
 
     /// Appends `extra` for the row just checked: every other member as compact JSON, or
     /// returns false (null) when there is none. Duplicate keys keep their last occurrence.
+    ///
+    /// Members already compact in the line and adjacent to each other are copied as one run.
     pub fn write_extra(&self, line: &[u8], out: &mut Vec<u8>) -> bool {
         let start = out.len();
         out.push(b'{');
+        // The pending run of copied members: a span of `line`.
+        let mut run: Option<(usize, usize)> = None;
         for (m, _) in self
             .members
             .iter()
             .zip(&self.hidden)
             .filter(|(_, hidden)| !**hidden)
         {
-            if out.len() > start + 1 {
-                out.push(b',');
-            }
-            out.push(b'"');
-            out.extend_from_slice(&line[m.key_start..m.key_end]);
-            out.extend_from_slice(b"\":");
             let v = m.value;
             // Strings are stored without their quotes; widen the span to include them.
             let (s, e) = if v.kind == Kind::String {
@@ -349,11 +356,37 @@ impl Validator {
             } else {
                 (v.start, v.end)
             };
+            if v.compact && s == m.key_end + 2 {
+                // `"key":value` with nothing in between: the member is its own compact text.
+                let member = (m.key_start - 1, e);
+                run = match run {
+                    // Only the comma separates it from the run.
+                    Some((rs, re)) if re + 1 == member.0 => Some((rs, member.1)),
+                    Some(done) => {
+                        push_member(out, start, &line[done.0..done.1]);
+                        Some(member)
+                    }
+                    None => Some(member),
+                };
+                continue;
+            }
+            if let Some(done) = run.take() {
+                push_member(out, start, &line[done.0..done.1]);
+            }
+            if out.len() > start + 1 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(&line[m.key_start..m.key_end]);
+            out.extend_from_slice(b"\":");
             if v.compact {
                 out.extend_from_slice(&line[s..e]);
             } else {
                 json::write_compact(&line[s..e], out);
             }
+        }
+        if let Some(done) = run {
+            push_member(out, start, &line[done.0..done.1]);
         }
         if out.len() == start + 1 {
             out.truncate(start);
@@ -362,6 +395,15 @@ impl Validator {
         out.push(b'}');
         true
     }
+}
+
+/// Appends compact member text to an object being written at `start`, comma first if needed.
+#[inline]
+fn push_member(out: &mut Vec<u8>, start: usize, text: &[u8]) {
+    if out.len() > start + 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(text);
 }
 
 /// Length and first seven bytes of a key: equal keys have equal prints, and different keys
@@ -376,29 +418,55 @@ fn fingerprint(key: &[u8]) -> u64 {
         })
 }
 
+/// [`fingerprint`] of `line[start..end]`, from one 8-byte load when the line is long enough.
+#[inline]
+fn fingerprint_in(line: &[u8], start: usize, end: usize) -> u64 {
+    let Some(word) = line.get(start..start + 8) else {
+        return fingerprint(&line[start..end]);
+    };
+    let len = end - start;
+    let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+    let mask = (1u64 << (8 * len.min(7))) - 1;
+    (word & mask) << 8 | (len as u64 & 0xff)
+}
+
 /// A configured field name for messages (they come from Rust `String`s, so they are UTF-8).
 fn field_name(name: &[u8]) -> &str {
     std::str::from_utf8(name).unwrap_or("?")
 }
 
-/// Copies a string value (unescaped) into `out`, or says why it is not a usable non-empty text.
-fn non_empty_text(line: &[u8], v: Value, out: &mut Vec<u8>, name: &str) -> Option<String> {
-    match string_value(line, v, out) {
-        Err(why) => Some(format!("{name} contains {why}")),
-        Ok(()) if out.is_empty() => Some(format!("{name} is an empty string")),
-        Ok(()) => None,
+/// A required text field of the row: a span of the line, or its unescaped copy.
+#[derive(Default)]
+struct Text {
+    span: Option<(usize, usize)>,
+    unescaped: Vec<u8>,
+}
+
+impl Text {
+    fn get<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        match self.span {
+            Some((start, end)) => &line[start..end],
+            None => &self.unescaped,
+        }
     }
 }
 
-/// The text of a string value, unescaped when needed.
-fn string_value(line: &[u8], v: Value, out: &mut Vec<u8>) -> Result<(), &'static str> {
-    let raw = &line[v.start..v.end];
-    if v.escaped {
-        json::unescape(raw, out)
+/// Records a string value in `out` (unescaped only when it has escapes), or says why it is
+/// not a usable non-empty text.
+#[inline]
+fn non_empty_text(line: &[u8], v: Value, out: &mut Text, name: &[u8]) -> Option<String> {
+    let empty = if v.escaped {
+        out.span = None;
+        out.unescaped.clear();
+        if let Err(why) = json::unescape(&line[v.start..v.end], &mut out.unescaped) {
+            return Some(format!("{} contains {why}", field_name(name)));
+        }
+        out.unescaped.is_empty()
     } else {
-        out.extend_from_slice(raw);
-        Ok(())
-    }
+        out.span = Some((v.start, v.end));
+        v.start == v.end
+    };
+    empty.then(|| format!("{} is an empty string", field_name(name)))
 }
 
 #[cfg(test)]
@@ -416,8 +484,8 @@ mod tests {
         let ts = timestamp::Instant { micros: v.micros() }.format();
         Ok((
             String::from_utf8(ts.to_vec()).unwrap(),
-            String::from_utf8(v.user_id().to_vec()).unwrap(),
-            String::from_utf8(v.action().to_vec()).unwrap(),
+            String::from_utf8(v.user_id(line.as_bytes()).to_vec()).unwrap(),
+            String::from_utf8(v.action(line.as_bytes()).to_vec()).unwrap(),
             has.then(|| String::from_utf8(extra).unwrap()),
         ))
     }
@@ -441,6 +509,19 @@ mod tests {
         assert_eq!(
             (row.1.as_str(), row.2.as_str(), row.3),
             ("42", "a\"b", None)
+        );
+    }
+
+    #[test]
+    fn extra_copies_runs_and_compacts_the_rest() {
+        let row = check(
+            "{\"a\":1,\"timestamp\":0,\"b\":\"x y\",\"c\":{\"d\":[1]},\"user_id\":\"u\",\
+             \"action\":\"x\", \"e\" :2,\"f\":[1, 2],\"g\":null ,\"h\":true,\"i\":\"\\u0041\"}",
+        )
+        .unwrap();
+        assert_eq!(
+            row.3.as_deref(),
+            Some(r#"{"a":1,"b":"x y","c":{"d":[1]},"e":2,"f":[1,2],"g":null,"h":true,"i":"\u0041"}"#)
         );
     }
 

@@ -350,23 +350,67 @@ impl Instant {
 
     /// `YYYY-MM-DD HH:MM:SS`, the fraction truncated.
     pub fn format(self) -> [u8; 19] {
-        let seconds = self.micros.div_euclid(MICROS_PER_SECOND);
-        let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
+        DateCache::default().format(self).0
+    }
+}
+
+/// "00" to "99", so that a two-digit field is one table load.
+static TWO_DIGITS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
+fn put2(out: &mut [u8], at: usize, v: u32) {
+    out[at..at + 2].copy_from_slice(&TWO_DIGITS[v as usize % 100]);
+}
+
+/// Formats instants, remembering the last day: log lines mostly arrive in time order, so
+/// consecutive rows usually share their date and weekday.
+pub struct DateCache {
+    day: i64,
+    date: [u8; 10],
+    weekday: &'static str,
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        Self {
+            day: i64::MIN,
+            date: *b"0000-00-00",
+            weekday: "",
+        }
+    }
+}
+
+impl DateCache {
+    /// `YYYY-MM-DD HH:MM:SS` (the fraction truncated) and the English weekday.
+    #[inline]
+    pub fn format(&mut self, instant: Instant) -> ([u8; 19], &'static str) {
+        let seconds = instant.micros.div_euclid(MICROS_PER_SECOND);
+        let day = seconds.div_euclid(SECONDS_PER_DAY);
+        if day != self.day {
+            let (year, month, dom) = civil_from_days(day);
+            let year = year as u32; // 1..=9999 by construction
+            put2(&mut self.date, 0, year / 100);
+            put2(&mut self.date, 2, year % 100);
+            put2(&mut self.date, 5, month);
+            put2(&mut self.date, 8, dom);
+            self.weekday = weekday(day);
+            self.day = day;
+        }
         let sod = seconds.rem_euclid(SECONDS_PER_DAY) as u32;
         let mut out = *b"0000-00-00 00:00:00";
-        let put = |out: &mut [u8; 19], at: usize, v: u32| {
-            out[at] = b'0' + (v / 10) as u8;
-            out[at + 1] = b'0' + (v % 10) as u8;
-        };
-        let year = year as u32; // 1..=9999 by construction
-        put(&mut out, 0, year / 100);
-        put(&mut out, 2, year % 100);
-        put(&mut out, 5, month);
-        put(&mut out, 8, day);
-        put(&mut out, 11, sod / 3600);
-        put(&mut out, 14, sod / 60 % 60);
-        put(&mut out, 17, sod % 60);
-        out
+        out[..10].copy_from_slice(&self.date);
+        put2(&mut out, 11, sod / 3600);
+        put2(&mut out, 14, sod / 60 % 60);
+        put2(&mut out, 17, sod % 60);
+        (out, self.weekday)
     }
 }
 
@@ -384,6 +428,20 @@ mod tests {
 
     fn epoch(s: &str) -> Result<i64, TimestampError> {
         parse_epoch_number(s.as_bytes())
+    }
+
+    #[test]
+    fn date_cache_matches_fresh_formatting() {
+        let mut cache = DateCache::default();
+        let mut micros: i64 = -86_400_000_000 * 3 - 1;
+        for step in 0..5_000i64 {
+            micros += (step * 7_919 % 13) * 3_600_000_000 - 20_000_000_000;
+            let instant = Instant { micros };
+            let (text, weekday) = cache.format(instant);
+            assert_eq!(text, DateCache::default().format(instant).0);
+            assert_eq!(weekday, instant.weekday());
+        }
+        assert_eq!(fmt(-1), "1969-12-31 23:59:59");
     }
 
     #[test]
