@@ -58,7 +58,10 @@ mod tests {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             // SAFETY: reads an integer option.
             let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
-            assert_eq!(delay, 1000, "mi_option_t changed: fix MI_OPTION_PURGE_DELAY");
+            assert_eq!(
+                delay, 1000,
+                "mi_option_t changed: fix MI_OPTION_PURGE_DELAY"
+            );
         }
     }
 }

@@ -254,7 +254,9 @@ impl Validator {
         let mut problems = Vec::new();
         let user_id = self.required(USER_ID).expect("checked present");
         match user_id.kind {
-            Kind::Number if user_id.integer => self.user_id.span = Some((user_id.start, user_id.end)),
+            Kind::Number if user_id.integer => {
+                self.user_id.span = Some((user_id.start, user_id.end))
+            }
             Kind::Number => problems.push(format!(
                 "{} must be a non-empty string or an integer, got the number {}",
                 self.name(USER_ID),
@@ -521,7 +523,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             row.3.as_deref(),
-            Some(r#"{"a":1,"b":"x y","c":{"d":[1]},"e":2,"f":[1,2],"g":null,"h":true,"i":"\u0041"}"#)
+            Some(
+                r#"{"a":1,"b":"x y","c":{"d":[1]},"e":2,"f":[1,2],"g":null,"h":true,"i":"\u0041"}"#
+            )
         );
     }
 
