@@ -310,12 +310,21 @@ impl Scanner<'_> {
     }
 
     /// An object or array below the top level: validated, not collected.
-    #[inline(never)]
+    #[inline]
     fn nested(&mut self, depth: u32, close: u8) -> Result<()> {
+        if close == b'}' {
+            self.nested_in::<true>(depth)
+        } else {
+            self.nested_in::<false>(depth)
+        }
+    }
+
+    #[inline(never)]
+    fn nested_in<const OBJECT: bool>(&mut self, depth: u32) -> Result<()> {
         if depth >= MAX_DEPTH {
             return Err(self.err("nested deeper than 512 levels"));
         }
-        let is_object = close == b'}';
+        let close = if OBJECT { b'}' } else { b']' };
         self.pos += 1;
         self.skip_ws();
         if self.peek() == Some(close) {
@@ -323,7 +332,7 @@ impl Scanner<'_> {
             return Ok(());
         }
         loop {
-            if is_object {
+            if OBJECT {
                 if self.peek() != Some(b'"') {
                     return Err(self.err("expected a string key"));
                 }
@@ -332,7 +341,7 @@ impl Scanner<'_> {
                 self.expect(b':', "expected ':' after the key")?;
                 self.skip_ws();
             }
-            self.value(depth + 1)?;
+            self.element(depth + 1)?;
             self.skip_ws();
             match self.peek() {
                 Some(b',') => {
@@ -346,11 +355,23 @@ impl Scanner<'_> {
                     self.pos += 1;
                     return Ok(());
                 }
-                None if is_object => return Err(self.err("unterminated object")),
+                None if OBJECT => return Err(self.err("unterminated object")),
                 None => return Err(self.err("unterminated array")),
-                _ if is_object => return Err(self.err("expected ',' or '}' after a member")),
+                _ if OBJECT => return Err(self.err("expected ',' or '}' after a member")),
                 _ => return Err(self.err("expected ',' or ']' after an element")),
             }
+        }
+    }
+
+    /// A value inside a nested one: only validated, so no span or flags are kept.
+    #[inline(always)]
+    fn element(&mut self, depth: u32) -> Result<()> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            Some(b'{') => self.nested_in::<true>(depth),
+            Some(b'[') => self.nested_in::<false>(depth),
+            _ => self.value(depth).map(drop),
         }
     }
 
@@ -465,8 +486,22 @@ impl Scanner<'_> {
         Ok(integer)
     }
 
+    /// Skips ASCII digits, eight at a time while eight bytes remain.
     #[inline]
     fn digits(&mut self) {
+        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        while let Some(chunk) = self.b.get(self.pos..self.pos + 8) {
+            // Per byte x = b ^ '0': a digit is x < 10, i.e. neither x nor (x & 0x7f) + 0x76
+            // has its high bit set (no carries: (x & 0x7f) + 0x76 <= 0xf5).
+            let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ 0x3030_3030_3030_3030;
+            let other = (((x & LOW7) + 0x7676_7676_7676_7676) | x) & HIGH;
+            if other != 0 {
+                self.pos += (other.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.pos += 8;
+        }
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.pos += 1;
         }
@@ -669,6 +704,31 @@ mod tests {
             assert_eq!(skip_plain_swar(&t, 0), at);
         }
         assert_eq!(skip_plain("é😀 \x7f\u{80}".as_bytes(), 0), 10);
+    }
+
+    #[test]
+    fn digits_stop_at_the_first_other_byte() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for stop in all.iter().copied().filter(|c| !c.is_ascii_digit()) {
+            for at in 0..20 {
+                let mut text = b"12345678901234567890123".to_vec();
+                text[at] = stop;
+                let mut s = Scanner {
+                    b: &text,
+                    pos: 0,
+                    ws: 0,
+                };
+                s.digits();
+                assert_eq!(s.pos, at, "stop byte {stop} at {at}");
+            }
+        }
+        let mut s = Scanner {
+            b: b"0123456789",
+            pos: 0,
+            ws: 0,
+        };
+        s.digits();
+        assert_eq!(s.pos, 10);
     }
 
     #[test]

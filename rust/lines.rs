@@ -31,6 +31,42 @@ pub fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|&b| b == b' ' || b == b'\t')
 }
 
+/// Where a piece's invalid UTF-8 is, found lazily: one pass over the piece, and lines before
+/// the next bad byte need no check of their own. Lines must be asked about in input order.
+pub struct Utf8Scan<'a> {
+    data: &'a [u8],
+    /// Offset of the next invalid byte, or `usize::MAX`.
+    next_bad: usize,
+}
+
+impl<'a> Utf8Scan<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            next_bad: first_bad(data, 0),
+        }
+    }
+
+    /// Whether `line` (a sub-slice of the data, later than any asked about before) is valid.
+    #[inline]
+    pub fn is_valid(&mut self, line: &[u8]) -> bool {
+        let end = line.as_ptr() as usize - self.data.as_ptr() as usize + line.len();
+        if end <= self.next_bad {
+            return true;
+        }
+        // The bad byte is in this line ('\n' is ASCII, so no invalid sequence spans lines).
+        self.next_bad = first_bad(self.data, end);
+        false
+    }
+}
+
+fn first_bad(data: &[u8], from: usize) -> usize {
+    match simdutf8::compat::from_utf8(&data[from..]) {
+        Ok(_) => usize::MAX,
+        Err(e) => from + e.valid_up_to(),
+    }
+}
+
 /// Cuts `data` into pieces of about `target` bytes, each ending just after a `\n` (or at the
 /// end of the input), so that no line is split and the pieces keep input order.
 pub fn split_at_newlines(data: &[u8], target: usize) -> Vec<&[u8]> {
@@ -74,6 +110,15 @@ mod tests {
         );
         assert_eq!(lines(b"a\r\r\n"), vec![b"a\r".to_vec()]);
         assert_eq!(lines(b"a\r"), vec![b"a\r".to_vec()]);
+    }
+
+    #[test]
+    fn utf8_scan_flags_exactly_the_bad_lines() {
+        let data = b"ok\nbad \xff\n\xe2\x82\nfine \xe2\x82\xac\r\nlast \xc3";
+        let mut scan = Utf8Scan::new(data);
+        let mut valid = Vec::new();
+        for_each_line(data, |line| valid.push(scan.is_valid(line)));
+        assert_eq!(valid, vec![true, false, false, true, false]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::columns::{CleanColumns, ErrorColumns};
 use crate::errors::CoreError;
-use crate::lines::{BOM, for_each_line, is_blank, split_at_newlines};
+use crate::lines::{BOM, Utf8Scan, for_each_line, is_blank, split_at_newlines};
 use crate::record::{FieldNames, Validator};
 use crate::timestamp::Instant;
 
@@ -167,8 +167,7 @@ fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
     let mut validator = Validator::new(fields);
     let mut stats = Stats::default();
     let mut lines = 0i64;
-    // One check for the whole piece; lines of a valid piece are valid (cuts are at '\n').
-    let utf8 = simdutf8::basic::from_utf8(data).is_ok();
+    let mut utf8 = Utf8Scan::new(data);
     for_each_line(data, |line| {
         lines += 1;
         if is_blank(line) {
@@ -176,7 +175,7 @@ fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
             return;
         }
         stats.processed += 1;
-        let checked = if utf8 {
+        let checked = if utf8.is_valid(line) {
             validator.check_utf8(line)
         } else {
             validator.check(line)
