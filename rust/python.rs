@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyString, PyTuple};
 
+use crate::error_lines::write_error_lines;
 use crate::errors::CoreError;
 use crate::pipeline::{self, Options, Output};
 use crate::record::FieldNames;
@@ -149,6 +150,16 @@ impl Batch {
     #[getter]
     fn stats(&self) -> Stats {
         self.stats.clone()
+    }
+
+    /// The error records as JSON Lines (`source`, `line`, `error`, `detail`, `raw` or
+    /// `raw_base64`), rendered in Rust without the GIL: one line per error, each ending in `\n`.
+    fn error_lines<'py>(&self, py: Python<'py>, source: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let rendered = py.detach(|| {
+            let mut out = Vec::with_capacity(self.errors.get_array_memory_size() * 2);
+            write_error_lines(&self.errors, source, &mut out).map(|()| out)
+        })?;
+        Ok(PyBytes::new(py, &rendered))
     }
 
     #[pyo3(signature = (requested_schema=None))]

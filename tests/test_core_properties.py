@@ -214,3 +214,34 @@ def test_arbitrary_lines_with_json_noise(parts: list[bytes]) -> None:
     batch = logsieve.process(noise + b"\n" + noise)
     assert batch.stats.processed == 2
     assert batch.stats.valid + batch.stats.errors == 2
+
+
+@SETTINGS
+@given(
+    lines=st.lists(
+        st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" "))
+        | st.text(max_size=30).map(str.encode),
+        min_size=1,
+        max_size=20,
+    ),
+    source=st.text(max_size=20),
+)
+def test_error_lines_match_orjson_of_each_record(lines: list[bytes], source: str) -> None:
+    """`Batch.error_lines` is byte for byte the per-record `orjson.dumps` it replaces."""
+    import orjson
+
+    from logsieve.storage import error_record
+
+    batch = logsieve.process(b"\n".join(lines))
+    errors = batch.errors
+    expected = b"".join(
+        orjson.dumps(error_record(source, line, code, detail, raw)) + b"\n"
+        for line, code, detail, raw in zip(
+            errors.column("line").to_pylist(),
+            errors.column("error").to_pylist(),
+            errors.column("detail").to_pylist(),
+            errors.column("raw").to_pylist(),
+        )
+    )
+    assert batch.error_lines(source) == expected
+    assert batch.error_lines(source).count(b"\n") == errors.num_rows

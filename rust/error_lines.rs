@@ -1,0 +1,155 @@
+//! Error records as JSON Lines, rendered in bulk: what a per-row `orjson.dumps` of
+//! `{"source", "line", "error", "detail", "raw" | "raw_base64"}` gives, byte for byte.
+
+use arrow_array::{Array, BinaryArray, Int64Array, RecordBatch, StringArray};
+use base64::Engine as _;
+
+use crate::errors::CoreError;
+
+/// Appends one JSON line per error record of `errors` (the core's error schema) to `out`.
+///
+/// `raw` is written as text when it is UTF-8, else as standard base64 in `raw_base64`.
+pub fn write_error_lines(
+    errors: &RecordBatch,
+    source: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), CoreError> {
+    let column = |i: usize| errors.column(i).as_any();
+    let (Some(line), Some(code), Some(detail), Some(raw)) = (
+        column(0).downcast_ref::<Int64Array>(),
+        column(1).downcast_ref::<StringArray>(),
+        column(2).downcast_ref::<StringArray>(),
+        column(3).downcast_ref::<BinaryArray>(),
+    ) else {
+        return Err(CoreError::Internal(
+            "error records do not have the error schema".into(),
+        ));
+    };
+    let mut prefix = b"{\"source\":".to_vec();
+    write_json_string(source.as_bytes(), &mut prefix);
+    prefix.extend_from_slice(b",\"line\":");
+    let mut number = [0u8; 20];
+    for i in 0..errors.num_rows() {
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(format_i64(line.value(i), &mut number));
+        out.extend_from_slice(b",\"error\":");
+        write_json_string(code.value(i).as_bytes(), out);
+        out.extend_from_slice(b",\"detail\":");
+        write_json_string(detail.value(i).as_bytes(), out);
+        let bytes = raw.value(i);
+        if simdutf8::basic::from_utf8(bytes).is_ok() {
+            out.extend_from_slice(b",\"raw\":");
+            write_json_string(bytes, out);
+        } else {
+            out.extend_from_slice(b",\"raw_base64\":\"");
+            write_base64(bytes, out);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"}\n");
+    }
+    Ok(())
+}
+
+/// Standard base64 with padding, as Python's `base64.b64encode`.
+fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = engine
+        .encode_slice(bytes, &mut out[start..])
+        .expect("room for the padded encoding");
+    out.truncate(start + written);
+}
+
+/// Decimal text of `n` in `buf`.
+fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// A JSON string of UTF-8 `text`, escaped as orjson does: `"` `\` and control characters
+/// only (`\b \t \n \f \r` short, the rest `\u00xx`); everything else verbatim.
+pub fn write_json_string(text: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in text.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            b'\t' => b't',
+            b'\n' => b'n',
+            0x0c => b'f',
+            b'\r' => b'r',
+            0..=0x1f => 0,
+            _ => continue,
+        };
+        out.extend_from_slice(&text[start..i]);
+        if short == 0 {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.push(b'\\');
+            out.push(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&text[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_orjson() {
+        let mut out = Vec::new();
+        write_json_string(
+            "\u{0}\u{1}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}/\"\\é😀".as_bytes(),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "\"\\u0000\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f\u{7f}/\\\"\\\\é😀\"".as_bytes()
+        );
+    }
+
+    #[test]
+    fn base64_like_python() {
+        let mut out = Vec::new();
+        for (raw, b64) in [
+            (&b""[..], ""),
+            (b"\xff", "/w=="),
+            (b"ab\xff", "YWL/"),
+            (b"\xfe\xff\x00\x01", "/v8AAQ=="),
+        ] {
+            out.clear();
+            write_base64(raw, &mut out);
+            assert_eq!(out, b64.as_bytes());
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, -1, 42, i64::MAX, i64::MIN] {
+            assert_eq!(format_i64(n, &mut buf), n.to_string().as_bytes());
+        }
+    }
+}
