@@ -30,8 +30,9 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,7 +49,9 @@ if TYPE_CHECKING:
 
 MANIFEST_DIR = "_logsieve/manifests"
 SAMPLE_ERRORS = 5
-_DICTIONARY_COLUMNS = ["day_of_week", "action", "user_id"]
+#: Low-cardinality columns only: on user ids (often one per few rows) a dictionary is slower to
+#: write and gives bigger files than plain + zstd, as the dictionary overflows and falls back.
+_DICTIONARY_COLUMNS = ["day_of_week", "action"]
 _ROW_GROUP_ROWS = 128 * 1024
 #: Staging directories untouched for this long belong to a dead process and are removed.
 STALE_STAGING_SECONDS = 24 * 3600
@@ -276,7 +279,13 @@ def open_sink(uri: str, s3_client: Any = None) -> _Sink:
 
 
 class _CleanPartitions:
-    """One open ParquetWriter per UTC date, fed with row slices and buffered into row groups."""
+    """One open ParquetWriter per UTC date, fed with row slices and buffered into row groups.
+
+    Row groups are encoded and compressed by one background thread (pyarrow releases the GIL
+    while writing), so Parquet writing overlaps with the core and with the error records. The
+    thread writes in submission order, so every file gets its rows in input order; at most
+    `flush_bytes` of flushed rows wait for it, which keeps memory bounded.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -284,12 +293,17 @@ class _CleanPartitions:
         self.buffers: dict[str, list[pa.RecordBatch]] = {}
         self.buffered_rows: dict[str, int] = {}
         self.buffered_bytes = 0
+        self.flush_bytes = 1 << 20
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logsieve-parquet")
+        self._writing: deque[tuple[Future[None], int]] = deque()
+        self._writing_bytes = 0
 
     def add(self, batch: pa.RecordBatch, flush_bytes: int) -> None:
         if batch.num_rows == 0:
             return
         import pyarrow.compute as pc
 
+        self.flush_bytes = flush_bytes
         # `timestamp` is the UTC instant as text, so its first ten characters are the UTC date.
         dates = pc.utf8_slice_codeunits(batch.column("timestamp"), 0, 10)
         distinct = pc.unique(dates).to_pylist()
@@ -317,8 +331,20 @@ class _CleanPartitions:
         if not batches:
             return
         table = pa.Table.from_batches(batches)
-        self.buffered_bytes -= sum(b.nbytes for b in batches)
-        self._writer(date, table.schema).write_table(table, row_group_size=_ROW_GROUP_ROWS)
+        nbytes = sum(b.nbytes for b in batches)
+        self.buffered_bytes -= nbytes
+        writer = self._writer(date, table.schema)
+        # Wait for earlier row groups first, so no more than flush_bytes are waiting.
+        while self._writing and self._writing_bytes + nbytes > self.flush_bytes:
+            self._wait_oldest()
+        future = self._pool.submit(writer.write_table, table, row_group_size=_ROW_GROUP_ROWS)
+        self._writing.append((future, nbytes))
+        self._writing_bytes += nbytes
+
+    def _wait_oldest(self) -> None:
+        future, nbytes = self._writing.popleft()
+        self._writing_bytes -= nbytes
+        future.result()  # a write error surfaces here, in the ingesting thread
 
     def _writer(self, date: str, schema: pa.Schema) -> pq.ParquetWriter:
         writer = self.writers.get(date)
@@ -339,13 +365,22 @@ class _CleanPartitions:
         """Flush and close every writer; date -> complete staged file."""
         for date in list(self.buffers):
             self._flush(date)
+        while self._writing:
+            self._wait_oldest()
+        self._pool.shutdown()
         for writer in self.writers.values():
             writer.close()
         return {date: self.directory / f"{date}.parquet" for date in sorted(self.writers)}
 
     def abort(self) -> None:
+        # Already failing; the staged files are discarded anyway. A writer must not be closed
+        # while the thread may still be writing to it, hence the wait.
+        for future, _ in self._writing:
+            with contextlib.suppress(BaseException):
+                future.result()
+        self._writing.clear()
+        self._pool.shutdown()
         for writer in self.writers.values():
-            # Already failing; the staged files are discarded anyway.
             with contextlib.suppress(Exception):
                 writer.close()
 
