@@ -290,10 +290,15 @@ class _CleanPartitions:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.writers: dict[str, pq.ParquetWriter] = {}
-        self.buffers: dict[str, list[pa.RecordBatch]] = {}
+        # Per date: (rows, id of the batch they are a slice of), in input order.
+        self.buffers: dict[str, list[tuple[pa.RecordBatch, int]]] = {}
         self.buffered_rows: dict[str, int] = {}
+        # Slices keep their whole batch alive, so memory is counted per batch: its size and how
+        # many dates still hold a slice of it.
+        self.parents: dict[int, list[int]] = {}
         self.buffered_bytes = 0
         self.flush_bytes = 1 << 20
+        self._next_parent = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logsieve-parquet")
         self._writing: deque[tuple[Future[None], int]] = deque()
         self._writing_bytes = 0
@@ -301,38 +306,40 @@ class _CleanPartitions:
     def add(self, batch: pa.RecordBatch, flush_bytes: int) -> None:
         if batch.num_rows == 0:
             return
-        import pyarrow.compute as pc
-
         self.flush_bytes = flush_bytes
-        # `timestamp` is the UTC instant as text, so its first ten characters are the UTC date.
-        dates = pc.utf8_slice_codeunits(batch.column("timestamp"), 0, 10)
-        distinct = pc.unique(dates).to_pylist()
-        if len(distinct) == 1:
-            self._buffer(distinct[0], batch)
-        else:
-            for date in distinct:
-                self._buffer(date, batch.filter(pc.equal(dates, date)))
+        rows, parts = _split_by_date(batch)
+        parent = self._next_parent
+        self._next_parent += 1
+        self.parents[parent] = [len(parts), rows.nbytes]
+        self.buffered_bytes += rows.nbytes
+        for date, slices in parts.items():
+            self.buffers.setdefault(date, []).extend((piece, parent) for piece in slices)
+            self.buffered_rows[date] = self.buffered_rows.get(date, 0) + sum(
+                piece.num_rows for piece in slices
+            )
+        for date in parts:
+            if self.buffered_rows.get(date, 0) >= _ROW_GROUP_ROWS:
+                self._flush(date)
         if self.buffered_bytes > flush_bytes:
             for date in list(self.buffers):
                 self._flush(date)
 
-    def _buffer(self, date: str, rows: pa.RecordBatch) -> None:
-        self.buffers.setdefault(date, []).append(rows)
-        self.buffered_rows[date] = self.buffered_rows.get(date, 0) + rows.num_rows
-        self.buffered_bytes += rows.nbytes
-        if self.buffered_rows[date] >= _ROW_GROUP_ROWS:
-            self._flush(date)
-
     def _flush(self, date: str) -> None:
         import pyarrow as pa
 
-        batches = self.buffers.pop(date, [])
+        pieces = self.buffers.pop(date, [])
         self.buffered_rows.pop(date, None)
-        if not batches:
+        if not pieces:
             return
-        table = pa.Table.from_batches(batches)
-        nbytes = sum(b.nbytes for b in batches)
-        self.buffered_bytes -= nbytes
+        table = pa.Table.from_batches([rows for rows, _ in pieces])
+        nbytes = 0
+        for parent in dict.fromkeys(parent for _, parent in pieces):
+            holders = self.parents[parent]
+            holders[0] -= 1
+            if holders[0] == 0:
+                del self.parents[parent]
+                self.buffered_bytes -= holders[1]
+                nbytes += holders[1]
         writer = self._writer(date, table.schema)
         # Wait for earlier row groups first, so no more than flush_bytes are waiting.
         while self._writing and self._writing_bytes + nbytes > self.flush_bytes:
@@ -383,6 +390,51 @@ class _CleanPartitions:
         for writer in self.writers.values():
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+#: Up to this many runs of equal dates a batch is split into zero-copy slices; beyond it (rows
+#: of several dates interleaved) it is reordered by date with one stable sort and one copy.
+_MAX_DATE_RUNS = 256
+
+
+def _split_by_date(
+    batch: pa.RecordBatch,
+) -> tuple[pa.RecordBatch, dict[str, list[pa.RecordBatch]]]:
+    """(batch the pieces are slices of, {UTC date: its rows in input order, as slices}).
+
+    Logs are mostly in time order, so a batch usually holds a few runs of one date each; slicing
+    them costs nothing, where one `filter` per date would copy every row and scan the batch for
+    each date.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # `timestamp` is the UTC instant as text, so its first ten characters are the UTC date.
+    dates = pc.utf8_slice_codeunits(batch.column("timestamp"), 0, 10)
+    n = len(dates)
+    changes = pc.indices_nonzero(pc.not_equal(dates.slice(1), dates.slice(0, n - 1)))
+    if len(changes) == 0:
+        return batch, {dates[0].as_py(): [batch]}
+    if len(changes) < _MAX_DATE_RUNS:
+        starts = [0, *(i + 1 for i in changes.to_pylist())]
+        ends = [*starts[1:], n]
+        parts: dict[str, list[pa.RecordBatch]] = {}
+        for date, start, end in zip(pc.take(dates, pa.array(starts)).to_pylist(), starts, ends):
+            parts.setdefault(date, []).append(batch.slice(start, end - start))
+        return batch, parts
+    encoded = pc.dictionary_encode(dates)
+    # sort_indices is stable: the rows of each date keep their input order.
+    rows = batch.take(pc.sort_indices(encoded.indices))
+    counts = pc.value_counts(encoded.indices)
+    names = encoded.dictionary.to_pylist()
+    parts = {}
+    start = 0
+    for index, count in sorted(
+        zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+    ):
+        parts[names[index]] = [rows.slice(start, count)]
+        start += count
+    return rows, parts
 
 
 class _ErrorRecords:
