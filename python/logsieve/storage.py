@@ -409,24 +409,25 @@ def _split_by_date(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # `timestamp` is the UTC instant as text, so its first ten characters are the UTC date.
-    dates = pc.utf8_slice_codeunits(batch.column("timestamp"), 0, 10)
+    # `timestamp` is the UTC instant as ASCII text (`YYYY-MM-DD HH:MM:SS`), so its first ten
+    # bytes are the UTC date; slicing bytes skips the UTF-8 decoding a string slice does.
+    dates = pc.binary_slice(batch.column("timestamp").cast(pa.binary()), 0, 10)
     n = len(dates)
     changes = pc.indices_nonzero(pc.not_equal(dates.slice(1), dates.slice(0, n - 1)))
     if len(changes) == 0:
-        return batch, {dates[0].as_py(): [batch]}
+        return batch, {dates[0].as_py().decode(): [batch]}
     if len(changes) < _MAX_DATE_RUNS:
         starts = [0, *(i + 1 for i in changes.to_pylist())]
         ends = [*starts[1:], n]
         parts: dict[str, list[pa.RecordBatch]] = {}
         for date, start, end in zip(pc.take(dates, pa.array(starts)).to_pylist(), starts, ends):
-            parts.setdefault(date, []).append(batch.slice(start, end - start))
+            parts.setdefault(date.decode(), []).append(batch.slice(start, end - start))
         return batch, parts
     encoded = pc.dictionary_encode(dates)
     # sort_indices is stable: the rows of each date keep their input order.
     rows = batch.take(pc.sort_indices(encoded.indices))
     counts = pc.value_counts(encoded.indices)
-    names = encoded.dictionary.to_pylist()
+    names = [name.decode() for name in encoded.dictionary.to_pylist()]
     parts = {}
     start = 0
     for index, count in sorted(
