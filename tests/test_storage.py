@@ -246,6 +246,31 @@ def test_small_chunks_give_the_same_output_as_one_chunk(tmp_path: Path) -> None:
         assert pq.ParquetFile(path).metadata.num_row_groups == 1  # rows coalesced, not 1 per chunk
 
 
+@pytest.mark.parametrize("interleave", [1, 7, 500])
+@pytest.mark.parametrize("chunk_size", [8 << 20, 4096])
+def test_rows_of_each_date_keep_their_input_order(
+    tmp_path: Path, interleave: int, chunk_size: int
+) -> None:
+    # Dates alternate every `interleave` rows: from a few long runs of one date to many short
+    # ones, so batches are split into slices as well as reordered by date.
+    log = Log()
+    start = datetime(2025, 8, 20, 12, 0, tzinfo=timezone.utc)
+    for i in range(3000):
+        day = (i // interleave) % 3
+        log.add_valid(start + timedelta(days=day, seconds=(i * 7919) % 3600))
+        if i % 100 == 0:
+            log.add_invalid(*BAD_LINES[i % len(BAD_LINES)])
+    run(log, tmp_path, chunk_size=chunk_size)
+    files = sorted((tmp_path / "clean").rglob("*.parquet"))
+    assert len(files) == 3
+    for path in files:
+        table = pq.read_table(path)
+        seqs = [orjson.loads(extra)["seq"] for extra in table.column("extra").to_pylist()]
+        date = path.parent.name.removeprefix("date=")
+        assert seqs == sorted(n for n, d in log.valid.items() if d == date)
+    assert_accounted(log, read_clean(tmp_path / "clean"), read_errors(tmp_path / "errors"))
+
+
 @pytest.mark.parametrize("times", [2, 3])
 def test_reingesting_the_same_source_never_duplicates(tmp_path: Path, times: int) -> None:
     log = make_log()
