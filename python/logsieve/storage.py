@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from logsieve import Batch
+
 MANIFEST_DIR = "_logsieve/manifests"
 SAMPLE_ERRORS = 5
 #: Low-cardinality columns only: on user ids (often one per few rows) a dictionary is slower to
@@ -367,7 +369,8 @@ class _CleanPartitions:
                 schema,
                 compression="zstd",
                 use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in schema.names],
-                write_statistics=True,
+                # min/max of `extra` (JSON text) prunes nothing and costs ~4% of the work.
+                write_statistics=[c for c in schema.names if c != "extra"],
             )
             self.writers[date] = writer
         return writer
@@ -452,23 +455,22 @@ class _ErrorRecords:
         self.counts: Counter[str] = Counter()
         self.samples: list[dict[str, Any]] = []
 
-    def add(self, errors: pa.RecordBatch) -> None:
+    def add(self, batch: Batch) -> None:
+        errors = batch.errors
         if errors.num_rows == 0:
             return
         if self.file is None:
             self.file = open(self.path, "wb")  # noqa: SIM115 -- closed in finish/abort
-        lines = errors.column("line").to_pylist()
-        codes = errors.column("error").to_pylist()
-        details = errors.column("detail").to_pylist()
-        raws = errors.column("raw").to_pylist()
-        out = []
-        for line, code, detail, raw in zip(lines, codes, details, raws):
-            out.append(orjson.dumps(error_record(self.source, line, code, detail, raw)))
-            if len(self.samples) < SAMPLE_ERRORS:
-                self.samples.append({"line": line, "error": code, "detail": detail})
-        out.append(b"")
-        self.file.write(b"\n".join(out))
-        self.counts.update(codes)
+        # Rendered in Rust: the same bytes as orjson.dumps(error_record(...)) per row.
+        self.file.write(batch.error_lines(self.source))
+        import pyarrow.compute as pc
+
+        for entry in pc.value_counts(errors.column("error")).to_pylist():
+            self.counts[entry["values"]] += entry["counts"]
+        wanted = SAMPLE_ERRORS - len(self.samples)
+        if wanted > 0:
+            head = errors.slice(0, wanted).select(["line", "error", "detail"])
+            self.samples.extend(head.to_pylist())
 
     def finish(self) -> Path | None:
         if self.file is None:
@@ -563,7 +565,7 @@ def ingest(
                 for name in ("processed", "valid", "errors", "blank", "bytes"):
                     totals[name] += int(getattr(stats, name))
                 partitions.add(batch.clean, flush_bytes=max(chunk_size, 1 << 20))
-                records.add(batch.errors)
+                records.add(batch)
             staged_clean = partitions.finish()
             staged_errors = records.finish()
         except BaseException:
