@@ -423,3 +423,26 @@ def test_deep_nesting_is_refused_not_a_crash() -> None:
     result = one(deep)
     assert result["error"] == "invalid_json"
     assert "512" in result["detail"]
+
+
+def test_allocator_settings_reach_mimalloc_and_the_environment_wins() -> None:
+    """`import logsieve` sets the core allocator's options before the extension loads."""
+    import os
+    import subprocess
+    import sys
+
+    def options(**env: str) -> str:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
+        done = subprocess.run(
+            [sys.executable, "-c", "import logsieve"],
+            env={**clean, "MIMALLOC_VERBOSE": "1", **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stderr
+
+    printed = options()
+    assert "option 'purge_delay': 10000" in printed
+    assert "option 'arena_eager_commit': 0" in printed
+    assert "option 'purge_delay': 250" in options(MIMALLOC_PURGE_DELAY="250")
