@@ -245,3 +245,9 @@ def test_error_lines_match_orjson_of_each_record(lines: list[bytes], source: str
     )
     assert batch.error_lines(source) == expected
     assert batch.error_lines(source).count(b"\n") == errors.num_rows
+
+
+def test_error_lines_of_a_clean_batch_is_empty() -> None:
+    batch = logsieve.process(b'{"timestamp":0,"user_id":"u","action":"a"}\n\n')
+    assert batch.stats.errors == 0
+    assert batch.error_lines("s3://bucket/key") == b""
