@@ -10,7 +10,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::errors::CoreError;
 use crate::merge::{par_concat, par_concat_offsets};
-use crate::timestamp::{DateCache, Instant};
+use crate::timestamp::Instant;
 
 /// The clean rows' schema (record contract v1).
 pub static CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -73,14 +73,14 @@ impl VarColumn {
         self.offsets.push(self.values.len() as i32);
     }
 
-    /// The columns laid end to end (see [`crate::merge`]).
-    fn merge(parts: &[&VarColumn]) -> Self {
+    /// One variable-length column of every part, laid end to end (see [`crate::merge`]).
+    fn gather<P: Sync>(parts: &[P], field: impl Fn(&P) -> &VarColumn) -> Self {
         Self {
-            values: gather(parts, |p| &p.values),
+            values: gather(parts, |p| &field(p).values),
             offsets: par_concat_offsets(
                 &parts
                     .iter()
-                    .map(|p| p.offsets.as_slice())
+                    .map(|p| field(p).offsets.as_slice())
                     .collect::<Vec<_>>(),
             ),
         }
@@ -137,7 +137,6 @@ pub struct CleanColumns {
     pub action: VarColumn,
     pub extra: VarColumn,
     extra_valid: Vec<bool>,
-    dates: DateCache,
 }
 
 impl CleanColumns {
@@ -153,32 +152,27 @@ impl CleanColumns {
             action: VarColumn::with_capacity(rows, rows * 16),
             extra: VarColumn::with_capacity(rows, bytes),
             extra_valid: Vec::with_capacity(rows),
-            dates: DateCache::default(),
         }
     }
 
     /// The rows of `parts`, in order, as one set of columns.
     pub fn merge(parts: &[CleanColumns]) -> Self {
-        let var = |f: fn(&CleanColumns) -> &VarColumn| {
-            VarColumn::merge(&parts.iter().map(f).collect::<Vec<_>>())
-        };
         Self {
             timestamp: gather(parts, |p| &p.timestamp),
-            day_of_week: var(|p| &p.day_of_week),
+            day_of_week: VarColumn::gather(parts, |p| &p.day_of_week),
             event_time: gather(parts, |p| &p.event_time),
-            user_id: var(|p| &p.user_id),
-            action: var(|p| &p.action),
-            extra: var(|p| &p.extra),
+            user_id: VarColumn::gather(parts, |p| &p.user_id),
+            action: VarColumn::gather(parts, |p| &p.action),
+            extra: VarColumn::gather(parts, |p| &p.extra),
             extra_valid: gather(parts, |p| &p.extra_valid),
-            dates: DateCache::default(),
         }
     }
 
-    /// Appends the instant's three derived columns.
+    /// Appends the instant's three derived columns: `text` and `weekday` as formatted by a
+    /// [`crate::timestamp::DateCache`].
     #[inline]
-    pub fn push_instant(&mut self, instant: Instant) {
-        let (text, weekday) = self.dates.format(instant);
-        self.timestamp.extend_from_slice(&text);
+    pub fn push_instant(&mut self, instant: Instant, text: &[u8; 19], weekday: &str) {
+        self.timestamp.extend_from_slice(text);
         self.day_of_week.push(weekday.as_bytes());
         self.event_time.push(instant.micros);
     }
@@ -234,14 +228,11 @@ pub struct ErrorColumns {
 impl ErrorColumns {
     /// The records of `parts`, in order, as one set of columns.
     pub fn merge(parts: &[ErrorColumns]) -> Self {
-        let var = |f: fn(&ErrorColumns) -> &VarColumn| {
-            VarColumn::merge(&parts.iter().map(f).collect::<Vec<_>>())
-        };
         Self {
             line: gather(parts, |p| &p.line),
-            error: var(|p| &p.error),
-            detail: var(|p| &p.detail),
-            raw: var(|p| &p.raw),
+            error: VarColumn::gather(parts, |p| &p.error),
+            detail: VarColumn::gather(parts, |p| &p.detail),
+            raw: VarColumn::gather(parts, |p| &p.raw),
         }
     }
 

@@ -28,10 +28,9 @@ pub fn write_error_lines(
     let mut prefix = b"{\"source\":".to_vec();
     write_json_string(source.as_bytes(), &mut prefix);
     prefix.extend_from_slice(b",\"line\":");
-    let mut number = [0u8; 20];
     for i in 0..errors.num_rows() {
         out.extend_from_slice(&prefix);
-        out.extend_from_slice(format_i64(line.value(i), &mut number));
+        write_i64(line.value(i), out);
         out.extend_from_slice(b",\"error\":");
         write_json_string(code.value(i).as_bytes(), out);
         out.extend_from_slice(b",\"detail\":");
@@ -61,23 +60,10 @@ fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
     out.truncate(start + written);
 }
 
-/// Decimal text of `n` in `buf`.
-fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
+/// Decimal text of `n`, as JSON (and Python) write integers.
+fn write_i64(n: i64, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    write!(out, "{n}").expect("writing to a Vec cannot fail");
 }
 
 /// A JSON string of UTF-8 `text`, escaped as orjson does: `"` `\` and control characters
@@ -147,9 +133,10 @@ mod tests {
 
     #[test]
     fn numbers() {
-        let mut buf = [0u8; 20];
         for n in [0, 7, -1, 42, i64::MAX, i64::MIN] {
-            assert_eq!(format_i64(n, &mut buf), n.to_string().as_bytes());
+            let mut out = Vec::new();
+            write_i64(n, &mut out);
+            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 }

@@ -271,11 +271,11 @@ impl Scanner<'_> {
                 });
             }
             Some(b'{') => {
-                self.nested(depth, b'}')?;
+                self.nested::<true>(depth)?;
                 Kind::Object
             }
             Some(b'[') => {
-                self.nested(depth, b']')?;
+                self.nested::<false>(depth)?;
                 Kind::Array
             }
             Some(b't') => self.literal(b"true", Kind::Bool)?,
@@ -309,18 +309,9 @@ impl Scanner<'_> {
         }
     }
 
-    /// An object or array below the top level: validated, not collected.
-    #[inline]
-    fn nested(&mut self, depth: u32, close: u8) -> Result<()> {
-        if close == b'}' {
-            self.nested_in::<true>(depth)
-        } else {
-            self.nested_in::<false>(depth)
-        }
-    }
-
+    /// An object (`OBJECT`) or array below the top level: validated, not collected.
     #[inline(never)]
-    fn nested_in<const OBJECT: bool>(&mut self, depth: u32) -> Result<()> {
+    fn nested<const OBJECT: bool>(&mut self, depth: u32) -> Result<()> {
         if depth >= MAX_DEPTH {
             return Err(self.err("nested deeper than 512 levels"));
         }
@@ -369,8 +360,8 @@ impl Scanner<'_> {
         match self.peek() {
             Some(b'"') => self.string().map(drop),
             Some(b'-' | b'0'..=b'9') => self.number().map(drop),
-            Some(b'{') => self.nested_in::<true>(depth),
-            Some(b'[') => self.nested_in::<false>(depth),
+            Some(b'{') => self.nested::<true>(depth),
+            Some(b'[') => self.nested::<false>(depth),
             _ => self.value(depth).map(drop),
         }
     }

@@ -12,7 +12,7 @@ use crate::columns::{CleanColumns, ErrorColumns};
 use crate::errors::CoreError;
 use crate::lines::{BOM, Utf8Scan, for_each_line, is_blank, split_at_newlines};
 use crate::record::{FieldNames, Validator};
-use crate::timestamp::Instant;
+use crate::timestamp::{DateCache, Instant};
 
 /// Inputs smaller than this are processed on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 20;
@@ -168,6 +168,7 @@ fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
     let mut stats = Stats::default();
     let mut lines = 0i64;
     let mut utf8 = Utf8Scan::new(data);
+    let mut dates = DateCache::default();
     for_each_line(data, |line| {
         lines += 1;
         if is_blank(line) {
@@ -183,9 +184,11 @@ fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
         match checked {
             Ok(()) => {
                 stats.valid += 1;
-                clean.push_instant(Instant {
+                let instant = Instant {
                     micros: validator.micros(),
-                });
+                };
+                let (text, weekday) = dates.format(instant);
+                clean.push_instant(instant, &text, weekday);
                 clean.user_id.push(validator.user_id(line));
                 clean.action.push(validator.action(line));
                 let present = validator.write_extra(line, &mut clean.extra.values);

@@ -375,12 +375,8 @@ impl Validator {
             if let Some(done) = run.take() {
                 push_member(out, start, &line[done.0..done.1]);
             }
-            if out.len() > start + 1 {
-                out.push(b',');
-            }
-            out.push(b'"');
-            out.extend_from_slice(&line[m.key_start..m.key_end]);
-            out.extend_from_slice(b"\":");
+            push_member(out, start, &line[m.key_start - 1..m.key_end + 1]); // the quoted key
+            out.push(b':');
             if v.compact {
                 out.extend_from_slice(&line[s..e]);
             } else {
@@ -399,7 +395,8 @@ impl Validator {
     }
 }
 
-/// Appends compact member text to an object being written at `start`, comma first if needed.
+/// Appends compact member text (or its start) to an object being written at `start`, comma
+/// first if needed.
 #[inline]
 fn push_member(out: &mut Vec<u8>, start: usize, text: &[u8]) {
     if out.len() > start + 1 {
