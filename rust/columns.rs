@@ -9,7 +9,7 @@ use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::errors::CoreError;
-use crate::merge::{par_concat, par_concat_offsets};
+use crate::merge::{Cursor, par_concat, par_concat_offsets};
 use crate::timestamp::Instant;
 
 /// The clean rows' schema (record contract v1).
@@ -41,7 +41,7 @@ pub static ERROR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// A variable-length column: value bytes plus i32 offsets, as Arrow lays them out.
 pub struct VarColumn {
     pub values: Vec<u8>,
-    offsets: Vec<i32>,
+    pub(crate) offsets: Vec<i32>,
 }
 
 impl Default for VarColumn {
@@ -71,6 +71,11 @@ impl VarColumn {
     pub fn end_value(&mut self) {
         // Wrap-around is caught in `buffers` before any array is built.
         self.offsets.push(self.values.len() as i32);
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.offsets.truncate(1);
     }
 
     /// One variable-length column of every part, laid end to end (see [`crate::merge`]).
@@ -130,13 +135,13 @@ fn gather<P: Sync, T: Copy + Send + Sync>(parts: &[P], field: impl Fn(&P) -> &Ve
 
 /// Valid rows, column by column.
 pub struct CleanColumns {
-    timestamp: Vec<u8>,
-    day_of_week: VarColumn,
-    event_time: Vec<i64>,
+    pub(crate) timestamp: Vec<u8>,
+    pub(crate) day_of_week: VarColumn,
+    pub(crate) event_time: Vec<i64>,
     pub user_id: VarColumn,
     pub action: VarColumn,
     pub extra: VarColumn,
-    extra_valid: Vec<bool>,
+    pub(crate) extra_valid: Vec<bool>,
 }
 
 impl CleanColumns {
@@ -155,17 +160,63 @@ impl CleanColumns {
         }
     }
 
-    /// The rows of `parts`, in order, as one set of columns.
-    pub fn merge(parts: &[CleanColumns]) -> Self {
-        Self {
-            timestamp: gather(parts, |p| &p.timestamp),
-            day_of_week: VarColumn::gather(parts, |p| &p.day_of_week),
-            event_time: gather(parts, |p| &p.event_time),
-            user_id: VarColumn::gather(parts, |p| &p.user_id),
-            action: VarColumn::gather(parts, |p| &p.action),
-            extra: VarColumn::gather(parts, |p| &p.extra),
-            extra_valid: gather(parts, |p| &p.extra_valid),
+    /// Empties the columns, keeping their room: a worker's scratch, reused piece after piece.
+    pub fn clear(&mut self) {
+        self.timestamp.clear();
+        self.day_of_week.clear();
+        self.event_time.clear();
+        self.user_id.clear();
+        self.action.clear();
+        self.extra.clear();
+        self.extra_valid.clear();
+    }
+
+    /// (length, capacity) of every buffer, in [`Cursor`] order.
+    fn sizes(&self) -> [(usize, usize); 11] {
+        fn size<T>(v: &Vec<T>) -> (usize, usize) {
+            (v.len(), v.capacity())
         }
+        let (dow, uid, act, ext) = (&self.day_of_week, &self.user_id, &self.action, &self.extra);
+        [
+            size(&self.timestamp),
+            size(&dow.values),
+            size(&dow.offsets),
+            size(&self.event_time),
+            size(&uid.values),
+            size(&uid.offsets),
+            size(&act.values),
+            size(&act.offsets),
+            size(&ext.values),
+            size(&ext.offsets),
+            size(&self.extra_valid),
+        ]
+    }
+
+    /// Where the next rows go.
+    pub fn cursor(&self) -> Cursor {
+        self.sizes().map(|(len, _)| len)
+    }
+
+    /// How far rows can go without growing a buffer.
+    pub fn capacity(&self) -> Cursor {
+        self.sizes().map(|(_, capacity)| capacity)
+    }
+
+    /// Makes room for `end`, a cursor past the current rows.
+    pub fn reserve(&mut self, end: &Cursor) {
+        let len = self.cursor();
+        let more = |i: usize| end[i].saturating_sub(len[i]);
+        self.timestamp.reserve(more(0));
+        self.day_of_week.values.reserve(more(1));
+        self.day_of_week.offsets.reserve(more(2));
+        self.event_time.reserve(more(3));
+        self.user_id.values.reserve(more(4));
+        self.user_id.offsets.reserve(more(5));
+        self.action.values.reserve(more(6));
+        self.action.offsets.reserve(more(7));
+        self.extra.values.reserve(more(8));
+        self.extra.offsets.reserve(more(9));
+        self.extra_valid.reserve(more(10));
     }
 
     /// Appends the instant's three derived columns: `text` and `weekday` as formatted by a
@@ -227,7 +278,7 @@ pub struct ErrorColumns {
 
 impl ErrorColumns {
     /// The records of `parts`, in order, as one set of columns.
-    pub fn merge(parts: &[ErrorColumns]) -> Self {
+    pub fn merge(parts: &[&ErrorColumns]) -> Self {
         Self {
             line: gather(parts, |p| &p.line),
             error: VarColumn::gather(parts, |p| &p.error),

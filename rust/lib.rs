@@ -2,7 +2,7 @@
 //!
 //! Modules by responsibility: `lines` (splitting), `json` (strict scanning), `timestamp`
 //! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
-//! buffers), `error_lines` (error records as JSON Lines), `merge` (stitching parallel pieces),
+//! buffers), `error_lines` (error records as JSON Lines), `merge` (placing parallel pieces in one output),
 //! `pipeline` (parallel driver), `errors` (the one error type), `python` (bindings).
 
 pub mod columns;

@@ -1,9 +1,17 @@
 //! Stitching the pieces of a parallel run back together, in parallel.
 //!
-//! Copying into fresh memory is dominated by the kernel zeroing the new pages; doing it on every
-//! core instead of one keeps the stitch from becoming the serial tail of a parallel run.
+//! Clean rows are copied by each worker straight to their final place ([`SharedColumns`]), so
+//! the big output is written once. Error records, usually few, are concatenated at the end, each
+//! piece copied by its own task ([`par_concat`]).
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
+
+use crate::columns::{CleanColumns, VarColumn};
 
 /// `parts` laid end to end in one vector, each part copied by its own rayon task.
 pub fn par_concat<T: Copy + Send + Sync>(parts: &[&[T]]) -> Vec<T> {
@@ -54,9 +62,322 @@ pub fn par_concat_offsets(parts: &[&[i32]]) -> Vec<i32> {
     out
 }
 
+/// Where the next rows go in a [`CleanColumns`]: the length of each of its buffers, in this
+/// order: timestamp; day_of_week values, offsets; event_time; user_id values, offsets; action
+/// values, offsets; extra values, offsets; extra validity.
+pub type Cursor = [usize; 11];
+
+/// The cursor of empty columns: offset buffers start with their leading 0.
+const EMPTY: Cursor = [0, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0];
+
+/// Where the rows of `piece` end when they are placed at `at`.
+pub fn advance(at: &Cursor, piece: &CleanColumns) -> Cursor {
+    let len = piece.cursor();
+    std::array::from_fn(|i| at[i] + len[i] - EMPTY[i])
+}
+
+/// The start of a buffer that several threads fill at disjoint places.
+#[derive(Clone, Copy)]
+struct Slot<T>(*mut T);
+
+// SAFETY: a `Slot` is only written through `SharedColumns::write`, whose callers promise that
+// no two writes overlap and that nothing reads the buffer until every write is done.
+unsafe impl<T: Send> Send for Slot<T> {}
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T: Copy> Slot<T> {
+    fn of(buffer: &mut Vec<T>) -> Self {
+        Self(buffer.as_mut_ptr())
+    }
+
+    /// SAFETY: `at + src.len()` is within the buffer's capacity and no one else writes there.
+    unsafe fn put(self, at: usize, src: &[T]) {
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(at), src.len()) }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct VarSlot {
+    values: Slot<u8>,
+    offsets: Slot<i32>,
+}
+
+impl VarSlot {
+    fn of(column: &mut VarColumn) -> Self {
+        Self {
+            values: Slot::of(&mut column.values),
+            offsets: Slot::of(&mut column.offsets),
+        }
+    }
+
+    /// SAFETY: as [`Slot::put`], for the values at `values_at` and the offsets at `offsets_at`.
+    unsafe fn put(self, values_at: usize, offsets_at: usize, src: &VarColumn) {
+        unsafe {
+            self.values.put(values_at, &src.values);
+            // The piece's offsets start at 0; here they start where its values were put.
+            let base = values_at as i32;
+            let dst = self.offsets.0.add(offsets_at);
+            for (i, offset) in src.offsets[1..].iter().enumerate() {
+                dst.add(i).write(offset.wrapping_add(base));
+            }
+        }
+    }
+}
+
+/// Columns with room reserved up front, filled by several threads at once: each piece's rows
+/// are copied straight to their final place (a [`Cursor`]), so the output is written once.
+pub struct SharedColumns {
+    columns: CleanColumns,
+    capacity: Cursor,
+    timestamp: Slot<u8>,
+    day_of_week: VarSlot,
+    event_time: Slot<i64>,
+    user_id: VarSlot,
+    action: VarSlot,
+    extra: VarSlot,
+    extra_valid: Slot<bool>,
+}
+
+impl SharedColumns {
+    pub fn new(mut columns: CleanColumns) -> Self {
+        Self {
+            capacity: columns.capacity(),
+            timestamp: Slot::of(&mut columns.timestamp),
+            day_of_week: VarSlot::of(&mut columns.day_of_week),
+            event_time: Slot::of(&mut columns.event_time),
+            user_id: VarSlot::of(&mut columns.user_id),
+            action: VarSlot::of(&mut columns.action),
+            extra: VarSlot::of(&mut columns.extra),
+            extra_valid: Slot::of(&mut columns.extra_valid),
+            columns,
+        }
+    }
+
+    /// Where the first rows go.
+    pub fn start(&self) -> Cursor {
+        self.columns.cursor()
+    }
+
+    /// Whether rows ending at `end` fit in the reserved room.
+    pub fn fits(&self, end: &Cursor) -> bool {
+        end.iter().zip(&self.capacity).all(|(e, c)| e <= c)
+    }
+
+    /// Copies the rows of `piece` to `at`.
+    ///
+    /// # Safety
+    /// `advance(at, piece)` [`fits`](Self::fits), and no other write covers any part of the
+    /// range from `at` to there.
+    pub unsafe fn write(&self, at: &Cursor, piece: &CleanColumns) {
+        unsafe {
+            self.timestamp.put(at[0], &piece.timestamp);
+            self.day_of_week.put(at[1], at[2], &piece.day_of_week);
+            self.event_time.put(at[3], &piece.event_time);
+            self.user_id.put(at[4], at[5], &piece.user_id);
+            self.action.put(at[6], at[7], &piece.action);
+            self.extra.put(at[8], at[9], &piece.extra);
+            self.extra_valid.put(at[10], &piece.extra_valid);
+        }
+    }
+
+    /// The columns holding every row up to `end`.
+    ///
+    /// # Safety
+    /// `end` fits, and every row from [`start`](Self::start) to `end` was written.
+    pub unsafe fn finish(self, end: &Cursor) -> CleanColumns {
+        let mut c = self.columns;
+        unsafe {
+            c.timestamp.set_len(end[0]);
+            c.day_of_week.values.set_len(end[1]);
+            c.day_of_week.offsets.set_len(end[2]);
+            c.event_time.set_len(end[3]);
+            c.user_id.values.set_len(end[4]);
+            c.user_id.offsets.set_len(end[5]);
+            c.action.values.set_len(end[6]);
+            c.action.offsets.set_len(end[7]);
+            c.extra.values.set_len(end[8]);
+            c.extra.offsets.set_len(end[9]);
+            c.extra_valid.set_len(end[10]);
+        }
+        c
+    }
+}
+
+/// Runs `run` on every piece on `threads` workers, the clean rows going straight into
+/// `reserved`; returns the rows, and what `run` returned for each piece, in input order.
+///
+/// Workers claim pieces in input order and parse each into a scratch set of columns, small
+/// enough to stay in the core's cache. A finished piece is given its place as soon as every
+/// piece before it has one, and copied there at once, while later pieces are being parsed; one
+/// that finishes early is parked (its worker takes a spare scratch and goes on) and placed by
+/// whoever places the piece before it. Nobody waits, and the output is written once, with no
+/// piece-sized buffers to merge. A piece that does not fit the reserved room (lines shorter
+/// than the caller reckoned with) is set aside, with every piece after it, and appended at the
+/// end.
+pub fn place_pieces<R: Default + Send>(
+    pieces: &[&[u8]],
+    threads: usize,
+    reserved: CleanColumns,
+    scratch: impl Fn() -> CleanColumns + Sync,
+    run: impl Fn(&[u8], &mut CleanColumns) -> R + Sync,
+) -> (CleanColumns, Vec<R>) {
+    let shared = SharedColumns::new(reserved);
+    let frontier = Mutex::new(Frontier {
+        next: 0,
+        end: shared.start(),
+        full: false,
+        parked: BTreeMap::new(),
+        aside: Vec::new(),
+        spare: Vec::new(),
+    });
+    let rests: Vec<Mutex<R>> = pieces.iter().map(|_| Mutex::default()).collect();
+    let claimed = AtomicUsize::new(0);
+    let panicked = Mutex::new(None);
+    rayon::scope(|s| {
+        for _ in 0..threads.min(pieces.len()) {
+            s.spawn(|_| {
+                let mut clean = scratch();
+                loop {
+                    let k = claimed.fetch_add(1, Ordering::Relaxed);
+                    let Some(piece) = pieces.get(k) else { break };
+                    clean.clear();
+                    match catch_unwind(AssertUnwindSafe(|| run(piece, &mut clean))) {
+                        Ok(rest) => *lock(&rests[k]) = rest,
+                        Err(panic) => {
+                            // The pieces after this one stay parked; the panic is raised
+                            // again once every worker is done.
+                            *lock(&panicked) = Some(panic);
+                            break;
+                        }
+                    }
+                    let placed = lock(&frontier).hand_in(k, clean, &shared);
+                    for (at, piece) in &placed {
+                        // SAFETY: `hand_in` gave each piece its own range, within the room.
+                        unsafe { shared.write(at, piece) };
+                    }
+                    let mut done = placed.into_iter().map(|(_, piece)| piece);
+                    let mut f = lock(&frontier);
+                    clean = done
+                        .next()
+                        .or_else(|| f.spare.pop())
+                        .unwrap_or_else(&scratch);
+                    f.spare.extend(done);
+                }
+            });
+        }
+    });
+    if let Some(panic) = lock(&panicked).take() {
+        resume_unwind(panic);
+    }
+    let f = frontier.into_inner().unwrap_or_else(|e| e.into_inner());
+    debug_assert!(f.next == pieces.len() && f.parked.is_empty());
+    // SAFETY: the scope has joined every worker, so every write is done, and the placed
+    // pieces tile the range from the start to `f.end`.
+    let mut clean = unsafe { shared.finish(&f.end) };
+    if !f.aside.is_empty() {
+        let mut spots = Vec::with_capacity(f.aside.len());
+        let mut end = f.end;
+        for piece in &f.aside {
+            spots.push((end, piece));
+            end = advance(&end, piece);
+        }
+        clean.reserve(&end);
+        let shared = SharedColumns::new(clean);
+        spots
+            .par_iter()
+            // SAFETY: room for `end` was reserved, and the spots tile the range up to it.
+            .for_each(|(at, piece)| unsafe { shared.write(at, piece) });
+        // SAFETY: every spot up to `end` was written just above.
+        clean = unsafe { shared.finish(&end) };
+    }
+    let rests = rests
+        .into_iter()
+        .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    (clean, rests)
+}
+
+/// Which pieces have a place in the output, and where the next one goes.
+struct Frontier {
+    /// The first piece without a place.
+    next: usize,
+    /// Where it goes: the end of the pieces placed so far.
+    end: Cursor,
+    /// The room ran out: this piece and every later one are set aside.
+    full: bool,
+    /// Finished pieces waiting for an earlier one to finish.
+    parked: BTreeMap<usize, CleanColumns>,
+    /// Pieces that did not fit, in input order.
+    aside: Vec<CleanColumns>,
+    /// Scratch columns to reuse.
+    spare: Vec<CleanColumns>,
+}
+
+impl Frontier {
+    /// Takes finished piece `k`; returns the pieces that now have a place (`k` and the parked
+    /// ones after it, unless `k` is early), each with where its rows go.
+    fn hand_in(
+        &mut self,
+        k: usize,
+        piece: CleanColumns,
+        shared: &SharedColumns,
+    ) -> Vec<(Cursor, CleanColumns)> {
+        let mut placed = Vec::new();
+        if k != self.next {
+            self.parked.insert(k, piece);
+            return placed;
+        }
+        let mut piece = piece;
+        loop {
+            let end = advance(&self.end, &piece);
+            self.full = self.full || !shared.fits(&end);
+            if self.full {
+                self.aside.push(piece);
+            } else {
+                placed.push((self.end, piece));
+                self.end = end;
+            }
+            self.next += 1;
+            match self.parked.remove(&self.next) {
+                Some(next) => piece = next,
+                None => return placed,
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_piece_neither_hangs_nor_is_lost() {
+        let pieces: Vec<&[u8]> = vec![b"a", b"b", b"boom", b"c", b"d", b"e"];
+        for threads in [1, 2, 4] {
+            let outcome = catch_unwind(|| {
+                place_pieces(
+                    &pieces,
+                    threads,
+                    CleanColumns::with_capacity(16, 16),
+                    || CleanColumns::with_capacity(1, 1),
+                    |piece, _| assert_ne!(piece, b"boom", "bad piece"),
+                )
+            });
+            let Err(panic) = outcome else {
+                panic!("the panic is raised again")
+            };
+            assert!(
+                panic
+                    .downcast_ref::<String>()
+                    .unwrap()
+                    .contains("bad piece")
+            );
+        }
+    }
 
     #[test]
     fn concatenates_in_order() {

@@ -6,18 +6,22 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use arrow_array::RecordBatch;
-use rayon::prelude::*;
 
 use crate::columns::{CleanColumns, ErrorColumns};
 use crate::errors::CoreError;
 use crate::lines::{BOM, Utf8Scan, for_each_line, is_blank, split_at_newlines};
+use crate::merge::place_pieces;
 use crate::record::{FieldNames, Validator};
 use crate::timestamp::{DateCache, Instant};
 
 /// Inputs smaller than this are processed on the calling thread.
 const PARALLEL_THRESHOLD: usize = 1 << 20;
-/// Pieces are at least this big, so per-piece set-up stays negligible.
-const MIN_PIECE: usize = 256 << 10;
+/// Bytes per piece of a parallel run: big enough that per-piece set-up is negligible, small
+/// enough that a piece's output stays in its core's cache until it is copied into place.
+const PIECE: usize = 256 << 10;
+/// Room for the output of a parallel run is reserved assuming lines at least this long on
+/// average; only address space is reserved, and shorter lines still work, a little slower.
+const ROW_BYTES_FLOOR: usize = 64;
 /// Largest input of one call: output columns use Arrow's 32-bit offsets.
 pub const MAX_INPUT: usize = i32::MAX as usize;
 
@@ -110,8 +114,9 @@ pub fn process(data: &[u8], options: &Options) -> Result<Output, CoreError> {
     })
 }
 
-struct Piece {
-    clean: CleanColumns,
+/// What a piece leaves besides its clean rows.
+#[derive(Default)]
+struct PieceRest {
     errors: ErrorColumns,
     stats: Stats,
     lines: i64,
@@ -123,14 +128,15 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         _ => data,
     };
     let threads = rayon::current_num_threads();
-    let mut pieces: Vec<Piece> = if body.len() < PARALLEL_THRESHOLD || threads == 1 {
-        vec![run_piece(body, &options.fields)]
+    let (clean, mut rests) = if body.len() < PARALLEL_THRESHOLD || threads == 1 {
+        let mut clean = CleanColumns::with_capacity(rows_estimate(body.len()), body.len());
+        let rest = run_piece(body, &options.fields, &mut clean);
+        (clean, vec![rest])
     } else {
-        let target = (body.len() / (threads * 4)).max(MIN_PIECE);
-        split_at_newlines(body, target)
-            .par_iter()
-            .map(|piece| run_piece(piece, &options.fields))
-            .collect()
+        let pieces = split_at_newlines(body, PIECE);
+        let rows = body.len() / ROW_BYTES_FLOOR + 16;
+        let reserved = CleanColumns::with_capacity(rows, body.len());
+        run_pieces(&pieces, &options.fields, threads, reserved)
     };
 
     let mut stats = Stats {
@@ -138,20 +144,16 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         ..Stats::default()
     };
     let mut base = options.first_line - 1;
-    for piece in &mut pieces {
-        for line in &mut piece.errors.line {
+    for rest in &mut rests {
+        for line in &mut rest.errors.line {
             *line += base;
         }
-        base += piece.lines;
-        stats.add(&piece.stats);
+        base += rest.lines;
+        stats.add(&rest.stats);
     }
-    let (clean, errors) = if pieces.len() == 1 {
-        let piece = pieces.pop().expect("one piece");
-        (piece.clean, piece.errors)
-    } else {
-        let (clean, errors): (Vec<_>, Vec<_>) =
-            pieces.into_iter().map(|p| (p.clean, p.errors)).unzip();
-        (CleanColumns::merge(&clean), ErrorColumns::merge(&errors))
+    let errors = match rests.as_mut_slice() {
+        [one] => std::mem::take(&mut one.errors),
+        _ => ErrorColumns::merge(&rests.iter().map(|r| &r.errors).collect::<Vec<_>>()),
     };
     Ok(Output {
         clean: clean.finish()?,
@@ -160,9 +162,26 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
     })
 }
 
-fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
-    let rows = data.len() / 160 + 16;
-    let mut clean = CleanColumns::with_capacity(rows, data.len());
+/// Rows a piece of `bytes` bytes is expected to hold (a guess: its columns grow if it is short).
+fn rows_estimate(bytes: usize) -> usize {
+    bytes / 160 + 16
+}
+
+/// Validates `pieces` on `threads` workers, the clean rows going straight into `reserved`.
+fn run_pieces(
+    pieces: &[&[u8]],
+    fields: &FieldNames,
+    threads: usize,
+    reserved: CleanColumns,
+) -> (CleanColumns, Vec<PieceRest>) {
+    let scratch = || CleanColumns::with_capacity(rows_estimate(PIECE * 2), PIECE * 2);
+    place_pieces(pieces, threads, reserved, scratch, |piece, clean| {
+        run_piece(piece, fields, clean)
+    })
+}
+
+/// Validates every line of `data`, appending its valid rows to `clean`.
+fn run_piece(data: &[u8], fields: &FieldNames, clean: &mut CleanColumns) -> PieceRest {
     let mut errors = ErrorColumns::default();
     let mut validator = Validator::new(fields);
     let mut stats = Stats::default();
@@ -200,8 +219,7 @@ fn run_piece(data: &[u8], fields: &FieldNames) -> Piece {
             }
         }
     });
-    Piece {
-        clean,
+    PieceRest {
         errors,
         stats,
         lines,
@@ -238,6 +256,78 @@ mod tests {
             .downcast_ref::<Int64Array>()
             .unwrap();
         assert_eq!(lines.values().to_vec(), vec![4, 5]);
+    }
+
+    /// `n` lines, every 13th invalid, with a line number and a unicode member in `extra`.
+    fn numbered(n: usize, pad: &str) -> Vec<u8> {
+        let mut data = Vec::new();
+        for i in 0..n {
+            let line = if i % 13 == 0 {
+                format!("{{\"timestamp\":{i},\"user_id\":\"\"}}\n")
+            } else {
+                format!(
+                    "{{\"timestamp\":{i},\"user_id\":{i},\"action\":\"a{pad}\",\"n\":\"é{i}\"}}\n"
+                )
+            };
+            data.extend_from_slice(line.as_bytes());
+        }
+        data
+    }
+
+    /// The whole input as one piece on this thread: what every parallel run must equal.
+    fn sequential(data: &[u8]) -> (RecordBatch, RecordBatch) {
+        let mut clean = CleanColumns::with_capacity(0, 0);
+        let rest = run_piece(data, &FieldNames::default(), &mut clean);
+        (clean.finish().unwrap(), rest.errors.finish().unwrap())
+    }
+
+    #[test]
+    fn pieces_placed_in_order_equal_one_piece() {
+        let data = numbered(40_000, "");
+        let pieces = split_at_newlines(&data, 4096);
+        let (want_clean, want_errors) = sequential(&data);
+        // Room for everything; for about one piece (the rest set aside); for nothing.
+        for (rows, bytes) in [(40_000, data.len()), (60, 4096), (0, 0)] {
+            for threads in [1, 2, 3] {
+                let reserved = CleanColumns::with_capacity(rows, bytes);
+                let (clean, rests) = run_pieces(&pieces, &FieldNames::default(), threads, reserved);
+                assert_eq!(
+                    clean.finish().unwrap(),
+                    want_clean,
+                    "{rows} rows, {threads} threads"
+                );
+                let lines: i64 = rests.iter().map(|r| r.lines).sum();
+                assert_eq!(lines, 40_000);
+                let mut base = 0;
+                let mut errors = Vec::new();
+                for rest in &rests {
+                    errors.extend(rest.errors.line.iter().map(|l| l + base));
+                    base += rest.lines;
+                }
+                let want = want_errors
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                assert_eq!(errors, want.values().to_vec());
+            }
+        }
+    }
+
+    #[test]
+    fn short_lines_outgrow_the_reserved_room() {
+        // ~50-byte lines, shorter than ROW_BYTES_FLOOR on average: the room reserved for rows
+        // runs out part way and the remaining pieces are appended after the parallel run.
+        let data = numbered(100_000, "");
+        assert!(data.len() / 100_000 < ROW_BYTES_FLOOR && data.len() > PARALLEL_THRESHOLD);
+        let out = run(&data);
+        let (clean, errors) = sequential(&data);
+        assert_eq!(out.clean, clean);
+        assert_eq!(out.errors, errors);
+        // Long lines fit the reserved room.
+        let data = numbered(20_000, &"x".repeat(200));
+        let out = run(&data);
+        assert_eq!((out.clean, out.errors), sequential(&data));
     }
 
     #[test]
