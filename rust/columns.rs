@@ -160,6 +160,27 @@ impl CleanColumns {
         }
     }
 
+    /// Empty columns with room for rows up to `room` (a [`Cursor`]).
+    pub fn with_room(room: &Cursor) -> Self {
+        let var = |values: usize, offsets: usize| {
+            let mut column = VarColumn {
+                values: Vec::with_capacity(values),
+                offsets: Vec::with_capacity(offsets.max(1)),
+            };
+            column.offsets.push(0);
+            column
+        };
+        Self {
+            timestamp: Vec::with_capacity(room[0]),
+            day_of_week: var(room[1], room[2]),
+            event_time: Vec::with_capacity(room[3]),
+            user_id: var(room[4], room[5]),
+            action: var(room[6], room[7]),
+            extra: var(room[8], room[9]),
+            extra_valid: Vec::with_capacity(room[10]),
+        }
+    }
+
     /// Empties the columns, keeping their room: a worker's scratch, reused piece after piece.
     pub fn clear(&mut self) {
         self.timestamp.clear();

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -153,11 +153,6 @@ impl SharedColumns {
         }
     }
 
-    /// Where the first rows go.
-    pub fn start(&self) -> Cursor {
-        self.columns.cursor()
-    }
-
     /// Whether rows ending at `end` fit in the reserved room.
     pub fn fits(&self, end: &Cursor) -> bool {
         end.iter().zip(&self.capacity).all(|(e, c)| e <= c)
@@ -217,14 +212,15 @@ impl SharedColumns {
 pub fn place_pieces<R: Default + Send>(
     pieces: &[&[u8]],
     threads: usize,
-    reserved: CleanColumns,
+    reserve: impl Fn(&CleanColumns) -> CleanColumns + Sync,
     scratch: impl Fn() -> CleanColumns + Sync,
     run: impl Fn(&[u8], &mut CleanColumns) -> R + Sync,
 ) -> (CleanColumns, Vec<R>) {
-    let shared = SharedColumns::new(reserved);
+    // Set up when the first piece is done, from its rows (no piece is placed before it).
+    let shared: OnceLock<SharedColumns> = OnceLock::new();
     let frontier = Mutex::new(Frontier {
         next: 0,
-        end: shared.start(),
+        end: EMPTY,
         full: false,
         parked: BTreeMap::new(),
         aside: Vec::new(),
@@ -250,10 +246,18 @@ pub fn place_pieces<R: Default + Send>(
                             break;
                         }
                     }
-                    let placed = lock(&frontier).hand_in(k, clean, &shared);
-                    for (at, piece) in &placed {
-                        // SAFETY: `hand_in` gave each piece its own range, within the room.
-                        unsafe { shared.write(at, piece) };
+                    if k == 0 {
+                        let room = reserve(&clean);
+                        assert_eq!(room.cursor(), EMPTY, "`reserve` returns empty columns");
+                        shared.get_or_init(|| SharedColumns::new(room));
+                    }
+                    let fits = |end: &Cursor| shared.get().is_some_and(|s| s.fits(end));
+                    let placed = lock(&frontier).hand_in(k, clean, fits);
+                    if let Some(shared) = shared.get() {
+                        for (at, piece) in &placed {
+                            // SAFETY: `hand_in` gave each piece its own range, within the room.
+                            unsafe { shared.write(at, piece) };
+                        }
                     }
                     let mut done = placed.into_iter().map(|(_, piece)| piece);
                     let mut f = lock(&frontier);
@@ -271,9 +275,12 @@ pub fn place_pieces<R: Default + Send>(
     }
     let f = frontier.into_inner().unwrap_or_else(|e| e.into_inner());
     debug_assert!(f.next == pieces.len() && f.parked.is_empty());
-    // SAFETY: the scope has joined every worker, so every write is done, and the placed
-    // pieces tile the range from the start to `f.end`.
-    let mut clean = unsafe { shared.finish(&f.end) };
+    let mut clean = match shared.into_inner() {
+        // SAFETY: the scope has joined every worker, so every write is done, and the placed
+        // pieces tile the range from the start to `f.end`.
+        Some(shared) => unsafe { shared.finish(&f.end) },
+        None => CleanColumns::with_capacity(0, 0), // no pieces
+    };
     if !f.aside.is_empty() {
         let mut spots = Vec::with_capacity(f.aside.len());
         let mut end = f.end;
@@ -320,7 +327,7 @@ impl Frontier {
         &mut self,
         k: usize,
         piece: CleanColumns,
-        shared: &SharedColumns,
+        fits: impl Fn(&Cursor) -> bool,
     ) -> Vec<(Cursor, CleanColumns)> {
         let mut placed = Vec::new();
         if k != self.next {
@@ -330,7 +337,7 @@ impl Frontier {
         let mut piece = piece;
         loop {
             let end = advance(&self.end, &piece);
-            self.full = self.full || !shared.fits(&end);
+            self.full = self.full || !fits(&end);
             if self.full {
                 self.aside.push(piece);
             } else {
@@ -362,7 +369,7 @@ mod tests {
                 place_pieces(
                     &pieces,
                     threads,
-                    CleanColumns::with_capacity(16, 16),
+                    |_| CleanColumns::with_capacity(16, 16),
                     || CleanColumns::with_capacity(1, 1),
                     |piece, _| assert_ne!(piece, b"boom", "bad piece"),
                 )

@@ -19,9 +19,9 @@ const PARALLEL_THRESHOLD: usize = 1 << 20;
 /// Bytes per piece of a parallel run: big enough that per-piece set-up is negligible, small
 /// enough that a piece's output stays in its core's cache until it is copied into place.
 const PIECE: usize = 256 << 10;
-/// Room for the output of a parallel run is reserved assuming lines at least this long on
-/// average; only address space is reserved, and shorter lines still work, a little slower.
-const ROW_BYTES_FLOOR: usize = 64;
+/// The output of a parallel run is reserved from its first piece's rows, scaled to the whole
+/// input, with this margin. Stretches of input that need more are appended after the run.
+const ROOM_MARGIN: f64 = 1.25;
 /// Largest input of one call: output columns use Arrow's 32-bit offsets.
 pub const MAX_INPUT: usize = i32::MAX as usize;
 
@@ -134,9 +134,9 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         (clean, vec![rest])
     } else {
         let pieces = split_at_newlines(body, PIECE);
-        let rows = body.len() / ROW_BYTES_FLOOR + 16;
-        let reserved = CleanColumns::with_capacity(rows, body.len());
-        run_pieces(&pieces, &options.fields, threads, reserved)
+        let sample = pieces[0].len();
+        let room = |first: &CleanColumns| room_for(first, sample, body.len());
+        run_pieces(&pieces, &options.fields, threads, room)
     };
 
     let mut stats = Stats {
@@ -167,15 +167,24 @@ fn rows_estimate(bytes: usize) -> usize {
     bytes / 160 + 16
 }
 
-/// Validates `pieces` on `threads` workers, the clean rows going straight into `reserved`.
+/// Room for the rows of `total` bytes of input, judged from `first`, the rows of its first
+/// `sample` bytes. Only address space until written; but the room is kept (and, once reused,
+/// resident) as long as the batch lives, so it is sized to fit, not to a worst case.
+fn room_for(first: &CleanColumns, sample: usize, total: usize) -> CleanColumns {
+    let scale = total as f64 / sample.max(1) as f64 * ROOM_MARGIN;
+    CleanColumns::with_room(&first.cursor().map(|n| (n as f64 * scale) as usize + 64))
+}
+
+/// Validates `pieces` on `threads` workers, the clean rows going straight into the columns
+/// `reserve` makes from the first piece's rows.
 fn run_pieces(
     pieces: &[&[u8]],
     fields: &FieldNames,
     threads: usize,
-    reserved: CleanColumns,
+    reserve: impl Fn(&CleanColumns) -> CleanColumns + Sync,
 ) -> (CleanColumns, Vec<PieceRest>) {
     let scratch = || CleanColumns::with_capacity(rows_estimate(PIECE * 2), PIECE * 2);
-    place_pieces(pieces, threads, reserved, scratch, |piece, clean| {
+    place_pieces(pieces, threads, reserve, scratch, |piece, clean| {
         run_piece(piece, fields, clean)
     })
 }
@@ -286,11 +295,11 @@ mod tests {
         let data = numbered(40_000, "");
         let pieces = split_at_newlines(&data, 4096);
         let (want_clean, want_errors) = sequential(&data);
-        // Room for everything; for about one piece (the rest set aside); for nothing.
-        for (rows, bytes) in [(40_000, data.len()), (60, 4096), (0, 0)] {
+        // Room for everything; for a few pieces (the rest set aside); for nothing.
+        for (rows, bytes) in [(40_000, data.len()), (200, 16_384), (0, 0)] {
             for threads in [1, 2, 3] {
-                let reserved = CleanColumns::with_capacity(rows, bytes);
-                let (clean, rests) = run_pieces(&pieces, &FieldNames::default(), threads, reserved);
+                let room = |_: &CleanColumns| CleanColumns::with_capacity(rows, bytes);
+                let (clean, rests) = run_pieces(&pieces, &FieldNames::default(), threads, room);
                 assert_eq!(
                     clean.finish().unwrap(),
                     want_clean,
@@ -315,17 +324,16 @@ mod tests {
     }
 
     #[test]
-    fn short_lines_outgrow_the_reserved_room() {
-        // ~50-byte lines, shorter than ROW_BYTES_FLOOR on average: the room reserved for rows
-        // runs out part way and the remaining pieces are appended after the parallel run.
-        let data = numbered(100_000, "");
-        assert!(data.len() / 100_000 < ROW_BYTES_FLOOR && data.len() > PARALLEL_THRESHOLD);
+    fn longer_lines_later_outgrow_the_reserved_room() {
+        // The room is judged from the first piece: short lines there, longer ones later, so
+        // the room runs out part way and the remaining pieces are appended after the run.
+        let mut data = numbered(20_000, "");
+        data.extend(numbered(20_000, &"x".repeat(100)));
+        assert!(data.len() > PARALLEL_THRESHOLD);
         let out = run(&data);
-        let (clean, errors) = sequential(&data);
-        assert_eq!(out.clean, clean);
-        assert_eq!(out.errors, errors);
-        // Long lines fit the reserved room.
-        let data = numbered(20_000, &"x".repeat(200));
+        assert_eq!((out.clean, out.errors), sequential(&data));
+        // The same lines throughout fit.
+        let data = numbered(40_000, "");
         let out = run(&data);
         assert_eq!((out.clean, out.errors), sequential(&data));
     }
