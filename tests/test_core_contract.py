@@ -425,8 +425,8 @@ def test_deep_nesting_is_refused_not_a_crash() -> None:
     assert "512" in result["detail"]
 
 
-def test_allocator_setting_reaches_mimalloc_and_the_environment_wins() -> None:
-    """`import logsieve` sets the core allocator's option before the extension loads."""
+def test_allocator_settings_reach_mimalloc_and_the_environment_wins() -> None:
+    """`import logsieve` sets the core allocator's options before the extension loads."""
     import os
     import subprocess
     import sys
@@ -443,6 +443,7 @@ def test_allocator_setting_reaches_mimalloc_and_the_environment_wins() -> None:
         return done.stderr
 
     printed = options()
+    assert "option 'purge_delay': 3000" in printed
     assert "option 'arena_eager_commit': 0" in printed
-    assert "option 'purge_delay': 1000" in printed  # mimalloc's default, relied upon
+    assert "option 'purge_delay': 250" in options(MIMALLOC_PURGE_DELAY="250")
     assert "option 'arena_eager_commit': 1" in options(MIMALLOC_ARENA_EAGER_COMMIT="1")
