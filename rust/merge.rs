@@ -71,7 +71,7 @@ pub type Cursor = [usize; 11];
 const EMPTY: Cursor = [0, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0];
 
 /// Where the rows of `piece` end when they are placed at `at`.
-pub fn advance(at: &Cursor, piece: &CleanColumns) -> Cursor {
+fn advance(at: &Cursor, piece: &CleanColumns) -> Cursor {
     let len = piece.cursor();
     std::array::from_fn(|i| at[i] + len[i] - EMPTY[i])
 }
@@ -126,7 +126,7 @@ impl VarSlot {
 
 /// Columns with room reserved up front, filled by several threads at once: each piece's rows
 /// are copied straight to their final place (a [`Cursor`]), so the output is written once.
-pub struct SharedColumns {
+struct SharedColumns {
     columns: CleanColumns,
     capacity: Cursor,
     timestamp: Slot<u8>,
