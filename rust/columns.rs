@@ -133,6 +133,35 @@ fn gather<P: Sync, T: Copy + Send + Sync>(parts: &[P], field: impl Fn(&P) -> &Ve
     )
 }
 
+/// What a [`Cursor`] needs of each buffer of a [`CleanColumns`], whatever its element type.
+pub(crate) trait Vector {
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+    /// Makes room for `end` elements in all.
+    fn reserve_to(&mut self, end: usize);
+    /// # Safety
+    /// As [`Vec::set_len`].
+    unsafe fn set_len(&mut self, len: usize);
+}
+
+impl<T> Vector for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+
+    fn reserve_to(&mut self, end: usize) {
+        self.reserve(end.saturating_sub(Vec::len(self)));
+    }
+
+    unsafe fn set_len(&mut self, len: usize) {
+        unsafe { Vec::set_len(self, len) }
+    }
+}
+
 /// Valid rows, column by column.
 pub struct CleanColumns {
     pub(crate) timestamp: Vec<u8>,
@@ -162,23 +191,9 @@ impl CleanColumns {
 
     /// Empty columns with room for rows up to `room` (a [`Cursor`]).
     pub fn with_room(room: &Cursor) -> Self {
-        let var = |values: usize, offsets: usize| {
-            let mut column = VarColumn {
-                values: Vec::with_capacity(values),
-                offsets: Vec::with_capacity(offsets.max(1)),
-            };
-            column.offsets.push(0);
-            column
-        };
-        Self {
-            timestamp: Vec::with_capacity(room[0]),
-            day_of_week: var(room[1], room[2]),
-            event_time: Vec::with_capacity(room[3]),
-            user_id: var(room[4], room[5]),
-            action: var(room[6], room[7]),
-            extra: var(room[8], room[9]),
-            extra_valid: Vec::with_capacity(room[10]),
-        }
+        let mut columns = Self::with_capacity(0, 0);
+        columns.reserve(room);
+        columns
     }
 
     /// Empties the columns, keeping their room: a worker's scratch, reused piece after piece.
@@ -192,52 +207,62 @@ impl CleanColumns {
         self.extra_valid.clear();
     }
 
-    /// (length, capacity) of every buffer, in [`Cursor`] order.
-    fn sizes(&self) -> [(usize, usize); 11] {
-        fn size<T>(v: &Vec<T>) -> (usize, usize) {
-            (v.len(), v.capacity())
-        }
+    /// Every buffer, in [`Cursor`] order.
+    fn vectors(&self) -> [&dyn Vector; 11] {
         let (dow, uid, act, ext) = (&self.day_of_week, &self.user_id, &self.action, &self.extra);
         [
-            size(&self.timestamp),
-            size(&dow.values),
-            size(&dow.offsets),
-            size(&self.event_time),
-            size(&uid.values),
-            size(&uid.offsets),
-            size(&act.values),
-            size(&act.offsets),
-            size(&ext.values),
-            size(&ext.offsets),
-            size(&self.extra_valid),
+            &self.timestamp,
+            &dow.values,
+            &dow.offsets,
+            &self.event_time,
+            &uid.values,
+            &uid.offsets,
+            &act.values,
+            &act.offsets,
+            &ext.values,
+            &ext.offsets,
+            &self.extra_valid,
+        ]
+    }
+
+    /// Every buffer, in [`Cursor`] order.
+    pub(crate) fn vectors_mut(&mut self) -> [&mut dyn Vector; 11] {
+        let (dow, uid, act, ext) = (
+            &mut self.day_of_week,
+            &mut self.user_id,
+            &mut self.action,
+            &mut self.extra,
+        );
+        [
+            &mut self.timestamp,
+            &mut dow.values,
+            &mut dow.offsets,
+            &mut self.event_time,
+            &mut uid.values,
+            &mut uid.offsets,
+            &mut act.values,
+            &mut act.offsets,
+            &mut ext.values,
+            &mut ext.offsets,
+            &mut self.extra_valid,
         ]
     }
 
     /// Where the next rows go.
     pub fn cursor(&self) -> Cursor {
-        self.sizes().map(|(len, _)| len)
+        self.vectors().map(|v| v.len())
     }
 
     /// How far rows can go without growing a buffer.
     pub fn capacity(&self) -> Cursor {
-        self.sizes().map(|(_, capacity)| capacity)
+        self.vectors().map(|v| v.capacity())
     }
 
-    /// Makes room for `end`, a cursor past the current rows.
+    /// Makes room for rows up to `end`.
     pub fn reserve(&mut self, end: &Cursor) {
-        let len = self.cursor();
-        let more = |i: usize| end[i].saturating_sub(len[i]);
-        self.timestamp.reserve(more(0));
-        self.day_of_week.values.reserve(more(1));
-        self.day_of_week.offsets.reserve(more(2));
-        self.event_time.reserve(more(3));
-        self.user_id.values.reserve(more(4));
-        self.user_id.offsets.reserve(more(5));
-        self.action.values.reserve(more(6));
-        self.action.offsets.reserve(more(7));
-        self.extra.values.reserve(more(8));
-        self.extra.offsets.reserve(more(9));
-        self.extra_valid.reserve(more(10));
+        for (vector, end) in self.vectors_mut().into_iter().zip(end) {
+            vector.reserve_to(*end);
+        }
     }
 
     /// Appends the instant's three derived columns: `text` and `weekday` as formatted by a

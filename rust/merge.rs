@@ -180,21 +180,12 @@ impl SharedColumns {
     /// # Safety
     /// `end` fits, and every row from [`start`](Self::start) to `end` was written.
     pub unsafe fn finish(self, end: &Cursor) -> CleanColumns {
-        let mut c = self.columns;
-        unsafe {
-            c.timestamp.set_len(end[0]);
-            c.day_of_week.values.set_len(end[1]);
-            c.day_of_week.offsets.set_len(end[2]);
-            c.event_time.set_len(end[3]);
-            c.user_id.values.set_len(end[4]);
-            c.user_id.offsets.set_len(end[5]);
-            c.action.values.set_len(end[6]);
-            c.action.offsets.set_len(end[7]);
-            c.extra.values.set_len(end[8]);
-            c.extra.offsets.set_len(end[9]);
-            c.extra_valid.set_len(end[10]);
+        let mut columns = self.columns;
+        for (vector, len) in columns.vectors_mut().into_iter().zip(end) {
+            // SAFETY: `len` is within the room, and every element up to it was written.
+            unsafe { vector.set_len(*len) };
         }
-        c
+        columns
     }
 }
 
