@@ -1,6 +1,6 @@
 //! Stitching the pieces of a parallel run back together, in parallel.
 //!
-//! Clean rows are copied by each worker straight to their final place ([`SharedColumns`]), so
+//! Clean rows are copied by each worker straight to their final place ([`place_pieces`]), so
 //! the big output is written once. Error records, usually few, are concatenated at the end, each
 //! piece copied by its own task ([`par_concat`]).
 
@@ -139,7 +139,7 @@ struct SharedColumns {
 }
 
 impl SharedColumns {
-    pub fn new(mut columns: CleanColumns) -> Self {
+    fn new(mut columns: CleanColumns) -> Self {
         Self {
             capacity: columns.capacity(),
             timestamp: Slot::of(&mut columns.timestamp),
@@ -154,7 +154,7 @@ impl SharedColumns {
     }
 
     /// Whether rows ending at `end` fit in the reserved room.
-    pub fn fits(&self, end: &Cursor) -> bool {
+    fn fits(&self, end: &Cursor) -> bool {
         end.iter().zip(&self.capacity).all(|(e, c)| e <= c)
     }
 
@@ -163,7 +163,7 @@ impl SharedColumns {
     /// # Safety
     /// `advance(at, piece)` [`fits`](Self::fits), and no other write covers any part of the
     /// range from `at` to there.
-    pub unsafe fn write(&self, at: &Cursor, piece: &CleanColumns) {
+    unsafe fn write(&self, at: &Cursor, piece: &CleanColumns) {
         unsafe {
             self.timestamp.put(at[0], &piece.timestamp);
             self.day_of_week.put(at[1], at[2], &piece.day_of_week);
@@ -178,8 +178,8 @@ impl SharedColumns {
     /// The columns holding every row up to `end`.
     ///
     /// # Safety
-    /// `end` fits, and every row from [`start`](Self::start) to `end` was written.
-    pub unsafe fn finish(self, end: &Cursor) -> CleanColumns {
+    /// `end` fits, and every row from the start of the room to `end` was written.
+    unsafe fn finish(self, end: &Cursor) -> CleanColumns {
         let mut columns = self.columns;
         for (vector, len) in columns.vectors_mut().into_iter().zip(end) {
             // SAFETY: `len` is within the room, and every element up to it was written.

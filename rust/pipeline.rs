@@ -128,7 +128,7 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         _ => data,
     };
     let threads = rayon::current_num_threads();
-    let (clean, mut rests) = if body.len() < PARALLEL_THRESHOLD || threads == 1 {
+    let (clean, rests) = if body.len() < PARALLEL_THRESHOLD || threads == 1 {
         let mut clean = CleanColumns::with_capacity(rows_estimate(body.len()), body.len());
         let rest = run_piece(body, &options.fields, &mut clean);
         (clean, vec![rest])
@@ -139,11 +139,20 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         run_pieces(&pieces, &options.fields, threads, room)
     };
 
-    let mut stats = Stats {
-        bytes: data.len() as u64,
-        ..Stats::default()
-    };
-    let mut base = options.first_line - 1;
+    let (errors, mut stats) = join_rests(rests, options.first_line);
+    stats.bytes = data.len() as u64;
+    Ok(Output {
+        clean: clean.finish()?,
+        errors: errors.finish()?,
+        stats,
+    })
+}
+
+/// The pieces' error records as one set, their line numbers counted from `first_line` (each
+/// piece counts from 1), and their stats summed.
+fn join_rests(mut rests: Vec<PieceRest>, first_line: i64) -> (ErrorColumns, Stats) {
+    let mut stats = Stats::default();
+    let mut base = first_line - 1;
     for rest in &mut rests {
         for line in &mut rest.errors.line {
             *line += base;
@@ -155,11 +164,7 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         [one] => std::mem::take(&mut one.errors),
         _ => ErrorColumns::merge(&rests.iter().map(|r| &r.errors).collect::<Vec<_>>()),
     };
-    Ok(Output {
-        clean: clean.finish()?,
-        errors: errors.finish()?,
-        stats,
-    })
+    (errors, stats)
 }
 
 /// Rows a piece of `bytes` bytes is expected to hold (a guess: its columns grow if it is short).
@@ -307,12 +312,7 @@ mod tests {
                 );
                 let lines: i64 = rests.iter().map(|r| r.lines).sum();
                 assert_eq!(lines, 40_000);
-                let mut base = 0;
-                let mut errors = Vec::new();
-                for rest in &rests {
-                    errors.extend(rest.errors.line.iter().map(|l| l + base));
-                    base += rest.lines;
-                }
+                let errors = join_rests(rests, 1).0.line;
                 let want = want_errors
                     .column(0)
                     .as_any()
