@@ -1,0 +1,72 @@
+"""Two builds of logsieve on the same bytes, in alternating subprocesses: old vs new.
+
+Machine drift between minutes is larger than many changes, so each round runs the old build,
+then the new one, each in a fresh process (one untimed warm-up call, then the best of `--calls`
+calls), and the medians over the rounds are compared. A build is a directory holding the
+`logsieve` package with its `_core` extension, for example:
+
+    git worktree add /tmp/old c2b73bd
+    (cd /tmp/old && maturin build --release -o dist)
+    pip install --no-deps --target /tmp/old_pkg /tmp/old/dist/*.whl
+    # likewise /tmp/new_pkg from this checkout, then:
+    python benches/ab.py /tmp/old_pkg /tmp/new_pkg .benchmarks/corpus/lines1000000-...jsonl
+
+Prints per round wall s, CPU s (all threads) and peak RSS (ru_maxrss) of each build, then the
+medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+_CHILD = """
+import resource, sys, time
+import logsieve
+data = open(sys.argv[1], "rb").read()
+logsieve.process(data)
+best = (float("inf"), float("inf"))
+for _ in range(int(sys.argv[2])):
+    wall, cpu = time.perf_counter(), time.process_time()
+    batch = logsieve.process(data)
+    best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    del batch
+print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", help="directory holding the old build's logsieve package")
+    parser.add_argument("new", help="directory holding the new build's logsieve package")
+    parser.add_argument("corpus", help="JSON Lines file to process")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=3, help="timed calls per process")
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float, int]]] = {"old": [], "new": []}
+    for _ in range(args.rounds):
+        for name in ("old", "new"):
+            env = dict(os.environ, PYTHONPATH=getattr(args, name))
+            done = subprocess.run(
+                [sys.executable, "-c", _CHILD, args.corpus, str(args.calls)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            wall, cpu, rss = done.stdout.split()
+            results[name].append((float(wall), float(cpu), int(rss)))
+            print(f"{name}: {float(wall):.3f} s wall, {float(cpu):.3f} s CPU, {rss} MB", flush=True)
+    for name, runs in results.items():
+        print(
+            f"{name} median: {statistics.median(r[0] for r in runs):.3f} s wall, "
+            f"{statistics.median(r[1] for r in runs):.3f} s CPU; "
+            f"peak RSS {max(r[2] for r in runs)} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
