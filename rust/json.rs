@@ -368,13 +368,19 @@ impl Scanner<'_> {
 
     /// A string at the opening quote; returns the span inside the quotes and whether it has escapes.
     ///
-    /// Most strings are short and plain: one 16-byte probe finds their closing quote inline.
+    /// Most strings are short and plain: one or two 16-byte probes find their closing quote
+    /// inline (log fields such as ids, RFC 3339 timestamps and e-mail addresses are 16-31 bytes).
     #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool)> {
         let start = self.pos + 1;
         #[cfg(target_arch = "x86_64")]
         if let Some(chunk) = self.b.get(start..start + 16) {
-            let mask = stop_mask16(chunk);
+            let mut mask = stop_mask16(chunk);
+            if mask == 0
+                && let Some(next) = self.b.get(start + 16..start + 32)
+            {
+                mask = stop_mask16(next) << 16;
+            }
             if mask != 0 {
                 let end = start + mask.trailing_zeros() as usize;
                 if self.b[end] == b'"' {
@@ -555,25 +561,43 @@ fn hex4(h: &[u8]) -> u32 {
     })
 }
 
-/// Appends `value` without insignificant whitespace (whitespace inside strings is kept).
+/// Appends `value` (one valid JSON value) without insignificant whitespace; whitespace inside
+/// strings is kept.
+///
+/// Strings are copied whole, their end found by the same scan as [`Scanner::string`]; only the
+/// short runs between them are looked at byte by byte.
 pub fn write_compact(value: &[u8], out: &mut Vec<u8>) {
-    let mut in_string = false;
-    let mut escape = false;
-    for &c in value {
-        if in_string {
-            if escape {
-                escape = false;
-            } else if c == b'\\' {
-                escape = true;
-            } else if c == b'"' {
-                in_string = false;
-            }
-        } else if c == b'"' {
-            in_string = true;
-        } else if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
-            continue;
+    out.reserve(value.len());
+    let mut pos = 0;
+    while pos < value.len() {
+        let run = pos;
+        while pos < value.len() && !matches!(value[pos], b'"' | b' ' | b'\t' | b'\r' | b'\n') {
+            pos += 1;
         }
-        out.push(c);
+        out.extend_from_slice(&value[run..pos]);
+        match value.get(pos) {
+            Some(b'"') => {
+                let open = pos;
+                pos = string_end(value, pos + 1);
+                out.extend_from_slice(&value[open..pos]);
+            }
+            Some(_) => pos += 1, // whitespace between tokens
+            None => {}
+        }
+    }
+}
+
+/// The index just past the closing quote of the string whose contents start at `pos` (or the
+/// end of `b` if it is unterminated, which a validated value never is).
+fn string_end(b: &[u8], mut pos: usize) -> usize {
+    loop {
+        pos = skip_plain(b, pos);
+        match b.get(pos) {
+            Some(b'"') => return pos + 1,
+            Some(b'\\') => pos += 2,
+            Some(_) => pos += 1,
+            None => return b.len(),
+        }
     }
 }
 
@@ -727,5 +751,21 @@ mod tests {
         let mut out = Vec::new();
         write_compact(br#"{ "a b" : [ 1, "x \" y" ] }"#, &mut out);
         assert_eq!(out, br#"{"a b":[1,"x \" y"]}"#);
+        for (spaced, compact) in [
+            (
+                &br#"[ "\\" , "\\\"" ,"a\tb" ]"#[..],
+                &br#"["\\","\\\"","a\tb"]"#[..],
+            ),
+            (
+                br#" { "k" :	{ "x y z 1234567890 1234567890" : true } } "#,
+                br#"{"k":{"x y z 1234567890 1234567890":true}}"#,
+            ),
+            (br#"-1.5e3"#, br#"-1.5e3"#),
+            (br#""""#, br#""""#),
+        ] {
+            out.clear();
+            write_compact(spaced, &mut out);
+            assert_eq!(out, compact, "{}", String::from_utf8_lossy(spaced));
+        }
     }
 }

@@ -195,6 +195,7 @@ impl Validator {
         self.slots = [None; 3];
         self.prints.clear();
         self.hidden.clear();
+        let (mut seen, mut seen_twice) = (0u64, false);
         for i in 0..self.members.len() {
             let key = self.key(line, i);
             let print = if self.keys.is_empty() {
@@ -203,12 +204,20 @@ impl Validator {
             } else {
                 fingerprint(key)
             };
-            let slot = (0..3).find(|&s| self.name_prints[s] == print && self.names[s] == key);
+            let slot =
+                (0..3).find(|&s| self.name_prints[s] == print && same_key(&self.names[s], key));
             if let Some(slot) = slot {
                 self.slots[slot] = Some(i); // the last occurrence wins
             }
             self.prints.push(print);
             self.hidden.push(slot.is_some());
+            // One bit per print: no bit seen twice means no key seen twice.
+            let bit = 1u64 << (print.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58);
+            seen_twice |= seen & bit != 0;
+            seen |= bit;
+        }
+        if !seen_twice {
+            return;
         }
         // A member whose key appears again later is shadowed by it (the last one wins).
         let n = self.members.len();
@@ -429,6 +438,13 @@ fn fingerprint_in(line: &[u8], start: usize, end: usize) -> u64 {
     (word & mask) << 8 | (len as u64 & 0xff)
 }
 
+/// Whether two keys with equal [`fingerprint`]s are equal: the print already holds the first
+/// seven bytes (and the length's low byte), so only longer keys have more to compare.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (a.len() <= 7 || a[7..] == b[7..])
+}
+
 /// A configured field name for messages (they come from Rust `String`s, so they are UTF-8).
 fn field_name(name: &[u8]) -> &str {
     std::str::from_utf8(name).unwrap_or("?")
@@ -538,6 +554,37 @@ mod tests {
         // an escaped duplicate is the same key
         let row = check(r#"{"timestamp":0,"user_id":"a","action":"b","k":1,"\u006b":2}"#).unwrap();
         assert_eq!(row.3.as_deref(), Some(r#"{"\u006b":2}"#));
+    }
+
+    #[test]
+    fn keys_alike_in_their_first_bytes_stay_apart() {
+        // 263 bytes: the same first seven bytes and length low byte as "user_id".
+        let long = format!("user_id{}", "x".repeat(256));
+        let line = format!(r#"{{"timestamp":0,"user_id":"a","action":"b","{long}":1}}"#);
+        let row = check(&line).unwrap();
+        assert_eq!(row.1, "a");
+        assert_eq!(row.3, Some(format!(r#"{{"{long}":1}}"#)));
+        // Many distinct keys (more than the 64 bits that pre-screen duplicates): all kept, in
+        // order; one repeated among them: only its last occurrence kept.
+        let keys: Vec<String> = (0..100).map(|i| format!("key{i:03}")).collect();
+        let members: Vec<String> = keys.iter().map(|k| format!(r#""{k}":1"#)).collect();
+        let line = format!(
+            r#"{{"timestamp":0,"user_id":"a","action":"b",{}}}"#,
+            members.join(",")
+        );
+        let row = check(&line).unwrap();
+        assert_eq!(row.3, Some(format!("{{{}}}", members.join(","))));
+        let line = format!(
+            r#"{{"timestamp":0,"user_id":"a","action":"b",{},"key042":2}}"#,
+            members.join(",")
+        );
+        let kept: Vec<&str> = members
+            .iter()
+            .filter(|m| !m.starts_with(r#""key042""#))
+            .map(String::as_str)
+            .collect();
+        let row = check(&line).unwrap();
+        assert_eq!(row.3, Some(format!(r#"{{{},"key042":2}}"#, kept.join(","))));
     }
 
     #[test]
