@@ -442,7 +442,16 @@ fn fingerprint_in(line: &[u8], start: usize, end: usize) -> u64 {
 /// seven bytes (and the length's low byte), so only longer keys have more to compare.
 #[inline]
 fn same_key(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && (a.len() <= 7 || a[7..] == b[7..])
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..=7 => true,
+        // Field names are short: their last eight bytes (all past the seventh) as one compare.
+        8..=15 => a[n - 8..] == b[n - 8..],
+        _ => a[7..] == b[7..],
+    }
 }
 
 /// A configured field name for messages (they come from Rust `String`s, so they are UTF-8).
