@@ -54,19 +54,13 @@ class PgoError(Exception):
 def llvm_profdata() -> Path:
     """`llvm-profdata` of rustc's own LLVM (raw profiles are only readable by the same major)."""
     sysroot = _output(["rustc", "--print", "sysroot"]).strip()
-    host = next(
-        line.split(":", 1)[1].strip()
-        for line in _output(["rustc", "-vV"]).splitlines()
-        if line.startswith("host:")
+    version = dict(
+        line.split(": ", 1) for line in _output(["rustc", "-vV"]).splitlines() if ": " in line
     )
-    tool = Path(sysroot) / "lib" / "rustlib" / host / "bin" / "llvm-profdata"
+    tool = Path(sysroot) / "lib" / "rustlib" / version["host"] / "bin" / "llvm-profdata"
     if tool.exists():
         return tool
-    major = next(
-        line.split(":", 1)[1].strip().split(".")[0]
-        for line in _output(["rustc", "-vV"]).splitlines()
-        if line.startswith("LLVM version:")
-    )
+    major = version["LLVM version"].split(".")[0]
     found = shutil.which(f"llvm-profdata-{major}")
     if found:
         return Path(found)
@@ -94,10 +88,31 @@ def build_wheel(out: Path, target: Path, rustflags: str) -> Path:
     """One release wheel of this checkout, built with `rustflags` in its own target directory."""
     env = dict(os.environ, RUSTFLAGS=rustflags, CARGO_TARGET_DIR=str(target))
     _run([sys.executable, "-m", "maturin", "build", "--release", "-o", str(out)], env=env)
-    wheels = sorted(out.glob("logsieve-*.whl"))
+    wheels = list(out.glob("logsieve-*.whl"))
     if not wheels:
         raise PgoError(f"maturin wrote no wheel into {out}")
-    return wheels[-1]
+    return max(wheels, key=lambda wheel: wheel.stat().st_mtime)  # this build's, not an older one
+
+
+def record_profile(work: Path, profdata: Path) -> Path:
+    """Steps 1-3: instrumented build, training run, merged profile (returned)."""
+    raw = work / "profraw"
+    shutil.rmtree(raw, ignore_errors=True)
+    print("1/4 instrumented build", flush=True)
+    instrumented = build_wheel(work / "wheel-gen", work / "target-gen", f"-Cprofile-generate={raw}")
+    # Build scripts of dependencies ran instrumented too: their profiles are not ours.
+    shutil.rmtree(raw, ignore_errors=True)
+    package = work / "pkg-gen"
+    _pip_install(instrumented, "--upgrade", "--target", str(package))
+    print("2/4 training run", flush=True)
+    env = dict(os.environ, PYTHONPATH=str(package))
+    _run([sys.executable, "-c", _TRAIN, *map(str, training_corpora())], env=env)
+    if not any(raw.glob("*.profraw")):
+        raise PgoError(f"the training run wrote no profile into {raw}")
+    print("3/4 merging profiles", flush=True)
+    merged = work / "logsieve.profdata"
+    _run([str(profdata), "merge", "-o", str(merged), str(raw)])
+    return merged
 
 
 def main() -> int:
@@ -108,64 +123,30 @@ def main() -> int:
     args = parser.parse_args()
     try:
         profdata = llvm_profdata()
-        corpora = training_corpora()
         with tempfile.TemporaryDirectory(prefix="logsieve-pgo-") as temp:
             work = args.work or Path(temp)
-            raw = work / "profraw"
-            shutil.rmtree(raw, ignore_errors=True)
-            print("1/4 instrumented build", flush=True)
-            instrumented = build_wheel(
-                work / "wheel-gen", work / "target-gen", f"-Cprofile-generate={raw}"
-            )
-            # Build scripts of dependencies ran instrumented too: their profiles are not ours.
-            shutil.rmtree(raw, ignore_errors=True)
-            package = work / "pkg-gen"
-            _run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "--no-deps",
-                    "--upgrade",
-                    "--target",
-                    str(package),
-                    str(instrumented),
-                ]
-            )
-            print("2/4 training run", flush=True)
-            env = dict(os.environ, PYTHONPATH=str(package))
-            _run([sys.executable, "-c", _TRAIN, *map(str, corpora)], env=env)
-            if not any(raw.glob("*.profraw")):
-                raise PgoError(f"the training run wrote no profile into {raw}")
-            print("3/4 merging profiles", flush=True)
-            merged = work / "logsieve.profdata"
-            _run([str(profdata), "merge", "-o", str(merged), str(raw)])
+            merged = record_profile(work, profdata)
             print("4/4 optimised build", flush=True)
             args.out.mkdir(parents=True, exist_ok=True)
             wheel = build_wheel(args.out, work / "target-use", f"-Cprofile-use={merged}")
         print(f"PGO wheel: {wheel}")
         if args.install:
-            _run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--no-deps",
-                    "--force-reinstall",
-                    str(wheel),
-                ]
-            )
+            _pip_install(wheel, "--force-reinstall")
     except PgoError as error:
         print(f"pgo: {error}", file=sys.stderr)
         return 1
     return 0
 
 
+def _pip_install(wheel: Path, *options: str) -> None:
+    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *options, str(wheel)])
+
+
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
-    done = subprocess.run(command, env=env, cwd=ROOT)
+    try:
+        done = subprocess.run(command, env=env, cwd=ROOT)
+    except OSError as error:
+        raise PgoError(f"`{command[0]}` could not be run: {error}") from None
     if done.returncode != 0:
         raise PgoError(f"`{' '.join(command[:4])} ...` failed (exit {done.returncode})")
 

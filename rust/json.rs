@@ -589,6 +589,9 @@ pub fn write_compact(value: &[u8], out: &mut Vec<u8>) {
 
 /// The index just past the closing quote of the string whose contents start at `pos` (or the
 /// end of `b` if it is unterminated, which a validated value never is).
+///
+/// Not [`Scanner::string`]: that one checks every escape again, which a validated value does
+/// not need (using it here measured 1.7% more instructions per line on the benchmark corpus).
 fn string_end(b: &[u8], mut pos: usize) -> usize {
     loop {
         pos = skip_plain(b, pos);
