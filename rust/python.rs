@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{Array, RecordBatch, RecordBatchIterator, StructArray};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyString, PyTuple};
@@ -276,12 +276,17 @@ pub fn process(
     Ok(output.into())
 }
 
-/// `process_stream`'s step: processes the complete lines of `data` (all of it when `last`)
-/// and returns the batch, or None when there is no complete line, and the bytes consumed.
+/// `process_stream`'s step: processes the complete lines of `data[:length]` (all of it when
+/// `last`) and returns the batch, or None when there is no complete line, and the bytes consumed.
+///
+/// `data` is bytes or a bytearray, read in place with the GIL released: `process_stream` reads a
+/// file into two bytearrays in turn and touches neither while the core reads it.
 #[pyfunction]
-#[pyo3(signature = (data, first_line, last, timestamp_field, user_id_field, action_field))]
+#[pyo3(signature = (data, length, first_line, last, timestamp_field, user_id_field, action_field))]
+#[allow(clippy::too_many_arguments)]
 pub fn process_lines(
-    data: &Bound<'_, PyBytes>,
+    data: &Bound<'_, PyAny>,
+    length: usize,
     first_line: i64,
     last: bool,
     timestamp_field: String,
@@ -296,7 +301,23 @@ pub fn process_lines(
         },
         first_line,
     };
-    let bytes = data.as_bytes();
+    let whole = if let Ok(bytes) = data.cast::<PyBytes>() {
+        bytes.as_bytes()
+    } else if let Ok(array) = data.cast::<PyByteArray>() {
+        // SAFETY: the slice is used only during this call, and the one caller (`stream.py`) does
+        // not resize or write this bytearray until the call has returned (see `_runs`).
+        unsafe { array.as_bytes() }
+    } else {
+        return Err(PyTypeError::new_err(
+            "process_lines() expects bytes or a bytearray",
+        ));
+    };
+    let Some(bytes) = whole.get(..length) else {
+        return Err(PyValueError::new_err(format!(
+            "length {length} is beyond the {} bytes of data",
+            whole.len()
+        )));
+    };
     let end = if last {
         bytes.len()
     } else {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
@@ -168,6 +169,39 @@ def _concat(batches: list[logsieve.Batch]) -> tuple[pa.Table, pa.Table, dict]:
     return clean, errors, totals
 
 
+class _ReadOnly(io.RawIOBase):
+    """A raw stream that implements only `read` (its `readinto` is io's NotImplementedError)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._chunks, b"")
+
+
+class _ShortReads(io.RawIOBase):
+    """`readinto` that fills at most one chunk's worth per call, like a pipe or a socket."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._rest or next(self._chunks, b"")
+        n = min(len(chunk), len(buffer))
+        memoryview(buffer)[:n] = chunk[:n]
+        self._rest = chunk[n:]
+        return n
+
+
 @given(
     st.lists(line_kinds, max_size=40),
     st.lists(st.integers(1, 50), min_size=1, max_size=30),
@@ -188,7 +222,8 @@ def test_any_chunking_gives_the_result_of_process(
         chunks.append(data[pos : pos + step])
         pos += step
         k += 1
-    for source in (iter(chunks), io.BytesIO(data)):
+    sources = (iter(chunks), io.BytesIO(data), _ReadOnly(chunks), _ShortReads(chunks))
+    for source in sources:
         clean, errors, totals = _concat(
             list(logsieve.process_stream(source, chunk_size=chunk_size))
         )

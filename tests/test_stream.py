@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 
+import pyarrow as pa
 import pytest
 
 import logsieve
+from logsieve import _core
 from logsieve.errors import ConfigError
 
 
@@ -98,3 +100,38 @@ def test_field_names_pass_through() -> None:
         )
     )
     assert batches[0].clean["user_id"].to_pylist() == ["1"]
+
+
+def test_long_lines_among_short_ones_keep_every_byte() -> None:
+    # Runs are read into two reused buffers; a line longer than a buffer grows it and the next
+    # short run shrinks it again. Every batch is kept until the end, so a buffer refilled too
+    # early would show up as changed rows or raw bytes.
+    lines = []
+    for i in range(1_000):
+        size = 20_000 if i % 97 == 0 else 10
+        if i % 5 == 0:
+            lines.append(b"not json " + b"y" * size)
+        else:
+            lines.append(
+                b'{"timestamp":%d,"user_id":"u%d","action":"a","pad":"%s"}'
+                % (1_700_000_000 + i, i, b"x" * size)
+            )
+    data = b"\n".join(lines) + b"\n"
+    whole = logsieve.process(data)
+    batches = list(logsieve.process_stream(io.BytesIO(data), chunk_size=4096))
+    assert len(batches) > 20
+    clean = pa.Table.from_batches([b.clean for b in batches], schema=whole.clean.schema)
+    errors = pa.Table.from_batches([b.errors for b in batches], schema=whole.errors.schema)
+    assert clean.equals(pa.Table.from_batches([whole.clean]))
+    assert errors.equals(pa.Table.from_batches([whole.errors]))
+
+
+def test_the_private_step_checks_its_arguments() -> None:
+    line = b'{"timestamp":0,"user_id":"u","action":"a"}\n'
+    fields = ("timestamp", "user_id", "action")
+    batch, consumed = _core.process_lines(bytearray(line + b"{"), len(line), 1, False, *fields)
+    assert batch is not None and batch.stats.valid == 1 and consumed == len(line)
+    with pytest.raises(ValueError, match="beyond"):
+        _core.process_lines(line, len(line) + 1, 1, False, *fields)
+    with pytest.raises(TypeError, match="bytes or a bytearray"):
+        _core.process_lines(memoryview(line), len(line), 1, False, *fields)  # type: ignore[arg-type]

@@ -80,14 +80,17 @@ def process(
     """
 
 def process_lines(
-    data: bytes,
+    data: bytes | bytearray,
+    length: int,
     first_line: int,
     last: bool,
     timestamp_field: str,
     user_id_field: str,
     action_field: str,
 ) -> tuple[Optional[Batch], int]:
-    """`process_stream`'s step: process the complete lines of `data` (all of it if `last`).
+    """`process_stream`'s step: process the complete lines of `data[:length]` (all if `last`).
 
-    Returns the batch (None when no line is complete yet) and how many bytes it consumed.
+    A bytearray is read in place with the GIL released: the caller must not change it until
+    the call returns. Returns the batch (None when no line is complete yet) and how many bytes
+    it consumed.
     """

@@ -10,7 +10,8 @@ consuming the previous batch (e.g. writing Parquet). Memory stays at a few chunk
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import io
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, TypeVar, Union
 
@@ -22,6 +23,7 @@ DEFAULT_CHUNK_SIZE = 8 << 20
 
 Source = Union[BinaryIO, Iterable[bytes]]
 T = TypeVar("T")
+_Run = tuple[bytearray, int, bool]
 _DONE = object()
 
 
@@ -35,15 +37,17 @@ def process_stream(
 ) -> Iterator[_core.Batch]:
     """Yield one `Batch` per ~`chunk_size` bytes of complete lines read from `source`.
 
-    `source` is a binary file-like object (anything with `.read(n)`) or an iterable of
-    bytes-like chunks of any size. Memory stays around `chunk_size` plus the longest line.
+    `source` is a binary file-like object (read with `.readinto` straight into reused buffers
+    when it has one, else `.read(n)`) or an iterable of bytes-like chunks of any size. Memory
+    stays around two chunks plus the longest line.
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
         raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1 byte, got {chunk_size}")
     fields = (timestamp_field, user_id_field, action_field)
-    yield from _ahead(_batches(_ahead(_chunks(source, chunk_size)), chunk_size, fields))
+    runs = _runs(_Filler(source, chunk_size).fill, chunk_size)
+    yield from _ahead(_batches(_ahead(runs), fields))
 
 
 def _ahead(items: Iterator[T]) -> Iterator[T]:
@@ -58,30 +62,85 @@ def _ahead(items: Iterator[T]) -> Iterator[T]:
             yield item  # type: ignore[misc]
 
 
-def _batches(
-    chunks: Iterator[bytes], chunk_size: int, fields: tuple[str, str, str]
-) -> Iterator[_core.Batch]:
-    """Join chunks into runs of complete lines of about `chunk_size` bytes and process them."""
+def _batches(runs: Iterator[_Run], fields: tuple[str, str, str]) -> Iterator[_core.Batch]:
+    """Process each run of complete lines, numbering lines on from the previous run."""
     first_line = 1
-    parts: list[bytes] = []
-    pending = 0
-    for chunk in chunks:
-        if not chunk:
-            continue
-        parts.append(chunk)
-        pending += len(chunk)
-        if pending < chunk_size:
-            continue
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        batch, consumed = _core.process_lines(data, first_line, False, *fields)
-        parts = [data[consumed:]] if consumed < len(data) else []
-        pending = len(data) - consumed
+    for buffer, length, last in runs:
+        batch, _ = _core.process_lines(buffer, length, first_line, last, *fields)
         if batch is not None:
             first_line += batch.stats.processed + batch.stats.blank
             yield batch
-    if pending:
-        batch, _ = _core.process_lines(b"".join(parts), first_line, True, *fields)
-        yield batch
+
+
+def _runs(fill: Callable[[memoryview], int], chunk_size: int) -> Iterator[_Run]:
+    """(buffer, length, last): about `chunk_size` bytes of complete lines at a time.
+
+    Bytes are read straight into two buffers in turn, so the only copy is the partial line at
+    the end of a run, moved to the front of the next one. Refilling a buffer is safe because
+    `process_stream` runs one item ahead per stage: run k+1 is read while run k is processed,
+    and run k-1, the buffer's previous content, is done by then. A line longer than the buffer
+    grows it, and the next run shrinks it back: memory is two chunks plus the longest line.
+    """
+    buffers = [bytearray(chunk_size), bytearray(chunk_size)]
+    current = 0
+    carried = memoryview(b"")
+    while True:
+        buffer = buffers[current]
+        if len(buffer) <= len(carried):  # a long partial line: leave room to read
+            buffer = buffers[current] = bytearray(len(carried) + chunk_size)
+        elif len(buffer) > chunk_size and len(carried) < chunk_size:  # long line done: shrink
+            buffer = buffers[current] = bytearray(chunk_size)
+        buffer[: len(carried)] = carried
+        filled = len(carried)
+        while True:
+            with memoryview(buffer) as view:
+                while filled < len(buffer) and (n := fill(view[filled:])):
+                    filled += n
+            if filled < len(buffer):  # the source is exhausted
+                if filled:
+                    yield buffer, filled, True
+                return
+            end = buffer.rfind(b"\n", 0, filled) + 1
+            if end:
+                break
+            bigger = bytearray(2 * len(buffer))  # no line ends in it: a very long line
+            bigger[:filled] = buffer
+            buffer = buffers[current] = bigger
+        carried = memoryview(buffer)[end:filled]
+        yield buffer, end, False
+        current ^= 1
+
+
+class _Filler:
+    """`fill(view) -> bytes written`: `readinto` when the source has it, else copied chunks."""
+
+    def __init__(self, source: Source, chunk_size: int) -> None:
+        readinto = getattr(source, "readinto", None)
+        self._readinto: Callable[[memoryview], int | None] | None = (
+            readinto if callable(readinto) else None
+        )
+        self._source = source
+        self._chunk_size = chunk_size
+        self._chunks: Iterator[bytes] | None = None
+        self._rest = memoryview(b"")
+
+    def fill(self, view: memoryview) -> int:
+        if self._readinto is not None:
+            try:
+                return self._readinto(view) or 0
+            except (NotImplementedError, io.UnsupportedOperation):
+                self._readinto = None  # a raw stream that only implements read()
+        if self._chunks is None:
+            self._chunks = _chunks(self._source, self._chunk_size)
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = memoryview(chunk)
+        n = min(len(view), len(self._rest))
+        view[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
 
 
 def _chunks(source: Source, chunk_size: int) -> Iterator[bytes]:
