@@ -430,6 +430,7 @@ impl Scanner<'_> {
     }
 
     /// A number per the JSON grammar that fits a 64-bit float; returns whether it is an integer.
+    #[inline(always)]
     fn number(&mut self) -> Result<bool> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
@@ -484,7 +485,7 @@ impl Scanner<'_> {
     }
 
     /// Skips ASCII digits, eight at a time while eight bytes remain.
-    #[inline]
+    #[inline(always)]
     fn digits(&mut self) {
         const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
         const HIGH: u64 = 0x8080_8080_8080_8080;

@@ -477,7 +477,7 @@ impl Text {
 
 /// Records a string value in `out` (unescaped only when it has escapes), or says why it is
 /// not a usable non-empty text.
-#[inline]
+#[inline(always)]
 fn non_empty_text(line: &[u8], v: Value, out: &mut Text, name: &[u8]) -> Option<String> {
     let empty = if v.escaped {
         out.span = None;

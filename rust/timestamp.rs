@@ -49,6 +49,7 @@ impl fmt::Display for TimestampError {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (any year, month 1-12, day 1-31).
+#[inline(always)]
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -109,6 +110,7 @@ fn check_range(micros: i64) -> Result<i64, TimestampError> {
 }
 
 /// `YYYY-MM-DD[Tt ]HH:MM:SS[.fffffffff][Z|z|±HH:MM|±HHMM]` to microseconds since the epoch, UTC.
+#[inline(always)]
 pub fn parse_rfc3339(s: &[u8]) -> Result<i64, TimestampError> {
     use TimestampError::{Field, Format};
     if s.len() < 19
