@@ -181,6 +181,10 @@ impl Scanner<'_> {
         self.b.get(self.pos).copied()
     }
 
+    /// Cold, like every error constructor: it marks the paths of invalid input as unlikely, so
+    /// the layout keeps the valid path straight (a part of what the PGO build gains).
+    #[cold]
+    #[inline(never)]
     fn err(&self, what: &'static str) -> SyntaxError {
         SyntaxError { at: self.pos, what }
     }

@@ -44,6 +44,9 @@ pub struct LineError {
 }
 
 impl LineError {
+    /// Cold: every call of it is on a rejected line's path, which the layout moves aside.
+    #[cold]
+    #[inline(never)]
     fn new(code: ErrorCode, detail: String) -> Self {
         Self { code, detail }
     }
