@@ -11,6 +11,10 @@ calls), and the medians over the rounds are compared. A build is a directory hol
     # likewise /tmp/new_pkg from this checkout, then:
     python benches/ab.py /tmp/old_pkg /tmp/new_pkg .benchmarks/corpus/lines1000000-...jsonl
 
+With `--ingest` each call is `logsieve.storage.ingest` of the file (what `logsieve process FILE`
+runs: streaming, partitioned Parquet, error JSONL) into a fresh temporary directory, instead of
+`logsieve.process` of its bytes in memory.
+
 Prints per round wall s, CPU s (all threads) and peak RSS (ru_maxrss) of each build, then the
 medians.
 """
@@ -37,6 +41,23 @@ for _ in range(int(sys.argv[2])):
 print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
+_INGEST_CHILD = """
+import resource, sys, tempfile, time
+from pathlib import Path
+from logsieve.storage import ingest
+def run(out):
+    with open(sys.argv[1], "rb") as stream:
+        ingest(stream, source=sys.argv[1], clean_uri=f"{out}/clean", error_uri=f"{out}/errors")
+best = (float("inf"), float("inf"))
+with tempfile.TemporaryDirectory() as scratch:
+    run(f"{scratch}/warm-up")
+    for i in range(int(sys.argv[2])):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run(f"{scratch}/{i}")
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,13 +66,15 @@ def main() -> None:
     parser.add_argument("corpus", help="JSON Lines file to process")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per process")
+    parser.add_argument("--ingest", action="store_true", help="time storage.ingest end to end")
     args = parser.parse_args()
+    child = _INGEST_CHILD if args.ingest else _CHILD
     results: dict[str, list[tuple[float, float, int]]] = {"old": [], "new": []}
     for _ in range(args.rounds):
         for name in ("old", "new"):
             env = dict(os.environ, PYTHONPATH=getattr(args, name))
             done = subprocess.run(
-                [sys.executable, "-c", _CHILD, args.corpus, str(args.calls)],
+                [sys.executable, "-c", child, args.corpus, str(args.calls)],
                 env=env,
                 capture_output=True,
                 text=True,
