@@ -11,9 +11,9 @@ calls), and the medians over the rounds are compared. A build is a directory hol
     # likewise /tmp/new_pkg from this checkout, then:
     python benches/ab.py /tmp/old_pkg /tmp/new_pkg .benchmarks/corpus/lines1000000-...jsonl
 
-With `--ingest` each call is `logsieve.storage.ingest` of the file (what `logsieve process FILE`
-runs: streaming, partitioned Parquet, error JSONL) into a fresh temporary directory, instead of
-`logsieve.process` of its bytes in memory.
+With `--ingest` each call is `end_to_end.logsieve_ingest` of the file (`storage.ingest`, what
+`logsieve process FILE` runs: streaming, partitioned Parquet, error JSONL) into a fresh temporary
+directory, instead of `logsieve.process` of its bytes in memory.
 
 Prints per round wall s, CPU s (all threads) and peak RSS (ru_maxrss) of each build, then the
 medians.
@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 _CHILD = """
 import resource, sys, time
@@ -41,19 +42,18 @@ for _ in range(int(sys.argv[2])):
 print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
-_INGEST_CHILD = """
+_INGEST_CHILD = f"""
 import resource, sys, tempfile, time
 from pathlib import Path
-from logsieve.storage import ingest
-def run(out):
-    with open(sys.argv[1], "rb") as stream:
-        ingest(stream, source=sys.argv[1], clean_uri=f"{out}/clean", error_uri=f"{out}/errors")
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from end_to_end import logsieve_ingest
+path = Path(sys.argv[1])
 best = (float("inf"), float("inf"))
 with tempfile.TemporaryDirectory() as scratch:
-    run(f"{scratch}/warm-up")
+    logsieve_ingest(path, Path(scratch, "warm-up"))
     for i in range(int(sys.argv[2])):
         wall, cpu = time.perf_counter(), time.process_time()
-        run(f"{scratch}/{i}")
+        logsieve_ingest(path, Path(scratch, str(i)))
         best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
 print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """

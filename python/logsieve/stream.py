@@ -119,9 +119,7 @@ class _Filler:
         self._readinto: Callable[[memoryview], int | None] | None = (
             readinto if callable(readinto) else None
         )
-        self._source = source
-        self._chunk_size = chunk_size
-        self._chunks: Iterator[bytes] | None = None
+        self._chunks = _chunks(source, chunk_size)  # a generator: reads nothing until used
         self._rest = memoryview(b"")
 
     def fill(self, view: memoryview) -> int:
@@ -130,8 +128,6 @@ class _Filler:
                 return self._readinto(view) or 0
             except (NotImplementedError, io.UnsupportedOperation):
                 self._readinto = None  # a raw stream that only implements read()
-        if self._chunks is None:
-            self._chunks = _chunks(self._source, self._chunk_size)
         while not self._rest:
             chunk = next(self._chunks, None)
             if chunk is None:
