@@ -11,6 +11,10 @@ calls), and the medians over the rounds are compared. A build is a directory hol
     # likewise /tmp/new_pkg from this checkout, then:
     python benches/ab.py /tmp/old_pkg /tmp/new_pkg .benchmarks/corpus/lines1000000-...jsonl
 
+With `--idle 3.5` each timed call comes after 3.5 s asleep, past the purge delay of the core's
+allocator (`logsieve/__init__.py`), so it faults its output's pages in afresh, as a call made
+now and then (a Lambda invocation) does; without it, calls follow each other and reuse them.
+
 With `--ingest` each call is `end_to_end.logsieve_ingest` of the file (`storage.ingest`, what
 `logsieve process FILE` runs: streaming, partitioned Parquet, error JSONL) into a fresh temporary
 directory, instead of `logsieve.process` of its bytes in memory.
@@ -35,6 +39,7 @@ data = open(sys.argv[1], "rb").read()
 logsieve.process(data)
 best = (float("inf"), float("inf"))
 for _ in range(int(sys.argv[2])):
+    time.sleep(float(sys.argv[3]))
     wall, cpu = time.perf_counter(), time.process_time()
     batch = logsieve.process(data)
     best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
@@ -52,6 +57,7 @@ best = (float("inf"), float("inf"))
 with tempfile.TemporaryDirectory() as scratch:
     logsieve_ingest(path, Path(scratch, "warm-up"))
     for i in range(int(sys.argv[2])):
+        time.sleep(float(sys.argv[3]))
         wall, cpu = time.perf_counter(), time.process_time()
         logsieve_ingest(path, Path(scratch, str(i)))
         best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
@@ -67,6 +73,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per process")
     parser.add_argument("--ingest", action="store_true", help="time storage.ingest end to end")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        help="seconds to sleep before each timed call (past the allocator's 3 s purge delay, "
+        "a call finds its memory given back to the OS, as a call now and then does)",
+    )
     args = parser.parse_args()
     child = _INGEST_CHILD if args.ingest else _CHILD
     results: dict[str, list[tuple[float, float, int]]] = {"old": [], "new": []}
@@ -74,7 +87,7 @@ def main() -> None:
         for name in ("old", "new"):
             env = dict(os.environ, PYTHONPATH=getattr(args, name))
             done = subprocess.run(
-                [sys.executable, "-c", child, args.corpus, str(args.calls)],
+                [sys.executable, "-c", child, args.corpus, str(args.calls), str(args.idle)],
                 env=env,
                 capture_output=True,
                 text=True,

@@ -9,6 +9,7 @@ use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::errors::CoreError;
+use crate::memory::advise_huge_pages;
 use crate::merge::{Cursor, par_concat, par_concat_offsets};
 use crate::timestamp::Instant;
 
@@ -139,6 +140,8 @@ pub(crate) trait Vector {
     fn capacity(&self) -> usize;
     /// Makes room for `end` elements in all.
     fn reserve_to(&mut self, end: usize);
+    /// The allocation: its start and size in bytes.
+    fn allocation(&self) -> (*const u8, usize);
     /// # Safety
     /// As [`Vec::set_len`].
     unsafe fn set_len(&mut self, len: usize);
@@ -155,6 +158,10 @@ impl<T> Vector for Vec<T> {
 
     fn reserve_to(&mut self, end: usize) {
         self.reserve(end.saturating_sub(Vec::len(self)));
+    }
+
+    fn allocation(&self) -> (*const u8, usize) {
+        (self.as_ptr().cast(), Vec::capacity(self) * size_of::<T>())
     }
 
     unsafe fn set_len(&mut self, len: usize) {
@@ -178,7 +185,7 @@ impl CleanColumns {
     /// and reserving is only address space until written, so growth (a copy of the column, and
     /// fresh pages to fault in) is rare.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
-        Self {
+        let columns = Self {
             timestamp: Vec::with_capacity(rows * 19),
             day_of_week: VarColumn::with_capacity(rows, rows * 9),
             event_time: Vec::with_capacity(rows),
@@ -186,14 +193,25 @@ impl CleanColumns {
             action: VarColumn::with_capacity(rows, rows * 16),
             extra: VarColumn::with_capacity(rows, bytes),
             extra_valid: Vec::with_capacity(rows),
-        }
+        };
+        columns.advise_huge_pages();
+        columns
     }
 
     /// Empty columns with room for rows up to `room` (a [`Cursor`]).
     pub fn with_room(room: &Cursor) -> Self {
         let mut columns = Self::with_capacity(0, 0);
         columns.reserve(room);
+        columns.advise_huge_pages();
         columns
+    }
+
+    /// See [`crate::memory`]: only the buffers of a big call are big enough to be advised.
+    fn advise_huge_pages(&self) {
+        for vector in self.vectors() {
+            let (start, bytes) = vector.allocation();
+            advise_huge_pages(start, bytes);
+        }
     }
 
     /// Empties the columns, keeping their room: a worker's scratch, reused piece after piece.

@@ -2,7 +2,7 @@
 //!
 //! Modules by responsibility: `lines` (splitting), `json` (strict scanning), `timestamp`
 //! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
-//! buffers), `error_lines` (error records as JSON Lines), `merge` (placing parallel pieces in one output),
+//! buffers), `error_lines` (error records as JSON Lines), `merge` (placing parallel pieces in one output), `memory` (huge pages for big outputs),
 //! `pipeline` (parallel driver), `errors` (the one error type), `python` (bindings).
 
 pub mod columns;
@@ -10,6 +10,7 @@ pub mod error_lines;
 pub mod errors;
 pub mod json;
 pub mod lines;
+pub mod memory;
 pub mod merge;
 pub mod pipeline;
 pub mod python;
