@@ -9,7 +9,7 @@ use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::errors::CoreError;
-use crate::memory::advise_huge_pages;
+use crate::memory;
 use crate::merge::{Cursor, par_concat, par_concat_offsets};
 use crate::timestamp::Instant;
 
@@ -185,7 +185,7 @@ impl CleanColumns {
     /// and reserving is only address space until written, so growth (a copy of the column, and
     /// fresh pages to fault in) is rare.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let columns = Self {
+        Self {
             timestamp: Vec::with_capacity(rows * 19),
             day_of_week: VarColumn::with_capacity(rows, rows * 9),
             event_time: Vec::with_capacity(rows),
@@ -193,24 +193,21 @@ impl CleanColumns {
             action: VarColumn::with_capacity(rows, rows * 16),
             extra: VarColumn::with_capacity(rows, bytes),
             extra_valid: Vec::with_capacity(rows),
-        };
-        columns.advise_huge_pages();
-        columns
+        }
     }
 
     /// Empty columns with room for rows up to `room` (a [`Cursor`]).
     pub fn with_room(room: &Cursor) -> Self {
         let mut columns = Self::with_capacity(0, 0);
         columns.reserve(room);
-        columns.advise_huge_pages();
         columns
     }
 
-    /// See [`crate::memory`]: only the buffers of a big call are big enough to be advised.
-    fn advise_huge_pages(&self) {
+    /// Asks for transparent huge pages for every buffer's room (see [`crate::memory`]).
+    pub fn advise_huge_pages(&self) {
         for vector in self.vectors() {
             let (start, bytes) = vector.allocation();
-            advise_huge_pages(start, bytes);
+            memory::advise_huge_pages(start, bytes);
         }
     }
 

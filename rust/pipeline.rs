@@ -10,6 +10,7 @@ use arrow_array::RecordBatch;
 use crate::columns::{CleanColumns, ErrorColumns};
 use crate::errors::CoreError;
 use crate::lines::{BOM, Utf8Scan, for_each_line, is_blank, split_at_newlines};
+use crate::memory::BIG_CALL;
 use crate::merge::place_pieces;
 use crate::record::{FieldNames, Validator};
 use crate::timestamp::{DateCache, Instant};
@@ -128,14 +129,24 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         _ => data,
     };
     let threads = rayon::current_num_threads();
+    let big = body.len() >= BIG_CALL;
     let (clean, rests) = if body.len() < PARALLEL_THRESHOLD || threads == 1 {
         let mut clean = CleanColumns::with_capacity(rows_estimate(body.len()), body.len());
+        if big {
+            clean.advise_huge_pages();
+        }
         let rest = run_piece(body, &options.fields, &mut clean);
         (clean, vec![rest])
     } else {
         let pieces = split_at_newlines(body, PIECE);
         let sample = pieces[0].len();
-        let room = |first: &CleanColumns| room_for(first, sample, body.len());
+        let room = |first: &CleanColumns| {
+            let room = room_for(first, sample, body.len());
+            if big {
+                room.advise_huge_pages();
+            }
+            room
+        };
         run_pieces(&pieces, &options.fields, threads, room)
     };
 

@@ -126,6 +126,20 @@ def test_long_lines_among_short_ones_keep_every_byte() -> None:
     assert errors.equals(pa.Table.from_batches([whole.errors]))
 
 
+def test_a_call_big_enough_for_huge_pages_gives_what_small_batches_give() -> None:
+    # From 32 MiB of input (`memory::BIG_CALL`) the output columns are advised to use huge
+    # pages; 1 MiB batches stay below it. The advice must change nothing but speed.
+    data = b"\n".join(_lines(600_000, bad_every=13)) + b"\n"
+    assert len(data) > 32 << 20
+    whole = logsieve.process(data)
+    batches = list(logsieve.process_stream(io.BytesIO(data), chunk_size=1 << 20))
+    clean = pa.Table.from_batches([b.clean for b in batches], schema=whole.clean.schema)
+    errors = pa.Table.from_batches([b.errors for b in batches], schema=whole.errors.schema)
+    assert whole.stats.valid == 600_000 - len(range(0, 600_000, 13))
+    assert clean.equals(pa.Table.from_batches([whole.clean]))
+    assert errors.equals(pa.Table.from_batches([whole.errors]))
+
+
 def test_the_private_step_checks_its_arguments() -> None:
     line = b'{"timestamp":0,"user_id":"u","action":"a"}\n'
     fields = ("timestamp", "user_id", "action")
