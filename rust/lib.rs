@@ -2,8 +2,9 @@
 //!
 //! Modules by responsibility: `lines` (splitting), `json` (strict scanning), `timestamp`
 //! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
-//! buffers), `error_lines` (error records as JSON Lines), `merge` (placing parallel pieces in one output), `memory` (huge pages for big outputs),
-//! `pipeline` (parallel driver), `errors` (the one error type), `python` (bindings).
+//! buffers), `error_lines` (error records as JSON Lines), `merge` (placing parallel pieces in
+//! one output), `memory` (huge pages for big outputs), `pipeline` (parallel driver), `errors`
+//! (the one error type), `python` (bindings).
 
 pub mod columns;
 pub mod error_lines;

@@ -21,10 +21,10 @@ pub fn advise_huge_pages(start: *const u8, bytes: usize) {
         let begin = (start as usize).next_multiple_of(HUGE_PAGE);
         let end = (start as usize + bytes) / HUGE_PAGE * HUGE_PAGE;
         if end > begin {
-            // SAFETY: [begin, end) lies inside one live allocation of ours. MADV_HUGEPAGE only
-            // changes how not-yet-touched pages of it are backed; it never changes their contents
-            // or the mapping's protection, so no reference into the range is affected. A failure
-            // (EINVAL without THP support) leaves everything as it was, hence the ignored result.
+            // SAFETY: MADV_HUGEPAGE is advice on how pages not yet touched are backed; it never
+            // changes the contents or the protection of any range, so no reference into memory
+            // is affected, whatever the range (callers pass one of their own allocations). A
+            // failure (EINVAL without THP support) changes nothing, hence the ignored result.
             unsafe {
                 libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE);
             }
