@@ -32,35 +32,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-_CHILD = """
-import resource, sys, time
-import logsieve
-data = open(sys.argv[1], "rb").read()
-logsieve.process(data)
-best = (float("inf"), float("inf"))
-for _ in range(int(sys.argv[2])):
-    time.sleep(float(sys.argv[3]))
-    wall, cpu = time.perf_counter(), time.process_time()
-    batch = logsieve.process(data)
-    best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
-    del batch
-print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-"""
-
-_INGEST_CHILD = f"""
+# One child for both kinds of call: argv = corpus, calls, idle seconds, "ingest" or "process".
+_CHILD = f"""
 import resource, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-from end_to_end import logsieve_ingest
-path = Path(sys.argv[1])
+corpus, calls, idle = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+scratch = tempfile.TemporaryDirectory()
+if sys.argv[4] == "ingest":
+    from end_to_end import logsieve_ingest
+    def run(i):
+        return logsieve_ingest(corpus, Path(scratch.name, str(i)))
+else:
+    import logsieve
+    data = corpus.read_bytes()
+    def run(i):
+        return logsieve.process(data)
+run("warm-up")
 best = (float("inf"), float("inf"))
-with tempfile.TemporaryDirectory() as scratch:
-    logsieve_ingest(path, Path(scratch, "warm-up"))
-    for i in range(int(sys.argv[2])):
-        time.sleep(float(sys.argv[3]))
-        wall, cpu = time.perf_counter(), time.process_time()
-        logsieve_ingest(path, Path(scratch, str(i)))
-        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+for i in range(calls):
+    time.sleep(idle)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run(i)
+    best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    del result
+scratch.cleanup()
 print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
@@ -81,13 +77,13 @@ def main() -> None:
         "a call finds its memory given back to the OS, as a call now and then does)",
     )
     args = parser.parse_args()
-    child = _INGEST_CHILD if args.ingest else _CHILD
+    kind = "ingest" if args.ingest else "process"
     results: dict[str, list[tuple[float, float, int]]] = {"old": [], "new": []}
     for _ in range(args.rounds):
         for name in ("old", "new"):
             env = dict(os.environ, PYTHONPATH=getattr(args, name))
             done = subprocess.run(
-                [sys.executable, "-c", child, args.corpus, str(args.calls), str(args.idle)],
+                [sys.executable, "-c", _CHILD, args.corpus, str(args.calls), str(args.idle), kind],
                 env=env,
                 capture_output=True,
                 text=True,
