@@ -677,6 +677,33 @@ def lambda_artifact(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return Built(artifact, interpreter)
 
 
+def test_trim_drops_what_lambda_never_loads_and_keeps_the_build_config(tmp_path: Path) -> None:
+    files = {
+        "pyarrow/include/arrow/util/config.h": b"#define ARROW_JEMALLOC\n",
+        "pyarrow/include/arrow/api.h": b"",
+        "pyarrow/lib.pyx": b"",
+        "pyarrow/lib.so": b"\x7fELF",
+        "pyarrow/tests/test_x.py": b"",
+        "pyarrow/__pycache__/lib.cpython-312.pyc": b"",
+        "orjson/__pycache__/x.pyc": b"",
+        "starlette/src/kept.py": b"",
+        "bin/logsieve": b"#!/usr/bin/python",
+    }
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+
+    deploy.trim(tmp_path)
+
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [
+        "pyarrow/include/arrow/util/config.h",
+        "pyarrow/lib.so",
+        "starlette/src/kept.py",
+    ]
+    assert (tmp_path / deploy.TRIM_KEEP[0]).read_bytes() == files[deploy.TRIM_KEEP[0]]
+
+
 @pytest.mark.slow
 def test_artifact_contents(lambda_artifact: Built) -> None:
     artifact = lambda_artifact.artifact
@@ -691,7 +718,9 @@ def test_artifact_contents(lambda_artifact: Built) -> None:
     assert any(n.startswith("logsieve/_core") and n.endswith(".so") for n in names)
     # What the Lambda runtime has, or does not need, is left out.
     assert not top & {"boto3", "botocore", "moto", "uvicorn"}
-    assert not any("__pycache__" in n or n.startswith("pyarrow/include/") for n in names)
+    assert not any("__pycache__" in n for n in names)
+    # Of pyarrow's headers only its build configuration stays (it tells whether jemalloc is in).
+    assert [n for n in names if n.startswith("pyarrow/include/")] == list(deploy.TRIM_KEEP)
     names_only = {p.split("==")[0].lower() for p in artifact.packages}
     assert "logsieve" in names_only and "moto" not in names_only
 
@@ -726,8 +755,10 @@ import json, sys
 import logsieve, logsieve.aws, logsieve.lambda_api
 event = json.load(open(sys.argv[1]))
 worker = logsieve.aws.handler(event["worker"], None)
+import pyarrow
+pool = pyarrow.default_memory_pool().backend_name
 api = [logsieve.lambda_api.handler(e, None) for e in event["api"]]
-print(json.dumps({"logsieve": logsieve.__file__, "worker": worker, "api": api}))
+print(json.dumps({"logsieve": logsieve.__file__, "worker": worker, "api": api, "pool": pool}))
 """
 
 
@@ -848,6 +879,7 @@ def test_packaged_handler_processes_an_event_in_a_clean_virtualenv(
         result = json.loads(run.stdout.strip().splitlines()[-1])
         assert result["logsieve"].startswith(str(task)), "ran the packaged code, not the tree"
         assert result["worker"] == {"batchItemFailures": []}
+        assert result["pool"] == "jemalloc"  # chosen on the cold start (logsieve.memory)
 
         clean_bucket, _, clean_prefix = env_vars["LOGSIEVE_CLEAN_URI"][len("s3://") :].partition(
             "/"

@@ -14,7 +14,9 @@ import os
 # 1M lines 5% invalid alternating with clean ran at 86-88% of the clean speed; 91-96% with 3 s),
 # while a streaming `logsieve process` of a 1 GiB file peaks at 362-375 MB (341-351 MB with 1 s,
 # ~385 MB with 10 s). Commit arena memory as it is touched, not whole regions: with transparent
-# huge pages that held ~40 MB more resident while streaming, at no measurable speed.
+# huge pages that held ~40 MB more resident while streaming, at no measurable speed. pyarrow's
+# mimalloc pool reads the same variables; the command line and the Lambda handler give Arrow
+# jemalloc instead (logsieve.memory).
 for _name, _value in (("MIMALLOC_PURGE_DELAY", "3000"), ("MIMALLOC_ARENA_EAGER_COMMIT", "0")):
     os.environ.setdefault(_name, _value)
 

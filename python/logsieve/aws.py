@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from logsieve.errors import ConfigError, EventError
+from logsieve.memory import use_lean_arrow_pool
 
 if TYPE_CHECKING:
     from logsieve.infra import Clients
@@ -610,6 +611,7 @@ def _shared_clients() -> Clients:
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point; see the module docstring for events, configuration and results."""
+    use_lean_arrow_pool()  # takes effect on a cold start, before the first ingest imports pyarrow
     if logger.level == logging.NOTSET:
         level = os.environ.get("LOGSIEVE_LOG_LEVEL", "INFO").strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from logsieve.errors import LogsieveError
+from logsieve.memory import use_lean_arrow_pool
 
 # name -> (module, help). The module defines `add_arguments(parser)` and `run(args) -> int`
 # for that name as `add_<name>_arguments` / `run_<name>`.
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_lean_arrow_pool()
     try:
         return int(args._run(args) or 0)
     except LogsieveError as exc:

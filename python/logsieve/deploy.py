@@ -36,6 +36,9 @@ LAMBDA_DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024  # above this the zip must go thro
 TRIM_DIRS = {"__pycache__", "tests", "include", "src"}
 TRIM_SUFFIXES = (".pyc", ".pyx", ".pxd", ".pxi", ".h", ".hpp", ".cc", ".cpp")
 TRIM_ROOTS = ("pyarrow",)  # only trim dirs inside these packages: others may need `src`/`tests`
+# Kept although trimmed above: the handler reads it to learn whether pyarrow has jemalloc
+# (logsieve.memory), 2 kB.
+TRIM_KEEP = ("pyarrow/include/arrow/util/config.h",)
 # pyarrow's optional RPC module (Flight): a fifth of its size, never imported by logsieve, and
 # needed by no other library in the wheel (Substrait, by contrast, is linked by libarrow_python).
 # Its Python module goes too, so `import pyarrow.flight` fails plainly, not half-way.
@@ -435,6 +438,7 @@ def _pip(command: list[str]) -> None:
 
 def trim(staging: Path) -> None:
     """Drop what the functions never load, so the zip stays well below Lambda's limits."""
+    kept = {name: (staging / name).read_bytes() for name in TRIM_KEEP if (staging / name).is_file()}
     for path in sorted(staging.rglob("*"), reverse=True):
         if not path.exists():
             continue
@@ -450,6 +454,9 @@ def trim(staging: Path) -> None:
     bin_dir = staging / "bin"  # console scripts with this machine's interpreter path
     if bin_dir.is_dir():
         shutil.rmtree(bin_dir)
+    for name, data in kept.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(data)
 
 
 def write_zip(staging: Path, zip_path: Path) -> tuple[int, int]:

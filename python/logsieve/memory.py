@@ -1,0 +1,67 @@
+"""Arrow's memory pool for the processes logsieve owns: the command line and the Lambda handler.
+
+Streaming a file allocates and frees a batch's worth of Arrow memory many times a second: the
+per-date slices made contiguous, the Parquet writer's pages and their compressed copies. pyarrow's
+default pool, mimalloc, keeps freed memory for reuse, and it reads the same `MIMALLOC_*`
+variables as the core's allocator, which keeps freed pages for 3 s (see `logsieve/__init__.py`).
+So while `logsieve process` streams 1 GiB, the freed pages pile up for seconds at a time.
+jemalloc, returning dirty pages after 0.1 s, keeps the peak 60-90 MB lower at the same speed
+(BENCHMARKS.md, seventh session).
+
+Arrow picks its default pool once, when pyarrow is imported, and its C++ code (the Parquet writer
+included) keeps using that one whatever `pyarrow.set_memory_pool` says later. So the choice is
+made through `ARROW_DEFAULT_MEMORY_POOL` before the first import. Only entry points call this: a
+library must not change the allocator of the process it is imported into.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+
+#: jemalloc settings (`JE_ARROW_MALLOC_CONF`): freed pages go back to the OS after 0.1 s, straight
+#: away rather than through MADV_FREE, whose pages still count as resident until the kernel wants
+#: them.
+LEAN_JEMALLOC_CONF = "dirty_decay_ms:100,muzzy_decay_ms:0"
+
+
+def use_lean_arrow_pool(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Ask for jemalloc as pyarrow's default pool if nothing decided yet; True if it was asked.
+
+    Left alone: a pool the user chose (`ARROW_DEFAULT_MEMORY_POOL`), a process that already
+    imported pyarrow (too late to choose), and a pyarrow built without jemalloc (Arrow would
+    print a warning on every start). A `JE_ARROW_MALLOC_CONF` of the user's is kept.
+    """
+    if environ.get("ARROW_DEFAULT_MEMORY_POOL") or "pyarrow" in sys.modules:
+        return False
+    if not pyarrow_has_jemalloc():
+        return False
+    environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
+    environ.setdefault("JE_ARROW_MALLOC_CONF", LEAN_JEMALLOC_CONF)
+    return True
+
+
+def pyarrow_has_jemalloc() -> bool:
+    """Whether the installed pyarrow was built with jemalloc, without importing it.
+
+    Its wheels ship Arrow's build configuration header, which defines ARROW_JEMALLOC when
+    jemalloc is compiled in (the Linux wheels are; Windows builds never are). Without the header
+    the answer is no, so nothing changes.
+    """
+    spec = importlib.util.find_spec("pyarrow")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    for location in spec.submodule_search_locations:
+        header = Path(location, "include", "arrow", "util", "config.h")
+        try:
+            text = header.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        return any(line.strip() == "#define ARROW_JEMALLOC" for line in text.splitlines())
+    return False
+
+
+__all__ = ["LEAN_JEMALLOC_CONF", "pyarrow_has_jemalloc", "use_lean_arrow_pool"]

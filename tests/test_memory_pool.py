@@ -1,0 +1,167 @@
+"""Arrow's pool in the processes logsieve owns: jemalloc on a fresh start, a user's choice kept.
+
+Arrow picks its pool when pyarrow is first imported, and this test process imported it long ago,
+so every case runs in a fresh interpreter, as the `logsieve` command and a cold Lambda do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as ds
+import pytest
+
+from logsieve.memory import LEAN_JEMALLOC_CONF, pyarrow_has_jemalloc
+from logsieve.samples import join_lines, utc_today, web_lines
+
+
+def run_fresh(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `script` in a new interpreter; it prints one JSON object last."""
+    chosen = ("ARROW_DEFAULT_MEMORY_POOL", "JE_ARROW_MALLOC_CONF")
+    environ = {k: v for k, v in os.environ.items() if k not in chosen}
+    environ.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Unsupported backend" not in done.stderr
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+CLI = """
+    import json, os
+    from logsieve.cli import main
+    code = main(["process", {path!r}, "--out", {out!r}, "--json"])
+    import pyarrow as pa
+    print(json.dumps({{
+        "code": code,
+        "backend": pa.default_memory_pool().backend_name,
+        "conf": os.environ.get("JE_ARROW_MALLOC_CONF"),
+    }}))
+"""
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> tuple[Path, int]:
+    lines = web_lines(utc_today())
+    path = tmp_path / "web.jsonl"
+    path.write_bytes(join_lines(lines))
+    return path, sum(line.expect == "valid" for line in lines)
+
+
+def test_the_header_check_agrees_with_what_pyarrow_can_do() -> None:
+    probe = run_fresh(
+        """
+        import json, pyarrow as pa
+        try:
+            pa.jemalloc_memory_pool()
+            has = True
+        except NotImplementedError:
+            has = False
+        print(json.dumps({"has": has}))
+        """
+    )
+    assert probe["has"] is pyarrow_has_jemalloc()
+
+
+def test_the_command_line_streams_with_lean_jemalloc(
+    tmp_path: Path, log_file: tuple[Path, int]
+) -> None:
+    path, valid = log_file
+    result = run_fresh(CLI.format(path=str(path), out=str(tmp_path / "out")))
+    assert result["code"] == 0
+    if pyarrow_has_jemalloc():
+        assert result["backend"] == "jemalloc"
+        assert result["conf"] == LEAN_JEMALLOC_CONF
+    else:
+        assert (result["backend"], result["conf"]) != ("jemalloc", None)
+        assert result["conf"] is None
+    assert ds.dataset(tmp_path / "out" / "clean", partitioning="hive").count_rows() == valid
+
+
+def test_a_pool_the_user_chose_is_kept(tmp_path: Path, log_file: tuple[Path, int]) -> None:
+    path, valid = log_file
+    script = CLI.format(path=str(path), out=str(tmp_path / "out"))
+    result = run_fresh(script, {"ARROW_DEFAULT_MEMORY_POOL": "system"})
+    assert (result["code"], result["backend"], result["conf"]) == (0, "system", None)
+    assert ds.dataset(tmp_path / "out" / "clean", partitioning="hive").count_rows() == valid
+
+
+@pytest.mark.skipif(not pyarrow_has_jemalloc(), reason="this pyarrow has no jemalloc")
+def test_jemalloc_settings_of_the_user_are_kept(tmp_path: Path, log_file: tuple[Path, int]) -> None:
+    path, _ = log_file
+    script = CLI.format(path=str(path), out=str(tmp_path / "out"))
+    result = run_fresh(script, {"JE_ARROW_MALLOC_CONF": "dirty_decay_ms:5000"})
+    assert (result["backend"], result["conf"]) == ("jemalloc", "dirty_decay_ms:5000")
+
+
+def test_too_late_once_pyarrow_is_imported() -> None:
+    result = run_fresh(
+        """
+        import json, os
+        import pyarrow as pa
+        from logsieve.memory import use_lean_arrow_pool
+        asked = use_lean_arrow_pool()
+        print(json.dumps({
+            "asked": asked,
+            "backend": pa.default_memory_pool().backend_name,
+            "pool_env": os.environ.get("ARROW_DEFAULT_MEMORY_POOL"),
+        }))
+        """
+    )
+    assert result["asked"] is False
+    assert result["pool_env"] is None
+    assert result["backend"] != "jemalloc"
+
+
+def test_a_cold_lambda_ingests_with_lean_jemalloc() -> None:
+    """The handler's first invocation chooses the pool before its ingest imports pyarrow."""
+    result = run_fresh(
+        """
+        import json, sys
+        from moto import mock_aws
+        from logsieve import aws
+        from logsieve.infra import Clients, ResourceNames, drain_queue, provision
+        from logsieve.samples import join_lines, utc_today, web_lines
+
+        lines = web_lines(utc_today())
+        with mock_aws():
+            clients = Clients.create(region_name="us-east-1")
+            res = provision(clients, ResourceNames(visibility_timeout=1))
+            drain_queue(clients.sqs, res.queue_url)
+            import os
+            os.environ.update(res.environment())
+            imported_before = "pyarrow" in sys.modules
+            body = join_lines(lines)
+            clients.s3.put_object(Bucket=res.names.input_bucket, Key="web.jsonl", Body=body)
+            (message,) = drain_queue(clients.sqs, res.queue_url)
+            response = aws.handler(json.loads(message["Body"]), None)
+            import pyarrow as pa
+            print(json.dumps({
+                "imported_before": imported_before,
+                "response": response,
+                "backend": pa.default_memory_pool().backend_name,
+                "valid": sum(line.expect == "valid" for line in lines),
+            }))
+        """,
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        },
+    )
+    assert result["imported_before"] is False
+    assert result["response"]["failed"] == []
+    assert result["response"]["valid"] == result["valid"] > 0
+    assert (result["backend"] == "jemalloc") is pyarrow_has_jemalloc()
