@@ -1,13 +1,16 @@
-"""Arrow's pool in the processes logsieve owns: jemalloc on a fresh start, a user's choice kept.
+"""Allocators: Arrow's pool in the processes logsieve owns (jemalloc on a fresh start, a user's
+choice kept), and the core's mimalloc settings kept to the core.
 
-Arrow picks its pool when pyarrow is first imported, and this test process imported it long ago,
-so every case runs in a fresh interpreter, as the `logsieve` command and a cold Lambda do.
+Arrow picks its pool when pyarrow is first imported and mimalloc reads its settings when its
+library loads, and this test process did both long ago, so every case runs in a fresh interpreter,
+as the `logsieve` command and a cold Lambda do.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -165,3 +168,44 @@ def test_a_cold_lambda_ingests_with_lean_jemalloc() -> None:
     assert result["response"]["failed"] == []
     assert result["response"]["valid"] == result["valid"] > 0
     assert (result["backend"] == "jemalloc") is pyarrow_has_jemalloc()
+
+
+MARKER = "--- pyarrow next ---"
+IMPORTS = f"""
+import os, sys
+import logsieve
+print({MARKER!r}, file=sys.stderr, flush=True)
+import pyarrow
+print(os.environ.get("MIMALLOC_PURGE_DELAY"))
+"""
+
+
+def purge_delays(env: dict[str, str]) -> tuple[list[int], list[int], str]:
+    """mimalloc's purge delay as each allocator reports it (MIMALLOC_VERBOSE) while loading:
+    (the core's, pyarrow's, MIMALLOC_PURGE_DELAY seen after the imports)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
+    environ.update(env, MIMALLOC_VERBOSE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    core, _, arrow = done.stderr.partition(MARKER)
+    delays = [
+        [int(n) for n in re.findall(r"option 'purge_delay': (-?\d+)", part)]
+        for part in (core, arrow)
+    ]
+    return delays[0], delays[1], done.stdout.strip()
+
+
+def test_the_core_allocator_settings_stay_with_the_core() -> None:
+    core, arrow, after = purge_delays({})
+    assert core == [3000]  # what logsieve/__init__.py asks for
+    assert after == "None"  # gone from the environment, so child processes do not inherit it
+    assert 3000 not in arrow  # pyarrow's mimalloc, if it has one, keeps its own default
+
+
+def test_mimalloc_settings_of_the_user_win() -> None:
+    core, arrow, after = purge_delays({"MIMALLOC_PURGE_DELAY": "500"})
+    assert core == [500]
+    assert after == "500"
+    assert all(delay == 500 for delay in arrow)

@@ -2,15 +2,15 @@
 
 Streaming a file allocates and frees a batch's worth of Arrow memory many times a second: the
 per-date slices made contiguous, the Parquet writer's pages and their compressed copies. pyarrow's
-default pool, mimalloc, keeps freed memory for reuse, and it reads the same `MIMALLOC_*`
-variables as the core's allocator, which keeps freed pages for 3 s (see `logsieve/__init__.py`).
-So while `logsieve process` streams 1 GiB, the freed pages pile up for seconds at a time.
-jemalloc, returning dirty pages after 0.1 s, keeps the peak 60-90 MB lower at the same speed
-(BENCHMARKS.md, seventh session).
+default pool, mimalloc, keeps freed memory mapped for reuse (1 s in pyarrow's build), so while
+`logsieve process` streams 1 GiB, freed pages pile up: it peaked at 354-367 MB. jemalloc, handing
+dirty pages back after 0.1 s, peaked at 279-298 MB at the same speed (BENCHMARKS.md, seventh
+session).
 
-Arrow picks its default pool once, when pyarrow is imported, and its C++ code (the Parquet writer
-included) keeps using that one whatever `pyarrow.set_memory_pool` says later. So the choice is
-made through `ARROW_DEFAULT_MEMORY_POOL` before the first import. Only entry points call this: a
+Arrow picks its default pool once, when pyarrow is imported. `pyarrow.set_memory_pool` later
+only changes the pool pyarrow's Python calls pass down; Arrow code that takes no pool from Python
+keeps the first one (set after the import, jemalloc saved a third as much). So the choice is made
+through `ARROW_DEFAULT_MEMORY_POOL` before the first import. Only entry points call this: a
 library must not change the allocator of the process it is imported into.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import MutableMapping
 from pathlib import Path
 
 #: jemalloc settings (`JE_ARROW_MALLOC_CONF`): freed pages go back to the OS after 0.1 s, straight
@@ -28,19 +27,19 @@ from pathlib import Path
 LEAN_JEMALLOC_CONF = "dirty_decay_ms:100,muzzy_decay_ms:0"
 
 
-def use_lean_arrow_pool(environ: MutableMapping[str, str] = os.environ) -> bool:
+def use_lean_arrow_pool() -> bool:
     """Ask for jemalloc as pyarrow's default pool if nothing decided yet; True if it was asked.
 
     Left alone: a pool the user chose (`ARROW_DEFAULT_MEMORY_POOL`), a process that already
     imported pyarrow (too late to choose), and a pyarrow built without jemalloc (Arrow would
     print a warning on every start). A `JE_ARROW_MALLOC_CONF` of the user's is kept.
     """
-    if environ.get("ARROW_DEFAULT_MEMORY_POOL") or "pyarrow" in sys.modules:
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or "pyarrow" in sys.modules:
         return False
     if not pyarrow_has_jemalloc():
         return False
-    environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
-    environ.setdefault("JE_ARROW_MALLOC_CONF", LEAN_JEMALLOC_CONF)
+    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "jemalloc"
+    os.environ.setdefault("JE_ARROW_MALLOC_CONF", LEAN_JEMALLOC_CONF)
     return True
 
 
