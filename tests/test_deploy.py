@@ -864,6 +864,7 @@ def test_packaged_handler_processes_an_event_in_a_clean_virtualenv(
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": out["WorkerFunctionName"],  # set by Lambda
             **{k: str(v) for k, v in env_vars.items()},
         }
         run = subprocess.run(

@@ -108,6 +108,27 @@ def test_jemalloc_settings_of_the_user_are_kept(tmp_path: Path, log_file: tuple[
     assert (result["backend"], result["conf"]) == ("jemalloc", "dirty_decay_ms:5000")
 
 
+def test_commands_that_do_not_stream_keep_the_default_pool() -> None:
+    # `serve` is the one that matters (the HTTP API is faster on pyarrow's default pool); it
+    # runs until stopped, so `template`, which goes through the same dispatch, stands in for it.
+    result = run_fresh(
+        """
+        import contextlib, io, json, os
+        from logsieve.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main(["template"])
+        import pyarrow as pa
+        print(json.dumps({
+            "code": code,
+            "backend": pa.default_memory_pool().backend_name,
+            "pool_env": os.environ.get("ARROW_DEFAULT_MEMORY_POOL"),
+        }))
+        """
+    )
+    assert (result["code"], result["pool_env"]) == (0, None)
+    assert result["backend"] != "jemalloc"
+
+
 def test_too_late_once_pyarrow_is_imported() -> None:
     result = run_fresh(
         """
@@ -127,8 +148,11 @@ def test_too_late_once_pyarrow_is_imported() -> None:
     assert result["backend"] != "jemalloc"
 
 
-def test_a_cold_lambda_ingests_with_lean_jemalloc() -> None:
-    """The handler's first invocation chooses the pool before its ingest imports pyarrow."""
+@pytest.mark.parametrize("in_lambda", [True, False], ids=["in Lambda", "elsewhere"])
+def test_a_cold_lambda_ingests_with_lean_jemalloc(in_lambda: bool) -> None:
+    """In a Lambda container the handler's first invocation chooses the pool before its ingest
+    imports pyarrow; elsewhere (`logsieve up` runs it next to the HTTP API) it leaves it alone."""
+    lambda_env = {"AWS_LAMBDA_FUNCTION_NAME": "logsieve-worker"} if in_lambda else {}
     result = run_fresh(
         """
         import json, sys
@@ -162,12 +186,13 @@ def test_a_cold_lambda_ingests_with_lean_jemalloc() -> None:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
+            **lambda_env,
         },
     )
     assert result["imported_before"] is False
     assert result["response"]["failed"] == []
     assert result["response"]["valid"] == result["valid"] > 0
-    assert (result["backend"] == "jemalloc") is pyarrow_has_jemalloc()
+    assert (result["backend"] == "jemalloc") is (in_lambda and pyarrow_has_jemalloc())
 
 
 MARKER = "--- pyarrow next ---"

@@ -611,7 +611,10 @@ def _shared_clients() -> Clients:
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point; see the module docstring for events, configuration and results."""
-    use_lean_arrow_pool()  # takes effect on a cold start, before the first ingest imports pyarrow
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        # A Lambda container's process is ours; on a cold start this comes before the first
+        # ingest imports pyarrow. Elsewhere (`logsieve up`'s worker) the process decides.
+        use_lean_arrow_pool()
     if logger.level == logging.NOTSET:
         level = os.environ.get("LOGSIEVE_LOG_LEVEL", "INFO").strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

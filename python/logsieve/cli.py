@@ -26,6 +26,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "template": ("logsieve.deploy", "print the CloudFormation template for real AWS"),
     "package": ("logsieve.deploy", "build the Lambda deployment artifact"),
 }
+# Commands that stream files through the core get the lean Arrow pool (logsieve.memory). Not the
+# HTTP API: under jemalloc `logsieve serve` answered 2-17% fewer requests per second and its
+# first question about a day took longer (benches/bench_api.py, BENCHMARKS.md seventh session).
+_STREAMING = {"process", "simulate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    use_lean_arrow_pool()
+    if args.command in _STREAMING:
+        use_lean_arrow_pool()
     try:
         return int(args._run(args) or 0)
     except LogsieveError as exc:

@@ -1,4 +1,5 @@
-"""Arrow's memory pool for the processes logsieve owns: the command line and the Lambda handler.
+"""Arrow's memory pool for the processes that stream files: `logsieve process`, `logsieve simulate`
+and the Lambda worker.
 
 Streaming a file allocates and frees a batch's worth of Arrow memory many times a second: the
 per-date slices made contiguous, the Parquet writer's pages and their compressed copies. pyarrow's
@@ -11,7 +12,8 @@ Arrow picks its default pool once, when pyarrow is imported. `pyarrow.set_memory
 only changes the pool pyarrow's Python calls pass down; Arrow code that takes no pool from Python
 keeps the first one (set after the import, jemalloc saved a third as much). So the choice is made
 through `ARROW_DEFAULT_MEMORY_POOL` before the first import. Only entry points call this: a
-library must not change the allocator of the process it is imported into.
+library must not change the allocator of the process it is imported into. Not the HTTP API
+either: `logsieve serve` answered 2-17% fewer requests per second under jemalloc.
 """
 
 from __future__ import annotations
