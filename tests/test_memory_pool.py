@@ -1,5 +1,6 @@
-"""Allocators: Arrow's pool in the processes logsieve owns (jemalloc on a fresh start, a user's
-choice kept), and the core's mimalloc settings kept to the core.
+"""Allocators: Arrow's pool where files stream (jemalloc for `logsieve process` and a cold Lambda
+worker, pyarrow's default elsewhere, a user's choice kept), and the core's mimalloc settings kept
+to the core.
 
 Arrow picks its pool when pyarrow is first imported and mimalloc reads its settings when its
 library loads, and this test process did both long ago, so every case runs in a fresh interpreter,
