@@ -21,6 +21,14 @@ def _lines(n: int, bad_every: int = 7) -> list[bytes]:
     ]
 
 
+def _assert_batches_are(whole: logsieve.Batch, batches: list[logsieve.Batch]) -> None:
+    """The batches' clean and error rows, raw bytes included, are exactly those of `whole`."""
+    clean = pa.Table.from_batches([b.clean for b in batches], schema=whole.clean.schema)
+    errors = pa.Table.from_batches([b.errors for b in batches], schema=whole.errors.schema)
+    assert clean.equals(pa.Table.from_batches([whole.clean]))
+    assert errors.equals(pa.Table.from_batches([whole.errors]))
+
+
 def test_file_object_and_iterator_give_the_same_batches_as_process() -> None:
     data = b"\n".join(_lines(2_000)) + b"\n"
     whole = logsieve.process(data)
@@ -120,10 +128,7 @@ def test_long_lines_among_short_ones_keep_every_byte() -> None:
     whole = logsieve.process(data)
     batches = list(logsieve.process_stream(io.BytesIO(data), chunk_size=4096))
     assert len(batches) > 20
-    clean = pa.Table.from_batches([b.clean for b in batches], schema=whole.clean.schema)
-    errors = pa.Table.from_batches([b.errors for b in batches], schema=whole.errors.schema)
-    assert clean.equals(pa.Table.from_batches([whole.clean]))
-    assert errors.equals(pa.Table.from_batches([whole.errors]))
+    _assert_batches_are(whole, batches)
 
 
 def test_a_call_big_enough_for_huge_pages_gives_what_small_batches_give() -> None:
@@ -133,11 +138,8 @@ def test_a_call_big_enough_for_huge_pages_gives_what_small_batches_give() -> Non
     assert len(data) > 32 << 20
     whole = logsieve.process(data)
     batches = list(logsieve.process_stream(io.BytesIO(data), chunk_size=1 << 20))
-    clean = pa.Table.from_batches([b.clean for b in batches], schema=whole.clean.schema)
-    errors = pa.Table.from_batches([b.errors for b in batches], schema=whole.errors.schema)
     assert whole.stats.valid == 600_000 - len(range(0, 600_000, 13))
-    assert clean.equals(pa.Table.from_batches([whole.clean]))
-    assert errors.equals(pa.Table.from_batches([whole.errors]))
+    _assert_batches_are(whole, batches)
 
 
 def test_the_private_step_checks_its_arguments() -> None:
