@@ -23,6 +23,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from logsieve.api import ACCEPTED_PARAMETERS, BackgroundServer, create_app, openapi_document
@@ -397,6 +399,41 @@ def test_unreadable_file_is_a_503_not_a_500(tmp_path: Path) -> None:
         response = httpx.get(f"{server.url}/logins_today?date=2025-08-20", trust_env=False)
     assert response.status_code == 503
     assert "cannot read the clean dataset" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        ("action", pa.array([1, 2], pa.int64())),
+        ("event_time", pa.array(["2025-08-20 01:00:00", "2025-08-20 02:00:00"])),
+    ],
+)
+def test_column_of_another_type_is_a_503_naming_the_file(
+    tmp_path: Path, column: str, values: pa.Array
+) -> None:
+    """Parquet written by something else into the dataset: say which file, never a 500."""
+    good = {
+        "action": pa.array(["login", "login"]),
+        "event_time": pa.array(
+            [datetime(2025, 8, 20, 1, tzinfo=timezone.utc)] * 2, pa.timestamp("us", tz="UTC")
+        ),
+    }
+    partition = tmp_path / "clean" / "date=2025-08-20"
+    partition.mkdir(parents=True)
+    pq.write_table(pa.table(good), partition / "fine.parquet")
+    pq.write_table(pa.table({**good, column: values}), partition / "foreign.parquet")
+    with BackgroundServer(create_app(str(tmp_path / "clean"))) as server:
+        # Tokyo's day needs event_time as well as action; UTC's day reads action alone.
+        for tz in ("UTC", "Asia/Tokyo"):
+            query = {"date": "2025-08-20", "tz": tz}
+            response = httpx.get(f"{server.url}/logins_today", params=query, trust_env=False)
+            if column == "event_time" and tz == "UTC":
+                assert response.status_code == 200  # the column is not read at all
+                continue
+            assert response.status_code == 503
+            error = response.json()["error"]
+            assert "cannot read the clean dataset" in error
+            assert str(partition / "foreign.parquet") in error
 
 
 def test_s3_dataset_through_aws_endpoint_url(

@@ -253,6 +253,42 @@ def test_hand_written_s3_records(record: dict[str, Any], expected: list[str]) ->
     assert [ref.key for ref in aws.objects_in({"Records": [record]})] == expected
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": 5}}}]},
+        {"Records": [{"s3": {"bucket": {"name": None}, "object": {"key": "k"}}}]},
+        {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": ""}}}]},
+        {"Records": [{"s3": {"bucket": "b", "object": {"key": "k"}}}]},
+        {
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "detail": {"bucket": {"name": ["b"]}, "object": {"key": "k"}},
+        },
+    ],
+)
+def test_malformed_object_fields_are_event_errors(payload: dict[str, Any]) -> None:
+    with pytest.raises(EventError, match="without bucket name or object key"):
+        list(aws.objects_in(payload))
+
+
+def test_malformed_sqs_records_fail_only_themselves(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    (good,) = upload(clients, res, "fine.jsonl", join_lines(web_lines(TODAY)))
+    event = sqs_event([good])
+    record = event["Records"][0]
+    event["Records"] += [
+        {**record, "messageId": "dict-body", "body": {"Records": []}},
+        {**record, "messageId": "odd-attributes", "attributes": "zzz"},
+    ]
+
+    response = aws.handler(event, None)
+
+    # The dict body cannot be read; odd attributes only cost the receive count (taken as 1).
+    assert response == {"batchItemFailures": [{"itemIdentifier": "dict-body"}]}
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(web_lines(TODAY))
+
+
 def test_unknown_event_shape_is_an_error(aws_stack: Any) -> None:
     with pytest.raises(EventError, match="not an S3, SQS, SNS or EventBridge"):
         aws.handler({"hello": "world"}, None)
@@ -309,6 +345,93 @@ def test_retried_event_never_duplicates(aws_stack: Any, deliveries: int) -> None
     assert sorted(e["line"] for e in errors) == [
         i for i, line in enumerate(lines, 1) if line.expect not in ("valid", "blank")
     ]
+
+
+def test_repeated_notification_sends_metrics_and_alerts_once(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    lines = every_error_lines(TODAY)  # an error rate high enough to alert
+    (message,) = upload(clients, res, "dup/app.jsonl", join_lines(lines))
+    counts = expected_counts(lines)
+
+    assert aws.handler(sqs_event([message]), None) == {"batchItemFailures": []}
+    assert aws.handler(sqs_event([message], receive_count=2), None) == {"batchItemFailures": []}
+    again = aws.handler(json.loads(message["Body"]), None)
+
+    # The repeat reports what the first delivery stored, and says so.
+    assert {k: again[k] for k in counts} == counts
+    assert again["objects"][0]["already_ingested"] is True
+    assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == ["high_error_rate"]
+
+    def processed() -> float:
+        metrics = read_metrics(clients.cloudwatch, "LogSieve", since=started)
+        (total,) = [
+            m["sum"]
+            for m in metrics
+            if m["name"] == "RecordsProcessed"
+            and m["dimensions"] == {"Bucket": res.names.input_bucket}
+        ]
+        return float(total)
+
+    assert processed() == counts["processed"]
+
+    # New content under the same key is a new version: ingested, counted and stored again.
+    newer = web_lines(TODAY)
+    (message,) = upload(clients, res, "dup/app.jsonl", join_lines(newer))
+    response = aws.handler(json.loads(message["Body"]), None)
+    assert "already_ingested" not in response["objects"][0]
+    assert processed() == counts["processed"] + expected_counts(newer)["processed"]
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(newer)
+
+
+def test_object_replaced_while_ingested_ends_with_its_latest_version(aws_stack: Any) -> None:
+    """S3 announces both versions; the older version's run finishing last must not win."""
+    from logsieve.infra import Clients
+
+    clients, res = aws_stack
+    key = "race/app.jsonl"
+    old, new = every_error_lines(TODAY), mobile_lines(TODAY)
+    (old_message,) = upload(clients, res, key, join_lines(old))
+    config = aws.HandlerConfig.from_env()
+    other_worker = aws.Pipeline.from_clients(config, Clients.create(region_name="us-east-1"))
+    replaced = []
+
+    def newer_version_meanwhile(params: dict[str, Any], **kwargs: Any) -> None:
+        # As the old version's run publishes, the new version arrives and another worker
+        # ingests it from start to finish.
+        if replaced or not params.get("Key", "").endswith(".parquet"):
+            return
+        (new_message,) = upload(clients, res, key, join_lines(new))
+        replaced.append(other_worker.handle(sqs_event([new_message])))
+
+    clients.s3.meta.events.register("provide-client-params.s3.PutObject", newer_version_meanwhile)
+    try:
+        outcome = aws.Pipeline.from_clients(config, clients).handle(sqs_event([old_message]))
+    finally:
+        clients.s3.meta.events.unregister(
+            "provide-client-params.s3.PutObject", newer_version_meanwhile
+        )
+
+    assert [o.failed_message_ids for o in replaced] == [[]]
+    assert outcome.failed_message_ids == []
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(new)
+    assert error_records(clients, res) == []  # the old version's errors are gone too
+
+
+def test_last_receive_in_a_batch_is_final_even_after_an_earlier_one(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    (message,) = upload(clients, res, "gone/twice.jsonl", b"{}\n")
+    clients.s3.delete_object(Bucket=res.names.input_bucket, Key="gone/twice.jsonl")
+    first, last = sqs_event([message], receive_count=1), sqs_event([message], receive_count=3)
+    last["Records"][0]["messageId"] = "the-same-notification-again"
+
+    response = aws.handler({"Records": first["Records"] + last["Records"]}, None)
+
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == {
+        message["MessageId"],
+        "the-same-notification-again",
+    }
+    assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == ["object_failed"]
 
 
 # --- failures ----------------------------------------------------------------------------------
@@ -404,6 +527,30 @@ def test_missing_object_in_direct_event_fails_loudly(aws_stack: Any) -> None:
     assert failure["object"] == f"s3://{res.names.input_bucket}/vanished.jsonl"
     assert "NoSuchKey" in failure["error"]
     assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == ["object_failed"]
+
+
+def test_missing_output_bucket_is_blamed_on_the_output_not_the_object(
+    aws_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients, res = aws_stack
+    monkeypatch.setenv("LOGSIEVE_CLEAN_URI", "s3://no-such-clean-bucket/clean")
+    (message,) = upload(clients, res, "fine/app.jsonl", join_lines(web_lines(TODAY)))
+
+    direct = aws.handler(json.loads(message["Body"]), None)
+    (failure,) = direct["failed"]
+    assert failure["error"].startswith("OutputError: cannot ")
+    assert "s3://no-such-clean-bucket/clean" in failure["error"]
+    assert "NoSuchBucket" in failure["error"]
+    via_sqs = aws.handler(sqs_event([message], receive_count=3), None)
+    assert via_sqs == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+
+    direct_alert, sqs_alert = (a["message"] for a in read_alerts(clients, res))
+    for text in (direct_alert, sqs_alert):
+        assert "The object itself may be fine" in text
+        assert "s3://no-such-clean-bucket/clean" in text
+        assert "upload it again" not in text
+    assert "direct invocation" in direct_alert and "dead-letter" not in direct_alert
+    assert "3 of 3" in sqs_alert and "dead-letter" in sqs_alert
 
 
 def test_unreadable_sqs_body_fails_and_alerts_on_last_receive(aws_stack: Any) -> None:
@@ -515,6 +662,17 @@ def test_gzip_and_empty_objects(aws_stack: Any) -> None:
         result = results[key]
         assert result is not None
         assert (result.processed, result.valid, result.errors, result.clean_keys) == (0, 0, 0, [])
+
+
+def test_compressed_object_without_a_suffix_is_recognised(aws_stack: Any) -> None:
+    clients, res = aws_stack
+    lines = mobile_lines(TODAY)
+    (message,) = upload(clients, res, "renamed/app.jsonl", gzip.compress(join_lines(lines)))
+
+    response = aws.handler(json.loads(message["Body"]), None)
+
+    assert {k: response[k] for k in ("processed", "valid", "errors")} == expected_counts(lines)
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(lines)
 
 
 def test_object_that_is_not_text_becomes_error_records(aws_stack: Any) -> None:

@@ -29,8 +29,9 @@ DAY = date(2025, 8, 20)
 class Up:
     """A running `logsieve up`, its output read line by line in the background."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env_extra: dict[str, str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+        env.update(env_extra or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "logsieve.cli", "up", "--moto-port", "0", "--port", "0", *args],
             stdout=subprocess.PIPE,
@@ -78,9 +79,21 @@ class Up:
         return status
 
 
+def dead_endpoint() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (the port was free a moment ago)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 def up() -> Iterator[Up]:
-    running = Up()
+    # Service-specific endpoints left in the shell must not lead `up` (or its API) past moto.
+    dead = dead_endpoint()
+    running = Up(env_extra={"AWS_ENDPOINT_URL_S3": dead, "AWS_ENDPOINT_URL_SQS": dead})
     try:
         yield running
     finally:

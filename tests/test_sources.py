@@ -54,8 +54,25 @@ def test_compression_is_named_by_suffix_or_content_encoding(
 
 
 def test_plain_input_is_passed_through_untouched() -> None:
-    raw = io.BytesIO(PAYLOAD)
+    raw = io.BufferedReader(io.BytesIO(PAYLOAD))  # a stream that can peek is not even wrapped
     assert decompressing(raw, "x.jsonl") is raw
+    assert read_in_pieces(decompressing(io.BytesIO(PAYLOAD), "x.jsonl")) == PAYLOAD
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"{}\n", b"\x1f", b"\x1f\x8a"])
+def test_short_plain_inputs_keep_every_byte(data: bytes) -> None:
+    assert decompressing(io.BytesIO(data), "x.jsonl").read() == data
+
+
+@pytest.mark.parametrize(
+    "compress", [gzip.compress, lambda data: zstandard.ZstdCompressor().compress(data)]
+)
+def test_compressed_bytes_without_suffix_are_recognised(compress: object) -> None:
+    """An upload that lost its .gz/.zst suffix must not become thousands of garbage records."""
+    data = compress(PAYLOAD)  # type: ignore[operator]
+    assert read_in_pieces(decompressing(io.BytesIO(data), "logs/app.jsonl")) == PAYLOAD
+    buffered = io.BufferedReader(io.BytesIO(data))
+    assert read_in_pieces(decompressing(buffered, "logs/app.jsonl")) == PAYLOAD
 
 
 def test_gzip_with_several_members_decompresses_in_small_reads() -> None:

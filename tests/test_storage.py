@@ -17,9 +17,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from logsieve.errors import ConfigError, SourceError
+from logsieve.errors import ConcurrentIngestError, ConfigError, OutputError, SourceError
 from logsieve.sources import decompressing
-from logsieve.storage import IngestResult, ingest, raw_bytes, source_id
+from logsieve.storage import IngestResult, ingest, raw_bytes, source_id, stored_result
 
 CLEAN_COLUMNS = ["timestamp", "day_of_week", "event_time", "user_id", "action", "extra"]
 ARRIVAL = datetime(2025, 9, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2)))  # 2025-09-02 UTC
@@ -526,6 +526,96 @@ def test_s3_manifest_records_what_was_written(s3) -> None:
     assert ["clean/" + k for k in manifest["clean"]] == result.clean_keys
     assert ["errors/" + k for k in manifest["errors"]] == result.error_keys
     assert manifest["stats"]["valid"] == len(log.valid)
+
+
+def test_s3_concurrent_ingests_of_one_source_are_detected_then_repaired(s3, tmp_path: Path) -> None:
+    """Two runs publishing one source at once: the loser fails loudly, a retry repairs all."""
+    import boto3
+
+    first = make_log(days=3)
+    other = make_log(days=2, start=datetime(2025, 9, 20, tzinfo=timezone.utc))
+    other_client = boto3.client("s3", region_name="us-east-1")
+    interleaved = []
+
+    def other_run_meanwhile(params, **kwargs) -> None:
+        if not interleaved and params.get("Key", "").endswith(".parquet"):
+            interleaved.append(run_s3(other_client, other))
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", other_run_meanwhile)
+    try:
+        with pytest.raises(ConcurrentIngestError, match="ingest it again to repair it"):
+            run_s3(s3, first)
+    finally:
+        s3.meta.events.unregister("provide-client-params.s3.PutObject", other_run_meanwhile)
+
+    # Both runs' files exist now, and the manifest names every one of them.
+    sid = source_id("s3://input/app.jsonl")
+    manifest_key = f"clean/_logsieve/manifests/{sid}.json"
+    manifest = orjson.loads(s3.get_object(Bucket="clean-bucket", Key=manifest_key)["Body"].read())
+    assert manifest["complete"] is False
+    stored = [k for k in s3_keys(s3, "clean-bucket") if k != manifest_key]
+    both = set(first.valid.values()) | set(other.valid.values())
+    assert len(interleaved) == 1
+    assert sorted(stored) == [f"clean/date={d}/{sid}.parquet" for d in sorted(both)]
+    assert set(stored) <= {f"clean/{k}" for k in manifest["clean"]}
+
+    result = run_s3(s3, first)  # the retry
+    assert s3_keys(s3, "clean-bucket") == sorted([manifest_key, *result.clean_keys])
+    table = read_clean(download(s3, "clean-bucket", "clean", tmp_path / "clean"))
+    assert table.num_rows == len(first.valid)
+
+
+def test_s3_missing_error_bucket_is_an_output_error_and_keeps_the_manifest(s3) -> None:
+    log = make_log(days=1)
+    with pytest.raises(OutputError, match=r"cannot write the output to .*NoSuchBucket"):
+        ingest(
+            io.BytesIO(log.data),
+            source="s3://input/app.jsonl",
+            clean_uri="s3://clean-bucket/clean",
+            error_uri="s3://no-such-error-bucket/errors",
+            s3_client=s3,
+        )
+    # The clean files went up before the error file failed: a manifest names them, so that
+    # the next ingest, whatever it writes, removes those it does not write again.
+    sid = source_id("s3://input/app.jsonl")
+    manifest_key = f"clean/_logsieve/manifests/{sid}.json"
+    published = [k for k in s3_keys(s3, "clean-bucket") if k != manifest_key]
+    assert published
+    manifest = orjson.loads(s3.get_object(Bucket="clean-bucket", Key=manifest_key)["Body"].read())
+    assert manifest["complete"] is False
+    assert {f"clean/{k}" for k in manifest["clean"]} >= set(published)
+
+    later = make_log(days=1, start=datetime(2025, 10, 1, 12, tzinfo=timezone.utc))
+    result = run_s3(s3, later)
+    assert s3_keys(s3, "clean-bucket") == sorted([manifest_key, *result.clean_keys])
+
+
+def test_stored_result_answers_only_for_the_version_ingested(s3) -> None:
+    log = make_log(days=2)
+    locations = {"clean_uri": "s3://clean-bucket/clean", "error_uri": "s3://error-bucket/errors/"}
+    source = "s3://input/app.jsonl"
+    assert stored_result(source=source, version="v1", s3_client=s3, **locations) is None
+    result = ingest(
+        io.BytesIO(log.data),
+        source=source,
+        arrival=ARRIVAL,
+        s3_client=s3,
+        source_version="v1",
+        **locations,
+    )
+    stored = stored_result(source=source, version="v1", s3_client=s3, **locations)
+    assert stored is not None
+    assert (stored.processed, stored.valid, stored.errors, stored.blank, stored.bytes) == (
+        result.processed,
+        result.valid,
+        result.errors,
+        result.blank,
+        result.bytes,
+    )
+    assert stored.error_counts == result.error_counts
+    assert (stored.clean_keys, stored.error_keys) == (result.clean_keys, result.error_keys)
+    assert stored_result(source=source, version="v2", s3_client=s3, **locations) is None
+    assert stored_result(source=source, version="", s3_client=s3, **locations) is None
 
 
 def test_s3_uri_without_bucket_is_a_config_error(s3) -> None:

@@ -223,15 +223,21 @@ class CleanDataset:
 
     def answer(self, window: DayWindow) -> LoginAnswer:
         """Count logins in the window, reading storage only where the listing changed."""
+        import pyarrow as pa
+
+        # OSError and ArrowInvalid (a ValueError) for unreadable files; ArrowNotImplementedError
+        # and ArrowTypeError for a column of another type than logsieve writes.
+        unreadable = (OSError, ValueError, pa.ArrowException)
         try:
             try:
                 return self._answer(window)
-            except (OSError, ValueError):  # a file replaced or removed since it was listed?
+            except unreadable:  # a file replaced or removed since it was listed?
                 self._listings.clear()
                 return self._answer(window)
-        except (OSError, ValueError) as exc:  # pyarrow raises OSError and ArrowInvalid
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SourceError(f"cannot read the clean dataset at {self.uri}: {detail}") from exc
+        except unreadable as exc:
+            raise SourceError(
+                f"cannot read the clean dataset at {self.uri}: {_first_line(exc)}"
+            ) from exc
 
     def _answer(self, window: DayWindow) -> LoginAnswer:
         listings = tuple(self._listing(partition) for partition in window.partitions)
@@ -317,8 +323,28 @@ class CleanDataset:
             parquet.make_fragment(path, filesystem=self._fs, file_size=size)
             for path, size, _ in files
         ]
-        dataset = ds.FileSystemDataset(fragments, pa.schema(columns), parquet, self._fs)
-        return int(dataset.count_rows(filter=condition))
+        schema = pa.schema(columns)
+        try:
+            return int(
+                ds.FileSystemDataset(fragments, schema, parquet, self._fs).count_rows(
+                    filter=condition
+                )
+            )
+        except pa.ArrowException as exc:
+            # pyarrow's message rarely names the file: find the first one that fails alone.
+            for fragment in fragments:
+                try:
+                    ds.FileSystemDataset([fragment], schema, parquet, self._fs).count_rows(
+                        filter=condition
+                    )
+                except pa.ArrowException as culprit:
+                    raise type(exc)(f"{fragment.path}: {_first_line(culprit)}") from exc
+            raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def open_clean_location(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:

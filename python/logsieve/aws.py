@@ -7,7 +7,10 @@ delivered through SQS, an EventBridge "Object Created" event), processes each ob
 error rate is too high or the object fails for good.
 
 Retries are safe because output names derive from the object's identity: processing an object
-again overwrites its earlier output. SQS batches report only the failed messages in
+again overwrites its earlier output. The clean manifest records the ETag ingested, so a repeated
+notification for the same version publishes nothing, not even metrics or alerts, and an object
+replaced while it was being ingested is ingested again until the output matches its latest
+version. SQS batches report only the failed messages in
 `batchItemFailures`, so only those come back; on the last allowed receive an alert goes out
 before SQS moves the message to the dead-letter queue.
 
@@ -24,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from logsieve.errors import ConfigError, EventError
+from logsieve.errors import ConcurrentIngestError, ConfigError, EventError, OutputError
 from logsieve.memory import use_lean_arrow_pool
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ logger = logging.getLogger("logsieve.aws")
 ALERT_HIGH_ERROR_RATE = "high_error_rate"
 ALERT_OBJECT_FAILED = "object_failed"
 _SAMPLE_ERRORS_IN_ALERT = 3
+#: Runs of one object lost to a concurrent run or to a newer version before it fails.
+_INGEST_ATTEMPTS = 3
 _NAMESPACE = re.compile(r"[^:][\x20-\x7e]{0,254}")
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
 
@@ -176,7 +182,7 @@ def deliveries(event: Any) -> list[Delivery]:
         message_id = str(record.get("messageId", ""))
         count = _receive_count(record)
         try:
-            body = json.loads(record.get("body") or "")
+            body = json.loads(_text(record.get("body"), "the body"))
             result.append(Delivery(list(objects_in(body)), message_id, count))
         except (ValueError, EventError) as exc:
             problem = f"unreadable message body: {exc}"
@@ -184,8 +190,17 @@ def deliveries(event: Any) -> list[Delivery]:
     return result
 
 
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise EventError(f"{what} is {type(value).__name__}, not a string")
+    return value
+
+
 def _receive_count(record: Mapping[str, Any]) -> int:
-    raw = (record.get("attributes") or {}).get("ApproximateReceiveCount", "1")
+    attributes = record.get("attributes")
+    if not isinstance(attributes, dict):
+        return 1
+    raw = attributes.get("ApproximateReceiveCount", "1")
     try:
         return max(1, int(raw))
     except (TypeError, ValueError):
@@ -224,8 +239,8 @@ def _objects_in_record(record: Any) -> Iterator[ObjectRef]:
     if "s3" in record:
         name = str(record.get("eventName", ""))
         try:
-            bucket = record["s3"]["bucket"]["name"]
-            key = unquote_plus(record["s3"]["object"]["key"])
+            bucket = _name(record["s3"]["bucket"]["name"], "bucket name")
+            key = unquote_plus(_name(record["s3"]["object"]["key"], "object key"))
         except (KeyError, TypeError) as exc:
             raise EventError(f"S3 record without bucket name or object key ({exc})") from exc
         if not name or name.removeprefix("s3:").startswith("ObjectCreated"):
@@ -247,8 +262,8 @@ def _objects_in_eventbridge(payload: dict[str, Any]) -> Iterator[ObjectRef]:
     detail_type = payload.get("detail-type")
     detail = payload["detail"]
     try:
-        bucket = detail["bucket"]["name"]
-        key = detail["object"]["key"]  # EventBridge sends keys as they are, not URL-encoded
+        bucket = _name(detail["bucket"]["name"], "bucket name")
+        key = _name(detail["object"]["key"], "object key")  # not URL-encoded, unlike S3's
     except (KeyError, TypeError) as exc:
         raise EventError(f"EventBridge S3 event without bucket name or object key ({exc})") from exc
     if detail_type == "Object Created":
@@ -257,6 +272,12 @@ def _objects_in_eventbridge(payload: dict[str, Any]) -> Iterator[ObjectRef]:
         logger.info(
             log_line("event_skipped", event_name=detail_type, object=f"s3://{bucket}/{key}")
         )
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"the {what} is {value!r}, not a non-empty string")
+    return value
 
 
 def _loads(text: Any, what: str) -> Any:
@@ -280,6 +301,8 @@ class ObjectOutcome:
     error: str | None = None
     final: bool = False
     alerts: list[str] = field(default_factory=list)
+    #: The object's current version was ingested before; `result` is what that run recorded.
+    already_ingested: bool = False
 
     @property
     def ok(self) -> bool:
@@ -287,7 +310,8 @@ class ObjectOutcome:
 
     def summary(self) -> dict[str, Any]:
         if self.result is not None:
-            return {"object": self.ref.uri, **self.result.summary(), "alerts": list(self.alerts)}
+            summary = {"object": self.ref.uri, **self.result.summary(), "alerts": list(self.alerts)}
+            return {**summary, "already_ingested": True} if self.already_ingested else summary
         return {
             "object": self.ref.uri,
             "failed": True,
@@ -370,24 +394,38 @@ class Pipeline:
             objects = []
             for ref in delivery.objects:
                 identity = (ref.bucket, ref.key)
-                if identity not in done:  # e.g. the two events moto sends for a multipart upload
+                seen = done.get(identity)  # e.g. the two events moto sends for a multipart upload
+                # A failure on an earlier receive does not stand for this one's last receive.
+                if seen is None or (final and not seen.ok and not seen.final):
                     done[identity] = self.process_object(
-                        ref, final=final, attempt=delivery.receive_count, request_id=request_id
+                        ref,
+                        final=final,
+                        attempt=delivery.receive_count,
+                        request_id=request_id,
+                        via_sqs=sqs,
                     )
                 objects.append(done[identity])
             outcomes.append(DeliveryOutcome(delivery, objects))
         return HandlerOutcome(sqs=sqs, deliveries=outcomes)
 
     def process_object(
-        self, ref: ObjectRef, *, final: bool = True, attempt: int = 1, request_id: str | None = None
+        self,
+        ref: ObjectRef,
+        *,
+        final: bool = True,
+        attempt: int = 1,
+        request_id: str | None = None,
+        via_sqs: bool = False,
     ) -> ObjectOutcome:
         """Ingest one object, then publish its metrics and any alert."""
         started = time.perf_counter()
         outcome = ObjectOutcome(ref, final=final)
+        output_failed = False
         try:
-            outcome.result = self._ingest(ref)
+            outcome.result, outcome.already_ingested = self._ingest(ref)
         except Exception as exc:  # any failure of one object must not sink the others
             outcome.error = describe_failure(exc)
+            output_failed = isinstance(exc, OutputError)
             logger.log(
                 logging.ERROR if final else logging.WARNING,
                 log_line(
@@ -401,32 +439,81 @@ class Pipeline:
                 ),
                 exc_info=not _expected_failure(exc),
             )
-        if outcome.result is not None:
+        if outcome.already_ingested:
+            # A repeated notification (SQS delivers at least once, moto announces multipart
+            # uploads twice): the output stands, and its metrics and alerts went out already.
+            logger.info(log_line("object_already_ingested", object=ref.uri, request_id=request_id))
+        elif outcome.result is not None:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             self._report_success(outcome, outcome.result, elapsed_ms, request_id)
         elif final:
             self._put_failure_metric(ref)
-            message = object_failed_message(ref, outcome.error or "", attempt, self.config)
+            message = object_failed_message(
+                ref,
+                outcome.error or "",
+                attempt=attempt if via_sqs else None,
+                config=self.config,
+                output_failed=output_failed,
+            )
             self._alert(ALERT_OBJECT_FAILED, ref, message)
             outcome.alerts.append(ALERT_OBJECT_FAILED)
         return outcome
 
-    def _ingest(self, ref: ObjectRef) -> IngestResult:
-        from logsieve.sources import open_s3_object
-        from logsieve.storage import ingest
+    def _ingest(self, ref: ObjectRef) -> tuple[IngestResult, bool]:
+        """The object's result, and whether an earlier delivery already ingested this version.
 
-        stream, info = open_s3_object(self.s3, ref.bucket, ref.key)
+        An object replaced while it was being ingested is ingested again, so that the output
+        always ends up describing the object's latest content (S3 announces every version,
+        and an older version's run may finish last). Two runs publishing at once (SQS delivers
+        at least once) are detected by the manifest's conditional writes and retried here.
+        """
+        from logsieve.sources import open_s3_object
+        from logsieve.storage import ingest, stored_result
+
+        locations = {"clean_uri": self.config.clean_uri, "error_uri": self.config.error_uri}
+        for attempt in range(1, _INGEST_ATTEMPTS + 1):
+            stream, info = open_s3_object(self.s3, ref.bucket, ref.key)
+            try:
+                stored = stored_result(
+                    source=ref.uri, version=info.etag, s3_client=self.s3, **locations
+                )
+                if stored is not None:
+                    return stored, True
+                try:
+                    result = ingest(
+                        stream,
+                        source=ref.uri,
+                        arrival=info.last_modified,
+                        s3_client=self.s3,
+                        source_version=info.etag,
+                        **locations,
+                    )
+                except ConcurrentIngestError as exc:
+                    if attempt == _INGEST_ATTEMPTS:
+                        raise
+                    logger.warning(log_line("concurrent_ingest", object=ref.uri, error=str(exc)))
+                    time.sleep(random.uniform(0.05, 0.5))
+                    continue
+            finally:
+                stream.close()
+            if self._current_etag(ref) in (info.etag, None):
+                return result, False
+            logger.warning(log_line("object_replaced_while_ingested", object=ref.uri))
+        raise ConcurrentIngestError(
+            f"{ref.uri} kept changing while it was ingested ({_INGEST_ATTEMPTS} attempts)"
+        )
+
+    def _current_etag(self, ref: ObjectRef) -> str | None:
+        """The object's ETag now; None if it is gone (its removal is not ours to handle)."""
+        from botocore.exceptions import ClientError
+
         try:
-            return ingest(
-                stream,
-                source=ref.uri,
-                clean_uri=self.config.clean_uri,
-                error_uri=self.config.error_uri,
-                arrival=info.last_modified,
-                s3_client=self.s3,
-            )
-        finally:
-            stream.close()
+            head = self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return str(head.get("ETag", "")).strip('"')
 
     def _report_success(
         self,
@@ -547,15 +634,40 @@ def high_error_rate_message(result: IngestResult, config: HandlerConfig) -> str:
     return "\n".join(lines)
 
 
-def object_failed_message(ref: ObjectRef, error: str, attempt: int, config: HandlerConfig) -> str:
+def object_failed_message(
+    ref: ObjectRef,
+    error: str,
+    *,
+    attempt: int | None,
+    config: HandlerConfig,
+    output_failed: bool = False,
+) -> str:
+    """The alert text; `attempt` is the SQS receive count, None for a direct invocation."""
+    if attempt is None:
+        tries = "attempts: 1 (a direct invocation; logsieve does not retry it)"
+    else:
+        tries = f"attempts: {attempt} of {config.max_receive_count}"
+    if output_failed:
+        advice = (
+            "The object itself may be fine: fix the output location or its permissions "
+            f"({config.clean_uri}, {config.error_uri}), then announce the object again."
+        )
+    else:
+        advice = "Fix the object and upload it again."
+    if attempt is not None:
+        advice = "The SQS message now goes to the dead-letter queue. " + advice
     return "\n".join(
         [
             "logsieve alert: object failed for good",
             f"object: {ref.uri}",
             f"error: {error}",
-            f"attempts: {attempt} of {config.max_receive_count}; "
-            "no records were written for this object (processed 0, valid 0, invalid 0)",
-            "An SQS message now goes to the dead-letter queue; fix the object and upload it again.",
+            f"{tries}; "
+            + (
+                "its output may be incomplete until it is ingested again"
+                if output_failed
+                else "no records were written for it (processed 0, valid 0, invalid 0)"
+            ),
+            advice,
         ]
     )
 

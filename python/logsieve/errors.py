@@ -23,8 +23,16 @@ class SourceError(LogsieveError):
     """An input (file, S3 object, stream) could not be read or decoded."""
 
 
+class OutputError(LogsieveError):
+    """Output could not be written (no such bucket, no permission, disk full): not the input."""
+
+
 class EventError(LogsieveError, ValueError):
     """An event the AWS handler cannot read: not an S3, SQS, SNS or EventBridge notification."""
+
+
+class ConcurrentIngestError(LogsieveError):
+    """Another ingest of the same source published at the same time; retrying resolves it."""
 
 
 class InternalError(LogsieveError):
@@ -41,11 +49,13 @@ class QueryParameterError(LogsieveError, ValueError):
 
 
 __all__ = [
+    "ConcurrentIngestError",
     "ConfigError",
     "EventError",
     "InputTooLargeError",
     "InternalError",
     "LogsieveError",
+    "OutputError",
     "QueryParameterError",
     "SourceError",
 ]

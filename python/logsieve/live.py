@@ -94,7 +94,10 @@ def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) 
     moto_host, moto_port = moto.get_host_and_port()
     aws_url = f"http://{_url_host(moto_host)}:{moto_port}"
     region = prepare_local_environment()
-    # Everything in this process (boto3, pyarrow's S3 filesystem) must talk to moto, never AWS.
+    # Everything in this process (boto3, pyarrow's S3 filesystem) must talk to moto, never AWS:
+    # a service-specific AWS_ENDPOINT_URL_S3 (or _SQS...) from the shell would win over it.
+    for name in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+        del os.environ[name]
     os.environ["AWS_ENDPOINT_URL"] = aws_url
     clients = Clients.create(endpoint_url=aws_url, region_name=region)
     resources = provision(clients)

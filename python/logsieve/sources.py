@@ -49,7 +49,7 @@ def compression_of(name: str, content_encoding: str | None = None) -> str | None
 
 
 def sniff_compression(head: bytes) -> str | None:
-    """Compression named by magic bytes, for inputs that have no name (stdin)."""
+    """Compression named by magic bytes: neither can start JSON text, so this never misfires."""
     if head.startswith(_GZIP_MAGIC):
         return "gzip"
     if head.startswith(_ZSTD_MAGIC):
@@ -58,18 +58,66 @@ def sniff_compression(head: bytes) -> str | None:
 
 
 def decompressing(raw: BinaryIO, name: str, content_encoding: str | None = None) -> BinaryIO:
-    """Wrap `raw` so that reads return decompressed bytes; plain inputs are returned as they are.
+    """Wrap `raw` so that reads return decompressed bytes; plain inputs come back unchanged.
 
     gzip (several members allowed) for `.gz` or Content-Encoding gzip, zstd (several frames
-    allowed) for `.zst` or Content-Encoding zstd. A stream that is corrupt or ends before its
+    allowed) for `.zst` or Content-Encoding zstd, and either by its magic bytes when neither the
+    name nor the encoding says (a compressed upload without its suffix would otherwise become
+    one garbage error record per "line"). A stream that is corrupt or ends before its
     end-of-stream marker raises `SourceError` naming `name`, at the read that finds out.
     """
     kind = compression_of(name, content_encoding)
+    if kind is None:
+        raw, head = _peek(raw, len(_ZSTD_MAGIC))
+        kind = sniff_compression(head)
     if kind == "gzip":
         return _GzipReader(raw, name)
     if kind == "zstd":
         return _ZstdReader(raw, name)
     return raw
+
+
+def _peek(raw: BinaryIO, size: int) -> tuple[BinaryIO, bytes]:
+    """The first `size` bytes, and a stream that still yields them."""
+    peek = getattr(raw, "peek", None)
+    if callable(peek):
+        return raw, peek(size)[:size]
+    head = b""
+    while len(head) < size and (more := raw.read(size - len(head))):
+        head += more
+    return _Rewound(raw, head), head
+
+
+class _Rewound(io.RawIOBase):
+    """`raw` with bytes already read from it put back in front."""
+
+    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+        super().__init__()
+        self._raw = raw
+        self._head = head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        readinto = getattr(self._raw, "readinto", None)
+        if callable(readinto):
+            return readinto(view) or 0
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
 
 
 class _DecodingReader(io.RawIOBase):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -31,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from logsieve import DEFAULT_CHUNK_SIZE
-from logsieve.errors import ConfigError
+from logsieve.errors import ConcurrentIngestError, ConfigError, LogsieveError, OutputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -58,6 +59,9 @@ _ROW_GROUP_ROWS = 128 * 1024
 #: Flushes' worth of rows (flush_bytes each) that may wait for the Parquet writer thread. With 1
 #: the ingesting thread waited for it most of the time; more than 2 gained nothing measurable.
 _WRITE_AHEAD = 2
+_STAT_NAMES = ("processed", "valid", "errors", "blank", "bytes")
+#: Conditional manifest writes lost to other ingests of the same source before giving up.
+_MANIFEST_ATTEMPTS = 5
 #: Staging directories untouched for this long belong to a dead process and are removed.
 STALE_STAGING_SECONDS = 24 * 3600
 #: S3 uploads switch to multipart above this size (parts of MULTIPART_CHUNKSIZE bytes).
@@ -147,6 +151,17 @@ class _Sink:
     def write_bytes(self, key: str, data: bytes) -> None:
         raise NotImplementedError
 
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """The content and a token that changes whenever the content is replaced."""
+        raise NotImplementedError
+
+    def write_if(self, key: str, data: bytes, token: str | None) -> str:
+        """Replace `key` only if its token is still `token` (None: only if it does not exist).
+
+        Returns the new token; raises ConcurrentIngestError when someone else wrote it first.
+        """
+        raise NotImplementedError
+
     def display(self, key: str) -> str:
         raise NotImplementedError
 
@@ -194,8 +209,32 @@ class _LocalSink(_Sink):
         temp.write_bytes(data)
         os.replace(temp, target)
 
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        data = self.read_bytes(key)
+        return data, None if data is None else hashlib.sha256(data).hexdigest()
+
+    def write_if(self, key: str, data: bytes, token: str | None) -> str:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.parent):
+            if self.read_versioned(key)[1] != token:
+                raise ConcurrentIngestError(f"{target} was replaced by another ingest meanwhile")
+            self.write_bytes(key, data)
+        return hashlib.sha256(data).hexdigest()
+
     def display(self, key: str) -> str:
         return str(self.root / key)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive advisory lock on a directory, between processes of this machine."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _sweep_stale(staging: Path) -> None:
@@ -264,6 +303,36 @@ class _S3Sink(_Sink):
         self.client.put_object(
             Bucket=self.bucket, Key=self._key(key), Body=data, ContentType="application/json"
         )
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None, None
+        return response["Body"].read(), response["ETag"]
+
+    def write_if(self, key: str, data: bytes, token: str | None) -> str:
+        from botocore.exceptions import ClientError
+
+        # S3 conditional writes: If-Match replaces only the version we read, If-None-Match: *
+        # creates only what does not exist yet. Both fail with 412 (or 409 while racing).
+        condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType="application/json",
+                **condition,
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise ConcurrentIngestError(
+                    f"s3://{self.bucket}/{self._key(key)} was replaced by another ingest meanwhile"
+                ) from exc
+            raise
+        return response["ETag"]
 
     def display(self, key: str) -> str:
         return self._key(key)
@@ -541,11 +610,13 @@ def ingest(
     timestamp_field: str = "timestamp",
     user_id_field: str = "user_id",
     action_field: str = "action",
+    source_version: str | None = None,
 ) -> IngestResult:
     """Process one source end to end and publish its outputs, replacing any earlier ones.
 
     `stream` is a binary file-like object (or iterable of byte chunks) of decompressed JSON Lines;
-    `arrival` (default: now) dates the error file. If reading or processing fails, nothing is
+    `arrival` (default: now) dates the error file; `source_version` (an S3 ETag) is recorded in
+    the manifest for `stored_result`. If reading or processing fails, nothing is
     published, the source's previous output stays as it was, and the exception propagates.
     """
     from logsieve import process_stream
@@ -569,7 +640,7 @@ def ingest(
                 action_field=action_field,
             ):
                 stats = batch.stats
-                for name in ("processed", "valid", "errors", "blank", "bytes"):
+                for name in _STAT_NAMES:
                     totals[name] += int(getattr(stats, name))
                 partitions.add(batch.clean, flush_bytes=max(chunk_size, 1 << 20))
                 records.add(batch)
@@ -583,9 +654,15 @@ def ingest(
         new_errors = {}
         if staged_errors is not None:
             new_errors[error_key(_utc_date(arrival), sid)] = staged_errors
-        published, removed = _publish(
-            clean_sink, error_sink, sid, source, new_clean, new_errors, dict(totals)
-        )
+        record: dict[str, Any] = {
+            "stats": dict(totals),
+            "error_counts": dict(records.counts),
+            "source_version": source_version,
+        }
+        with _output_errors(f"write the output to {clean_uri} and {error_uri}"):
+            published, removed = _publish(
+                clean_sink, error_sink, sid, source, new_clean, new_errors, record
+            )
     finally:
         shutil.rmtree(clean_stage, ignore_errors=True)
         shutil.rmtree(error_stage, ignore_errors=True)
@@ -606,6 +683,23 @@ def ingest(
     )
 
 
+@contextlib.contextmanager
+def _output_errors(doing: str) -> Iterator[None]:
+    """Failures of the output side (botocore's, OSError...) as OutputError: cannot `doing`."""
+    try:
+        yield
+    except LogsieveError:
+        raise
+    except Exception as exc:
+        raise OutputError(f"cannot {doing}: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _publish(
     clean_sink: _Sink,
     error_sink: _Sink,
@@ -613,26 +707,44 @@ def _publish(
     source: str,
     new_clean: dict[str, Path],
     new_errors: dict[str, Path],
-    stats: dict[str, int],
+    record: dict[str, Any],
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Publish staged files and drop the source's stale ones, with the manifest kept a superset.
 
     Order: manifest listing old + new files, then the new files, then deletion of old files the
     new run did not write, then the final manifest. A crash at any step leaves a manifest naming
     every file of this source that may exist, so the next ingest cleans up after it.
+
+    The manifest is only replaced if nobody else replaced it since it was read (S3 conditional
+    writes; a lock on a local disk). When two ingests of one source publish at once, their files
+    may be mixed: the loser leaves a manifest naming every file either may have written and
+    raises ConcurrentIngestError, and ingesting again repairs the output.
     """
-    old = _read_manifest(clean_sink, sid)
-    old_clean = _owned(old.get("clean"), sid, ".parquet") - set(new_clean)
-    old_errors = _owned(old.get("errors"), sid, ".jsonl") - set(new_errors)
     manifest = {"source": source, "source_id": sid}
-    if old_clean or old_errors:
+    for _ in range(_MANIFEST_ATTEMPTS):
+        old, token = _read_manifest(clean_sink, sid)
+        recorded_clean = _owned(old.get("clean"), sid, ".parquet")
+        recorded_errors = _owned(old.get("errors"), sid, ".jsonl")
+        old_clean, old_errors = recorded_clean - set(new_clean), recorded_errors - set(new_errors)
+        if (
+            not old_clean
+            and not old_errors
+            and recorded_clean | recorded_errors >= set(new_clean) | set(new_errors)
+        ):
+            break  # the manifest names every file that will exist (a repeat of the last run)
         intent = {
             **manifest,
             "clean": sorted(old_clean | set(new_clean)),
             "errors": sorted(old_errors | set(new_errors)),
             "complete": False,
         }
-        clean_sink.write_bytes(manifest_key(sid), orjson.dumps(intent))
+        try:
+            token = clean_sink.write_if(manifest_key(sid), orjson.dumps(intent), token)
+            break
+        except ConcurrentIngestError:
+            continue
+    else:
+        raise ConcurrentIngestError(f"{source}: other ingests of it keep replacing its manifest")
     published = {
         "clean": [clean_sink.publish(path, key) for key, path in sorted(new_clean.items())],
         "errors": [error_sink.publish(path, key) for key, path in sorted(new_errors.items())],
@@ -644,13 +756,40 @@ def _publish(
         "clean": sorted(new_clean),
         "errors": sorted(new_errors),
         "complete": True,
-        "stats": stats,
+        **record,
         "written_at": datetime.now(timezone.utc).isoformat(),
     }
-    clean_sink.write_bytes(manifest_key(sid), orjson.dumps(final, option=orjson.OPT_INDENT_2))
+    data = orjson.dumps(final, option=orjson.OPT_INDENT_2)
+    try:
+        clean_sink.write_if(manifest_key(sid), data, token)
+    except ConcurrentIngestError:
+        _widen_manifest(clean_sink, sid, manifest, set(new_clean), set(new_errors))
+        raise ConcurrentIngestError(
+            f"{source} was ingested by another run at the same time, so its output may mix "
+            "both runs; ingest it again to repair it"
+        ) from None
     removed = [clean_sink.display(k) for k in sorted(old_clean)]
     removed += [error_sink.display(k) for k in sorted(old_errors)]
     return published, removed
+
+
+def _widen_manifest(
+    sink: _Sink, sid: str, manifest: dict[str, Any], clean: set[str], errors: set[str]
+) -> None:
+    """Add files this run published to the manifest another run wrote, marked incomplete."""
+    for _ in range(_MANIFEST_ATTEMPTS):
+        current, token = _read_manifest(sink, sid)
+        wider = {
+            **manifest,
+            "clean": sorted(_owned(current.get("clean"), sid, ".parquet") | clean),
+            "errors": sorted(_owned(current.get("errors"), sid, ".jsonl") | errors),
+            "complete": False,
+        }
+        try:
+            sink.write_if(manifest_key(sid), orjson.dumps(wider), token)
+            return
+        except ConcurrentIngestError:
+            continue
 
 
 def _owned(keys: Any, sid: str, suffix: str) -> set[str]:
@@ -661,15 +800,55 @@ def _owned(keys: Any, sid: str, suffix: str) -> set[str]:
     return {k for k in keys if isinstance(k, str) and pattern.fullmatch(k)}
 
 
-def _read_manifest(sink: _Sink, sid: str) -> dict[str, Any]:
-    data = sink.read_bytes(manifest_key(sid))
+def _read_manifest(sink: _Sink, sid: str) -> tuple[dict[str, Any], str | None]:
+    """The manifest (empty if missing or unreadable) and the token to replace it with."""
+    data, token = sink.read_versioned(manifest_key(sid))
     if not data:
-        return {}
+        return {}, token
     try:
         manifest = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return {}
-    return manifest if isinstance(manifest, dict) else {}
+        return {}, token
+    return (manifest if isinstance(manifest, dict) else {}), token
+
+
+def stored_result(
+    *, source: str, version: str, clean_uri: str, error_uri: str, s3_client: Any = None
+) -> IngestResult | None:
+    """What the last complete ingest of `source` recorded, if it ingested this `version`.
+
+    `version` is what `ingest` was given as `source_version` (an S3 ETag): a repeated event
+    for an object already ingested can then be answered without reading it again.
+    """
+    if not version:
+        return None
+    clean_sink = open_sink(clean_uri, s3_client)
+    sid = source_id(source)
+    with _output_errors(f"read the manifests at {clean_uri}"):
+        manifest, _ = _read_manifest(clean_sink, sid)
+    stats = manifest.get("stats")
+    if not (
+        manifest.get("complete") is True
+        and manifest.get("source_version") == version
+        and isinstance(stats, dict)
+    ):
+        return None
+    error_sink = open_sink(error_uri, s3_client)
+    counts = manifest.get("error_counts")
+    return IngestResult(
+        source=source,
+        **{name: int(stats.get(name, 0)) for name in _STAT_NAMES},
+        error_counts=dict(counts) if isinstance(counts, dict) else {},
+        clean_keys=[
+            clean_sink.display(k) for k in sorted(_owned(manifest.get("clean"), sid, ".parquet"))
+        ],
+        error_keys=[
+            error_sink.display(k) for k in sorted(_owned(manifest.get("errors"), sid, ".jsonl"))
+        ],
+        sample_errors=[],
+        seconds=0.0,
+        source_id=sid,
+    )
 
 
 __all__ = [
@@ -680,4 +859,5 @@ __all__ = [
     "open_sink",
     "raw_bytes",
     "source_id",
+    "stored_result",
 ]
