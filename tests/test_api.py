@@ -220,6 +220,31 @@ def test_days_at_the_ends_of_the_calendar(client: httpx.Client, day: str, zone: 
     assert get_ok(client, "/logins_today", date=day, tz=zone)["logins_today"] == 0
 
 
+def test_last_day_of_the_calendar_east_of_utc_ends_at_its_local_midnight(tmp_path: Path) -> None:
+    """9999-12-31 in Tokyo ends at 14:59:59.999999 UTC, not at the end of datetime's range."""
+    partition = tmp_path / "clean" / "date=9999-12-31"
+    partition.mkdir(parents=True)
+    moments = [datetime(9999, 12, 31, hour, tzinfo=timezone.utc) for hour in (5, 20)]
+    table = pa.table(
+        {
+            "action": pa.array(["login", "login"]),
+            "event_time": pa.array(moments, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(table, partition / "end.parquet")
+    with BackgroundServer(create_app(str(tmp_path / "clean"))) as server:
+        counts = {
+            tz: httpx.get(
+                f"{server.url}/logins_today",
+                params={"date": "9999-12-31", "tz": tz},
+                trust_env=False,
+            ).json()["logins_today"]
+            for tz in ("UTC", "Asia/Tokyo", "America/New_York")
+        }
+    # 20:00 UTC is already 10000-01-01 in Tokyo; in New York both are still 9999-12-31.
+    assert counts == {"UTC": 2, "Asia/Tokyo": 1, "America/New_York": 2}
+
+
 # --- bad requests -----------------------------------------------------------------------------
 
 BAD_QUERIES = [
@@ -239,6 +264,10 @@ BAD_QUERIES = [
     ("tz=Europe/Berlin%20", "tz"),
     ("tz=../../etc/passwd", "tz"),
     ("tz=/etc/localtime", "tz"),
+    ("tz=localtime", "tz"),  # the server's own zone: answers would depend on the machine
+    ("tz=posixrules", "tz"),
+    ("tz=posix/Europe/Berlin", "tz"),
+    ("tz=right/UTC", "tz"),
     ("tz=Europe", "tz"),
     ("tz=%00", "tz"),
     ("tz=" + "x" * 5000, "tz"),
@@ -261,6 +290,14 @@ def test_bad_parameter_is_a_400_naming_it(client: httpx.Client, query: str, para
         assert body["accepted"] == ACCEPTED_PARAMETERS[parameter]
     else:
         assert all(name in body["accepted"] for name in ACCEPTED_PARAMETERS)
+
+
+def test_unencoded_plus_in_tz_gets_a_hint(client: httpx.Client) -> None:
+    response = client.get("/logins_today?date=2025-08-20&tz=Etc/GMT+5")
+    assert response.status_code == 400
+    assert "%2B" in response.json()["error"]
+    encoded = client.get("/logins_today?date=2025-08-20&tz=Etc/GMT%2B5")
+    assert encoded.status_code == 200 and encoded.json()["tz"] == "Etc/GMT+5"
 
 
 def test_unknown_path_and_method_answer_json(client: httpx.Client) -> None:
@@ -353,8 +390,12 @@ def test_new_file_is_noticed_while_serving(tmp_path: Path) -> None:
         assert get_ok(http, "/logins_today", date=day)["logins_today"] == want
 
 
-def test_missing_dataset_answers_zero_with_a_note(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exists", [False, True])
+def test_missing_dataset_answers_zero_with_a_note(tmp_path: Path, exists: bool) -> None:
     clean = tmp_path / "not-yet"
+    if exists:  # a directory, but not a dataset (yet): same note
+        (clean / "_logsieve" / "manifests").mkdir(parents=True)
+        (clean / "README.txt").write_text("not a partition")
     with (
         BackgroundServer(create_app(str(clean), listing_ttl=0.1)) as server,
         httpx.Client(base_url=server.url, trust_env=False) as http,
@@ -517,6 +558,8 @@ def test_serve_command_serves_until_sigterm(dataset) -> None:
         ((), "no clean dataset given"),
         (("--clean", "ftp://host/x"), "not supported"),
         (("--clean", "s3://"), "names no bucket"),
+        (("--clean", "s3://bucket//clean/"), "has an empty path segment"),
+        (("--clean", "file://elsewhere/data"), "is not a local file URL"),
         (("--clean", ".", "--listing-ttl", "-1"), "listing TTL must be"),
         (("--clean", ".", "--host", "no-such-host.invalid"), "cannot listen on no-such-host"),
     ],
@@ -532,6 +575,38 @@ def test_serve_command_refuses_bad_settings(args: tuple[str, ...], message: str)
     )
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_serve_command_refuses_an_endpoint_with_an_impossible_port() -> None:
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:99999"}
+    proc = subprocess.run(
+        [*SERVE, "--clean", "s3://lake/clean", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "'http://127.0.0.1:99999' has an invalid port" in proc.stderr
+
+
+@pytest.mark.parametrize("form", ["file://localhost{}", "file:{}", "file://{}"])
+def test_file_urls_name_the_local_directory(tmp_path: Path, form: str) -> None:
+    partition = tmp_path / "clean" / "date=2025-08-20"
+    partition.mkdir(parents=True)
+    moment = datetime(2025, 8, 20, 9, tzinfo=timezone.utc)
+    table = pa.table(
+        {
+            "action": pa.array(["login"]),
+            "event_time": pa.array([moment], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    pq.write_table(table, partition / "one.parquet")
+    with BackgroundServer(create_app(form.format(tmp_path / "clean"))) as server:
+        body = httpx.get(
+            f"{server.url}/logins_today", params={"date": "2025-08-20"}, trust_env=False
+        ).json()
+    assert body["logins_today"] == 1
 
 
 def test_serve_command_refuses_a_port_out_of_range() -> None:

@@ -22,12 +22,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from datetime import time as time_of_day
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from logsieve.errors import ConfigError, InternalError, QueryParameterError, SourceError
+from logsieve.storage import file_url_path
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -44,6 +46,7 @@ _CACHE_ENTRIES = 4096
 _UTC = timezone.utc
 _ONE_US = timedelta(microseconds=1)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NOT_ZONE_NAMES = re.compile(r"(localtime|posixrules|(posix|right)/.*)\Z")
 
 #: What each query parameter of /logins_today accepts, as told to a client that got it wrong.
 ACCEPTED_PARAMETERS: dict[str, str] = {
@@ -85,8 +88,11 @@ def day_window(day: date, zone: ZoneInfo) -> DayWindow:
     first = _utc_instant(day, zone, clamp=datetime.min)
     try:
         last = _utc_instant(day + timedelta(days=1), zone, clamp=datetime.max) - _ONE_US
-    except OverflowError:  # the day after 9999-12-31
-        last = datetime.max.replace(tzinfo=_UTC)
+    except OverflowError:  # 9999-12-31 has no next day: its last microsecond, if in range
+        try:
+            last = datetime.combine(day, time_of_day.max, tzinfo=zone).astimezone(_UTC)
+        except OverflowError:
+            last = datetime.max.replace(tzinfo=_UTC)
     return DayWindow(day, str(zone.key), first, min(last, datetime.max.replace(tzinfo=_UTC)))
 
 
@@ -111,14 +117,22 @@ def parse_date(value: str) -> date:
 
 
 def parse_tz(value: str) -> ZoneInfo:
-    """An IANA zone from the system's (or the tzdata package's) database."""
+    """An IANA zone from the system's (or the tzdata package's) database.
+
+    Files in the system's zoneinfo directory that are not zone names (`localtime`, whatever the
+    server's clock is set to; `posixrules`; the `posix/` and `right/` copies) are refused: the
+    answer must not depend on the machine that serves it.
+    """
     try:
-        if value and value == value.strip():
+        if value and value == value.strip() and not _NOT_ZONE_NAMES.match(value):
             return ZoneInfo(value)
     except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
         pass
+    hint = " (a '+' in a URL means a space: write it as %2B)" if " " in value.strip() else ""
     raise QueryParameterError(
-        "tz", f"tz {_shorten(value)} is not an IANA time zone name", ACCEPTED_PARAMETERS["tz"]
+        "tz",
+        f"tz {_shorten(value)} is not an IANA time zone name{hint}",
+        ACCEPTED_PARAMETERS["tz"],
     )
 
 
@@ -258,7 +272,9 @@ class CleanDataset:
     def _empty_answer(self, root_exists: bool) -> LoginAnswer:
         if root_exists:
             return LoginAnswer(0)
-        return LoginAnswer(0, f"no clean dataset at {self.uri} yet: nothing has been stored")
+        return LoginAnswer(
+            0, f"no clean dataset at {self.uri} yet: no date=YYYY-MM-DD partitions stored"
+        )
 
     def _listing(self, partition: str) -> Listing:
         """The partition's Parquet files, re-read once the cached listing is `listing_ttl` old."""
@@ -284,13 +300,21 @@ class CleanDataset:
         return tuple(sorted(files))
 
     def _root_exists(self) -> bool:
-        """Whether anything is stored at all, re-checked like a listing."""
+        """Whether any day is stored at all, re-checked like a listing.
+
+        Looks for `date=` partitions rather than the root itself, so that an existing but wrong
+        directory (or a prefix holding only `_logsieve/`) gets the same note as a missing one.
+        """
         import pyarrow.fs as pafs
 
         now = time.monotonic()
         fresh_until, exists = self._root_seen
         if fresh_until < now:
-            exists = self._fs.get_file_info(self._root).type != pafs.FileType.NotFound
+            selector = pafs.FileSelector(self._root, allow_not_found=True)
+            exists = any(
+                info.type == pafs.FileType.Directory and info.base_name.startswith("date=")
+                for info in self._fs.get_file_info(selector)
+            )
             self._root_seen = (now + self.listing_ttl, exists)
         return exists
 
@@ -355,12 +379,16 @@ def open_clean_location(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
         root = uri[len("s3://") :].strip("/")
         if not root:
             raise ConfigError(f"clean URI {uri!r} names no bucket: use s3://bucket/prefix")
+        if "//" in root:
+            raise ConfigError(f"clean URI {uri!r} has an empty path segment ('//')")
         return _s3_filesystem(), root
-    if "://" in uri and not uri.startswith("file://"):
+    if uri.startswith("file:"):
+        uri = file_url_path(uri)
+    elif "://" in uri:
         raise ConfigError(
             f"clean URI {uri!r} is not supported: use a local directory or s3://bucket/prefix"
         )
-    path = os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+    path = os.path.abspath(os.path.expanduser(uri))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"clean dataset {path} is a file, not a directory")
     return pafs.LocalFileSystem(), path
@@ -380,7 +408,11 @@ def _s3_filesystem() -> pyarrow.fs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ConfigError(f"AWS endpoint URL {endpoint!r} has an invalid port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"AWS endpoint URL {endpoint!r} is not an http(s) URL")
         options.update(scheme=parts.scheme, endpoint_override=parts.netloc)
     return pafs.S3FileSystem(**options)

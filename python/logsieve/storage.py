@@ -344,9 +344,19 @@ def open_sink(uri: str, s3_client: Any = None) -> _Sink:
         raise ConfigError("an output location is required (a directory or s3://bucket/prefix)")
     if uri.startswith("s3://"):
         return _S3Sink(uri, s3_client)
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
+    if uri.startswith("file:"):
+        uri = file_url_path(uri)
     return _LocalSink(uri)
+
+
+def file_url_path(url: str) -> str:
+    """The local path of a `file:` URL (`file:///p`, `file://localhost/p`, `file:/p`)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise ConfigError(f"{url!r} is not a local file URL: use file:///absolute/path")
+    return unquote(parts.path)
 
 
 # --- staging while streaming ------------------------------------------------------------------
