@@ -142,6 +142,27 @@ def test_rerunning_does_not_duplicate_output(tmp_path: Path, logs, capsys) -> No
     assert len(error_records(out)) == first["totals"]["errors"]
 
 
+def test_an_earlier_runs_output_inside_the_input_is_skipped_with_a_note(
+    tmp_path: Path, logs, capsys
+) -> None:
+    earlier = tmp_path / "logs" / "last-week"
+    _, first, _ = run_json(capsys, str(tmp_path / "logs"), "--out", str(earlier))
+    assert error_records(earlier)  # its error files are .jsonl: they would read as logs
+
+    code, second, err = run_json(capsys, str(tmp_path / "logs"), "--out", str(tmp_path / "now"))
+
+    assert code == 0
+    assert sorted(item["source"] for item in second["inputs"]) == sorted(logs)
+    for name in ("inputs", "processed", "valid", "errors", "blank"):
+        assert second["totals"][name] == first["totals"][name]
+    for part in ("clean", "errors"):
+        assert f"note: skipped {earlier / part}: a logsieve output directory" in err
+    # Named on its own, an output directory is refused with the reason, not read.
+    code, third, _ = run_json(capsys, str(earlier / "errors"), "--out", str(tmp_path / "x"))
+    assert code == 1
+    assert "is a logsieve output directory" in third["failed"][0]["error"]
+
+
 def test_output_directory_inside_the_input_is_not_read_back(tmp_path: Path, logs, capsys) -> None:
     out = tmp_path / "logs" / "out"
     _, first, _ = run_json(capsys, str(tmp_path / "logs"), "--out", str(out))

@@ -106,7 +106,10 @@ def run_process(args: argparse.Namespace) -> int:
 
     fields = _field_names(args)
     out = Path(args.out).expanduser()
-    found, bad = resolve_local_inputs(args.inputs, exclude=[out])
+    skipped: list[Path] = []
+    found, bad = resolve_local_inputs(args.inputs, exclude=[out], skipped=skipped)
+    for directory in skipped:
+        print(f"note: skipped {directory}: a logsieve output directory", file=sys.stderr)
     if not found and not bad:
         raise ConfigError("no inputs given")
     clean_dir, error_dir = out / "clean", out / "errors"

@@ -352,15 +352,17 @@ def is_log_file(path: Path) -> bool:
 
 
 def resolve_local_inputs(
-    specs: Iterable[str], *, exclude: Iterable[Path] = ()
+    specs: Iterable[str], *, exclude: Iterable[Path] = (), skipped: list[Path] | None = None
 ) -> tuple[list[LocalInput], list[UnreadableInput]]:
     """Expand files, directories (recursively) and globs, in a stable order, without duplicates.
 
     Files named explicitly are taken whatever their suffix; inside directories only log files
-    (`is_log_file`) are, skipping hidden entries and anything under `exclude` (e.g. the output
-    directory, so re-runs never ingest their own error files).
+    (`is_log_file`) are, skipping hidden entries, anything under `exclude` (e.g. the output
+    directory, so re-runs never ingest their own error files) and any logsieve output directory
+    (one holding `_logsieve/`, e.g. an earlier run's `--out`), which are appended to `skipped`.
     """
     excluded = [p.resolve() for p in exclude]
+    skipped = [] if skipped is None else skipped
     found: list[LocalInput] = []
     bad: list[UnreadableInput] = []
     seen: set[Path] = set()
@@ -388,8 +390,14 @@ def resolve_local_inputs(
             bad.append(UnreadableInput(spec, "no such file or directory"))
             continue
         for match in matches:
-            if match.is_dir():
-                files = _log_files_under(match, excluded)
+            if match.is_dir() and _is_output_dir(match):
+                if match == path:
+                    reason = "is a logsieve output directory; name its files to ingest them"
+                    bad.append(UnreadableInput(spec, reason))
+                else:
+                    skipped.append(match)
+            elif match.is_dir():
+                files = _log_files_under(match, excluded, skipped)
                 for file in files:
                     add(str(file), file)
                 if not files and match == path:
@@ -401,15 +409,24 @@ def resolve_local_inputs(
     return found, bad
 
 
-def _log_files_under(directory: Path, excluded: list[Path]) -> list[Path]:
+def _is_output_dir(directory: Path) -> bool:
+    """Clean and error roots hold `_logsieve/` (manifests, staging); logs directories do not."""
+    return (directory / "_logsieve").is_dir()
+
+
+def _log_files_under(directory: Path, excluded: list[Path], skipped: list[Path]) -> list[Path]:
     files = []
     for root, dirnames, filenames in os.walk(directory):
         root_path = Path(root)
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not d.startswith((".", "_")) and (root_path / d).resolve() not in excluded
-        )
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith((".", "_")) or (root_path / d).resolve() in excluded:
+                continue
+            if _is_output_dir(root_path / d):
+                skipped.append(root_path / d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
         files.extend(root_path / f for f in sorted(filenames) if is_log_file(root_path / f))
     return files
 
