@@ -123,7 +123,25 @@ def test_text_report_and_rerun_without_duplicates(
     assert ds.dataset(out, format="parquet", partitioning="hive").count_rows() == expected["rows"]
 
 
-def test_bad_option_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["simulate", "--visibility-timeout", "-1"]) == 2
-    err = capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--visibility-timeout", "-1"], "SQS accepts 0 to 43200 seconds"),
+        (["--visibility-timeout", "43201"], "SQS accepts 0 to 43200 seconds"),
+        (["--bulk-records", "-5"], "--bulk-records must not be negative"),
+        (["--out", "{file}"], "cannot create the directory"),
+        (["--out", "{file}/below"], "cannot create the directory"),
+    ],
+)
+def test_bad_option_is_a_one_line_error_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a directory")
+    argv = [arg.format(file=in_the_way) for arg in args]
+    assert main(["simulate", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # refused before the demo ran: no report
     assert err.startswith("logsieve simulate: error: ") and err.count("\n") == 1
+    assert message in err
+    assert in_the_way.read_text() == "not a directory"

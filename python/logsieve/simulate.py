@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from logsieve.samples import SampleObject
 
 
+#: SQS's own limit (12 hours); moto would accept more and the demo would just wait.
+_MAX_VISIBILITY_TIMEOUT = 43200
+
+
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
@@ -41,7 +45,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="SECONDS",
-        help="work queue visibility timeout: how soon a failed message is retried (default: 1)",
+        help="work queue visibility timeout: how soon a failed message is retried, 0-43200 "
+        "(default: 1)",
     )
     parser.add_argument(
         "--wait-seconds",
@@ -63,11 +68,21 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_simulate(args: argparse.Namespace) -> int:
     from logsieve.errors import ConfigError
 
-    if args.visibility_timeout < 0 or args.bulk_records < 0:
-        raise ConfigError("--visibility-timeout and --bulk-records must not be negative")
+    if not 0 <= args.visibility_timeout <= _MAX_VISIBILITY_TIMEOUT:
+        raise ConfigError(
+            f"--visibility-timeout {args.visibility_timeout}: SQS accepts 0 to "
+            f"{_MAX_VISIBILITY_TIMEOUT} seconds (the demo waits it out twice; 1 is plenty)"
+        )
+    if args.bulk_records < 0:
+        raise ConfigError("--bulk-records must not be negative")
+    out = Path(args.out).expanduser()
+    try:  # before the demo, not after it: a file in the way fails in a second
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the directory: {exc.strerror}") from exc
     _configure_logging(args.verbose)
     report = simulate(
-        out=Path(args.out),
+        out=out,
         visibility_timeout=args.visibility_timeout,
         wait_seconds=args.wait_seconds,
         bulk_records=args.bulk_records,
