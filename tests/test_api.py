@@ -355,6 +355,9 @@ def test_docs_load_everything_from_our_server(client: httpx.Client) -> None:
         assert asset.status_code == 200 and asset.content, url
         if url.endswith(".css"):  # a stylesheet could pull fonts or images from elsewhere
             assert not re.search(r"url\((?!['\"]?data:)|@import", asset.text), url
+    # Nothing else of the bundle package is served: not its demo (petstore) page, not a path.
+    for other in ("index.html", "swagger-initializer.js", "..%2Fapi.py", "", "x/../index.html"):
+        assert client.get(f"/docs/assets/{other}").status_code == 404, other
     bundle = client.get("/docs/assets/swagger-ui-bundle.js")
     assert "javascript" in bundle.headers["content-type"] and b"SwaggerUIBundle" in bundle.content
     (script,) = parser.scripts

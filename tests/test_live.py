@@ -190,3 +190,26 @@ def test_busy_port_is_a_one_line_error(option: str) -> None:
     assert proc.returncode == 2
     assert "cannot listen on 127.0.0.1" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_same_port_for_moto_and_the_api_is_refused_up_front() -> None:
+    port = dead_endpoint().rsplit(":", 1)[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "logsieve.cli", "up", "--moto-port", port, "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert f"--port and --moto-port are both {port}: they need two ports" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "in_url"),
+    [("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")],
+)
+def test_urls_printed_for_a_wildcard_address_use_loopback(host: str, in_url: str) -> None:
+    from logsieve.api import url_host
+
+    assert url_host(host) == in_url

@@ -46,6 +46,7 @@ _CACHE_ENTRIES = 4096
 _UTC = timezone.utc
 _ONE_US = timedelta(microseconds=1)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 _NOT_ZONE_NAMES = re.compile(r"(localtime|posixrules|(posix|right)/.*)\Z")
 
 #: What each query parameter of /logins_today accepts, as told to a client that got it wrong.
@@ -430,9 +431,8 @@ def create_app(
     import pyarrow.dataset  # noqa: F401  (imported now, not on the first request)
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import HTMLResponse
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
+    from starlette.responses import FileResponse, HTMLResponse
+    from starlette.routing import Route
     from swagger_ui_bundle import swagger_ui_path
 
     dataset = CleanDataset(resolve_clean_uri(clean_uri), listing_ttl=listing_ttl)
@@ -466,6 +466,13 @@ def create_app(
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(request.scope.get("root_path", "")))
 
+    async def docs_asset(request: Request) -> Response:
+        # Only what /docs uses: the package also ships Swagger's demo page (the petstore).
+        name = request.path_params["name"]
+        if name not in DOCS_ASSETS:
+            raise HTTPException(404)
+        return FileResponse(os.path.join(swagger_ui_path, name))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
@@ -478,7 +485,7 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
-        Mount("/docs/assets", StaticFiles(directory=os.fspath(swagger_ui_path)), name="assets"),
+        Route("/docs/assets/{name}", docs_asset, methods=["GET", "HEAD"]),
     ]
     app = Starlette(
         routes=routes,
@@ -511,6 +518,10 @@ def error_response(status_code: int, message: str, headers: Any = None, **fields
     return json_response({"error": message, **fields}, status_code=status_code, headers=headers)
 
 
+#: The files of the swagger-ui-bundle package that /docs loads, and all that is served of it.
+DOCS_ASSETS = ("swagger-ui.css", "favicon-32x32.png", "swagger-ui-bundle.js")
+
+
 def docs_page(root_path: str = "") -> str:
     """Swagger UI wired to our own assets and document: it loads nothing from the network."""
     assets = f"{root_path}/docs/assets"
@@ -519,12 +530,12 @@ def docs_page(root_path: str = "") -> str:
 <head>
 <meta charset="utf-8">
 <title>logsieve API</title>
-<link rel="stylesheet" href="{assets}/swagger-ui.css">
-<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+<link rel="stylesheet" href="{assets}/{DOCS_ASSETS[0]}">
+<link rel="icon" type="image/png" href="{assets}/{DOCS_ASSETS[1]}">
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="{assets}/swagger-ui-bundle.js"></script>
+<script src="{assets}/{DOCS_ASSETS[2]}"></script>
 <script>
 window.ui = SwaggerUIBundle({{
   url: "{root_path}/openapi.json",
@@ -725,8 +736,8 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        """A URL clients can use: a wildcard address (0.0.0.0, ::) is reached through loopback."""
+        return f"http://{url_host(self.host)}:{self.port}"
 
     @property
     def alive(self) -> bool:
@@ -806,6 +817,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def url_host(host: str) -> str:
+    """`host` as it goes in a URL that clients connect to."""
+    host = _WILDCARDS.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly."""
     app = create_app(args.clean, listing_ttl=args.listing_ttl)
@@ -814,7 +831,8 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     with shutdown_signals() as stop, server:
         print(
-            f"logsieve serve: {app.state.dataset.uri} on {server.url}\n"
+            f"logsieve serve: {app.state.dataset.uri} on {server.url}"
+            f"{' (listening on every interface)' if args.host in _WILDCARDS else ''}\n"
             f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
             f"  API docs: {server.url}/docs   (Ctrl-C stops)",
             flush=True,

@@ -23,7 +23,9 @@ from logsieve.api import (
     create_app,
     port_number,
     shutdown_signals,
+    url_host,
 )
+from logsieve.errors import ConfigError
 
 if TYPE_CHECKING:
     from logsieve.aws import HandlerOutcome
@@ -64,6 +66,8 @@ def run_up(args: argparse.Namespace) -> int:
     """Start moto, provision, run the worker and the API; stop everything on SIGINT/SIGTERM."""
     logging.basicConfig(level=args.log_level.upper(), format="%(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request otherwise
+    if args.port != 0 and args.port == args.moto_port:
+        raise ConfigError(f"--port and --moto-port are both {args.port}: they need two ports")
     if args.port != 0:
         bind_socket(args.host, args.port).close()  # a busy API port fails before moto starts
     with shutdown_signals() as stop:
@@ -92,7 +96,7 @@ def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) 
     from logsieve.worker import Worker
 
     moto_host, moto_port = moto.get_host_and_port()
-    aws_url = f"http://{_url_host(moto_host)}:{moto_port}"
+    aws_url = f"http://{url_host(moto_host)}:{moto_port}"
     region = prepare_local_environment()
     # Everything in this process (boto3, pyarrow's S3 filesystem) must talk to moto, never AWS:
     # a service-specific AWS_ENDPOINT_URL_S3 (or _SQS...) from the shell would win over it.
@@ -171,9 +175,3 @@ def instructions(endpoints: Endpoints, resources: Resources) -> str:
             f"  curl '{endpoints.api}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'",
         ]
     )
-
-
-def _url_host(host: str) -> str:
-    """A host clients can connect to: a wildcard address is reached through loopback."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"[{host}]" if ":" in host else host
