@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from logsieve.api import ACCEPTED_PARAMETERS, BackgroundServer, create_app, openapi_document
+from logsieve.errors import SourceError
 from logsieve.storage import ingest
 
 UTC = timezone.utc
@@ -478,6 +479,41 @@ def test_column_of_another_type_is_a_503_naming_the_file(
             error = response.json()["error"]
             assert "cannot read the clean dataset" in error
             assert str(partition / "foreign.parquet") in error
+
+
+def test_unreachable_s3_is_a_503_without_a_second_round_of_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The retry for files replaced since listing must not double the wait on a dead endpoint."""
+    import socket
+    import threading
+
+    from logsieve.api import CleanDataset, day_window
+
+    hangs_up = socket.socket()
+    hangs_up.bind(("127.0.0.1", 0))
+    hangs_up.listen(16)
+    connections = []
+
+    def accept_and_close() -> None:
+        while True:
+            try:
+                conn, _ = hangs_up.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            conn.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{hangs_up.getsockname()[1]}")
+    try:
+        dataset = CleanDataset("s3://lake/clean")
+        with pytest.raises(SourceError, match="NETWORK_CONNECTION"):
+            dataset.answer(day_window(date(2025, 8, 20), ZoneInfo("UTC")))
+    finally:
+        hangs_up.close()
+    # One listing, which the S3 client itself tries twice (max_attempts=2); not two listings.
+    assert len(connections) == 2
 
 
 def test_s3_dataset_through_aws_endpoint_url(

@@ -46,6 +46,8 @@ _CACHE_ENTRIES = 4096
 _UTC = timezone.utc
 _ONE_US = timedelta(microseconds=1)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: How Arrow's S3 filesystem words a failure to reach the endpoint (refused, reset, timed out).
+_NETWORK_ERROR = "AWS Error NETWORK_CONNECTION"
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 _NOT_ZONE_NAMES = re.compile(r"(localtime|posixrules|(posix|right)/.*)\Z")
 
@@ -246,7 +248,9 @@ class CleanDataset:
         try:
             try:
                 return self._answer(window)
-            except unreadable:  # a file replaced or removed since it was listed?
+            except unreadable as exc:  # a file replaced or removed since it was listed?
+                if _NETWORK_ERROR in str(exc):  # no: the storage is unreachable, don't wait twice
+                    raise
                 self._listings.clear()
                 return self._answer(window)
         except unreadable as exc:
