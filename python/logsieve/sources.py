@@ -88,16 +88,29 @@ def _peek(raw: BinaryIO, size: int) -> tuple[BinaryIO, bytes]:
     return _Rewound(raw, head), head
 
 
-class _Rewound(io.RawIOBase):
-    """`raw` with bytes already read from it put back in front."""
+class _Wrapper(io.RawIOBase):
+    """A readable raw stream over another one, which it closes with itself."""
 
-    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+    def __init__(self, raw: BinaryIO) -> None:
         super().__init__()
         self._raw = raw
-        self._head = head
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class _Rewound(_Wrapper):
+    """`raw` with bytes already read from it put back in front."""
+
+    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+        super().__init__(raw)
+        self._head = head
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -113,23 +126,13 @@ class _Rewound(io.RawIOBase):
         view[: len(data)] = data
         return len(data)
 
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
-
-class _DecodingReader(io.RawIOBase):
+class _DecodingReader(_Wrapper):
     """A read-only stream over a decoder; subclasses say how to decode the next bytes."""
 
     def __init__(self, raw: BinaryIO, name: str) -> None:
-        super().__init__()
-        self._raw = raw
+        super().__init__(raw)
         self._name = name
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -147,12 +150,6 @@ class _DecodingReader(io.RawIOBase):
         while part := self._decode(_READ_SIZE):
             parts.append(part)
         return b"".join(parts)
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
     def _decode(self, size: int) -> bytes:
         raise NotImplementedError
@@ -223,17 +220,13 @@ class _ZstdReader(_DecodingReader):
         return b"".join(out)
 
 
-class CountingReader(io.RawIOBase):
+class CountingReader(_Wrapper):
     """Passes reads through and reports how many bytes went by (progress bars, MB/s)."""
 
     def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None = None) -> None:
-        super().__init__()
-        self._raw = raw
+        super().__init__(raw)
         self._on_read = on_read
         self.count = 0
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(memoryview(buffer)))
@@ -247,12 +240,6 @@ class CountingReader(io.RawIOBase):
             if self._on_read is not None:
                 self._on_read(len(data))
         return data
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
 
 # --- S3 -------------------------------------------------------------------------------------
