@@ -18,8 +18,11 @@ def test_unwritable_output_is_one_line_not_a_traceback(
     blocker.write_text("not a directory")
     status = main(["simulate", "--out", str(blocker / "clean")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 1
-    assert err[-1].startswith("logsieve simulate: error: Not a directory")
+    assert status == 2  # refused up front, before the demo
+    assert err == [
+        f"logsieve simulate: error: --out {blocker / 'clean'}: cannot create the directory: "
+        "Not a directory"
+    ]
     assert "Traceback" not in "\n".join(err)
 
 
