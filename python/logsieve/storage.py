@@ -17,6 +17,9 @@ Guarantees:
   output untouched. On a local disk publication is a rename, so no partial file ever appears
   under a final name; on S3 each object appears whole or not at all.
 * Bounded memory: rows go to disk a chunk at a time, whatever the source's size.
+* Concurrency-safe: the manifest is replaced only conditionally (S3 If-Match / If-None-Match, a
+  lock on a local disk), so two ingests of one source publishing at once never go unnoticed:
+  the loser raises ConcurrentIngestError after leaving a manifest that lets a retry repair all.
 """
 
 from __future__ import annotations
@@ -145,12 +148,6 @@ class _Sink:
     def delete(self, keys: Iterable[str]) -> None:
         raise NotImplementedError
 
-    def read_bytes(self, key: str) -> bytes | None:
-        raise NotImplementedError
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        raise NotImplementedError
-
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """The content and a token that changes whenever the content is replaced."""
         raise NotImplementedError
@@ -196,22 +193,12 @@ class _LocalSink(_Sink):
             target.unlink(missing_ok=True)
             _remove_empty_dir(target.parent, self.root)
 
-    def read_bytes(self, key: str) -> bytes | None:
-        try:
-            return (self.root / key).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        temp.write_bytes(data)
-        os.replace(temp, target)
-
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
-        data = self.read_bytes(key)
-        return data, None if data is None else hashlib.sha256(data).hexdigest()
+        try:
+            data = (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return data, hashlib.sha256(data).hexdigest()
 
     def write_if(self, key: str, data: bytes, token: str | None) -> str:
         target = self.root / key
@@ -219,7 +206,9 @@ class _LocalSink(_Sink):
         with _locked(target.parent):
             if self.read_versioned(key)[1] != token:
                 raise ConcurrentIngestError(f"{target} was replaced by another ingest meanwhile")
-            self.write_bytes(key, data)
+            temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            temp.write_bytes(data)
+            os.replace(temp, target)  # readers see the old or the new manifest, never half
         return hashlib.sha256(data).hexdigest()
 
     def display(self, key: str) -> str:
@@ -291,18 +280,6 @@ class _S3Sink(_Sink):
             self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
             )
-
-    def read_bytes(self, key: str) -> bytes | None:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.NoSuchKey:
-            return None
-        return response["Body"].read()
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(
-            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType="application/json"
-        )
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         try:
@@ -733,8 +710,7 @@ def _publish(
     manifest = {"source": source, "source_id": sid}
     for _ in range(_MANIFEST_ATTEMPTS):
         old, token = _read_manifest(clean_sink, sid)
-        recorded_clean = _owned(old.get("clean"), sid, ".parquet")
-        recorded_errors = _owned(old.get("errors"), sid, ".jsonl")
+        recorded_clean, recorded_errors = _recorded(old, sid)
         old_clean, old_errors = recorded_clean - set(new_clean), recorded_errors - set(new_errors)
         if (
             not old_clean
@@ -789,10 +765,11 @@ def _widen_manifest(
     """Add files this run published to the manifest another run wrote, marked incomplete."""
     for _ in range(_MANIFEST_ATTEMPTS):
         current, token = _read_manifest(sink, sid)
+        recorded_clean, recorded_errors = _recorded(current, sid)
         wider = {
             **manifest,
-            "clean": sorted(_owned(current.get("clean"), sid, ".parquet") | clean),
-            "errors": sorted(_owned(current.get("errors"), sid, ".jsonl") | errors),
+            "clean": sorted(recorded_clean | clean),
+            "errors": sorted(recorded_errors | errors),
             "complete": False,
         }
         try:
@@ -800,6 +777,14 @@ def _widen_manifest(
             return
         except ConcurrentIngestError:
             continue
+
+
+def _recorded(manifest: dict[str, Any], sid: str) -> tuple[set[str], set[str]]:
+    """The clean and error keys a manifest names that really are this source's files."""
+    return (
+        _owned(manifest.get("clean"), sid, ".parquet"),
+        _owned(manifest.get("errors"), sid, ".jsonl"),
+    )
 
 
 def _owned(keys: Any, sid: str, suffix: str) -> set[str]:
@@ -845,16 +830,13 @@ def stored_result(
         return None
     error_sink = open_sink(error_uri, s3_client)
     counts = manifest.get("error_counts")
+    clean, errors = _recorded(manifest, sid)
     return IngestResult(
         source=source,
         **{name: int(stats.get(name, 0)) for name in _STAT_NAMES},
         error_counts=dict(counts) if isinstance(counts, dict) else {},
-        clean_keys=[
-            clean_sink.display(k) for k in sorted(_owned(manifest.get("clean"), sid, ".parquet"))
-        ],
-        error_keys=[
-            error_sink.display(k) for k in sorted(_owned(manifest.get("errors"), sid, ".jsonl"))
-        ],
+        clean_keys=[clean_sink.display(k) for k in sorted(clean)],
+        error_keys=[error_sink.display(k) for k in sorted(errors)],
         sample_errors=[],
         seconds=0.0,
         source_id=sid,
