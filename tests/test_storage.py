@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -422,6 +424,45 @@ def test_tampered_manifest_never_deletes_foreign_files(tmp_path: Path) -> None:
     run(b"", tmp_path)
     assert victim.read_bytes() == b"not ours"
     assert outside.read_text() == "keep me"
+
+
+def test_local_concurrent_ingests_of_one_source_are_detected_then_repaired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on S3: the run whose final manifest loses fails loudly; a retry leaves one run's files."""
+    first = make_log(days=3)
+    other = make_log(days=2, start=datetime(2025, 9, 20, tzinfo=timezone.utc))
+    rename = os.replace
+    interleaved: list[IngestResult] = []
+    started = []
+
+    def rename_then_let_another_run_publish(src: Any, dst: Any) -> None:
+        rename(src, dst)
+        if not started and str(dst).endswith(".parquet"):
+            started.append(dst)
+            interleaved.append(run(other, tmp_path))  # the same source, start to finish
+
+    monkeypatch.setattr(os, "replace", rename_then_let_another_run_publish)
+    with pytest.raises(ConcurrentIngestError, match="ingest it again to repair it"):
+        run(first, tmp_path)
+    monkeypatch.undo()
+
+    manifest = orjson.loads(
+        (
+            tmp_path / "clean" / "_logsieve" / "manifests" / f"{source_id('/logs/app.jsonl')}.json"
+        ).read_bytes()
+    )
+    assert len(interleaved) == 1 and manifest["complete"] is False
+    assert set(data_files(tmp_path / "clean")) <= set(manifest["clean"])
+    # The other run's dates, which the first run's output never had, are named there too.
+    sid = source_id("/logs/app.jsonl")
+    assert {f"date={d}/{sid}.parquet" for d in set(other.valid.values())} <= set(manifest["clean"])
+
+    result = run(first, tmp_path)  # the retry
+    assert data_files(tmp_path / "clean") == sorted(
+        f"date={d}/{sid}.parquet" for d in set(first.valid.values())
+    )
+    assert read_clean(tmp_path / "clean").num_rows == result.valid == len(first.valid)
 
 
 def test_unwritable_output_is_a_config_error(tmp_path: Path) -> None:
