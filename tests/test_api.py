@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -293,8 +294,9 @@ def test_bad_parameter_is_a_400_naming_it(client: httpx.Client, query: str, para
         assert all(name in body["accepted"] for name in ACCEPTED_PARAMETERS)
 
 
-def test_unencoded_plus_in_tz_gets_a_hint(client: httpx.Client) -> None:
-    response = client.get("/logins_today?date=2025-08-20&tz=Etc/GMT+5")
+@pytest.mark.parametrize("tz", ["Etc/GMT+5", "+05:00", "UTC+"])
+def test_unencoded_plus_in_tz_gets_a_hint(client: httpx.Client, tz: str) -> None:
+    response = client.get(f"/logins_today?date=2025-08-20&tz={tz}")
     assert response.status_code == 400
     assert "%2B" in response.json()["error"]
     encoded = client.get("/logins_today?date=2025-08-20&tz=Etc/GMT%2B5")
@@ -360,6 +362,10 @@ def test_docs_load_everything_from_our_server(client: httpx.Client) -> None:
     for other in ("index.html", "swagger-initializer.js", "..%2Fapi.py", "", "x/../index.html"):
         assert client.get(f"/docs/assets/{other}").status_code == 404, other
     bundle = client.get("/docs/assets/swagger-ui-bundle.js")
+    revalidated = client.get(
+        "/docs/assets/swagger-ui-bundle.js", headers={"If-None-Match": bundle.headers["etag"]}
+    )
+    assert revalidated.status_code == 304 and revalidated.content == b""
     assert "javascript" in bundle.headers["content-type"] and b"SwaggerUIBundle" in bundle.content
     (script,) = parser.scripts
     assert re.search(r'url:\s*"/openapi\.json"', script)
@@ -555,6 +561,111 @@ def test_s3_dataset_through_aws_endpoint_url(
         moto.stop()
 
 
+class CountingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of moto's server that counts the requests it relays."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, str]] = []
+        proxy = self
+
+        class Relay(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.requests.append((self.command, self.path))
+                upstream_conn = http.client.HTTPConnection(*upstream)
+                upstream_conn.request(self.command, self.path, body, dict(self.headers.items()))
+                response = upstream_conn.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def take(self) -> list[tuple[str, str]]:
+        taken, self.requests = self.requests, []
+        return taken
+
+
+def parquet_bytes(moments: list[datetime]) -> bytes:
+    table = pa.table(
+        {
+            "action": pa.array(["login"] * len(moments)),
+            "event_time": pa.array(moments, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def test_s3_requests_stay_few_for_bad_files_and_empty_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corrupt file costs one read per listing, not one per request; an empty day lists one
+    partition, not the whole history."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
+        s3.create_bucket(Bucket="lake-requests")  # moto's state is per process: a name of its own
+        for day in range(1, 31):  # a month of history
+            moment = datetime(2025, 8, day, 12, tzinfo=timezone.utc)
+            for part in range(2):
+                key = f"clean/date={moment.date()}/part{part}.parquet"
+                s3.put_object(Bucket="lake-requests", Key=key, Body=parquet_bytes([moment]))
+        broken_key = "clean/date=2025-08-20/zz.parquet"
+        s3.put_object(Bucket="lake-requests", Key=broken_key, Body=b"not parquet")
+        proxy = CountingProxy((host, port))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with BackgroundServer(create_app("s3://lake-requests/clean", listing_ttl=60)) as server:
+            url = f"{server.url}/logins_today"
+
+            def ask(day: str) -> httpx.Response:
+                return httpx.get(url, params={"date": day}, trust_env=False)
+
+            assert ask("2025-08-19").json()["logins_today"] == 2
+            proxy.take()
+            broken = ask("2025-08-20")
+            assert broken.status_code == 503
+            assert "clean/date=2025-08-20/zz.parquet" in broken.json()["error"]
+            first = proxy.take()
+            # One listing, the three footers, one listing again to see whether a file changed.
+            assert len(first) <= 6, first
+            again = ask("2025-08-20")
+            assert again.status_code == 503 and again.json() == broken.json()
+            assert proxy.take() == []  # the same listing: the same answer, no storage touched
+
+            empty = ask("2025-09-15")
+            assert empty.json() == {"logins_today": 0, "date": "2025-09-15", "tz": "UTC"}
+            (listing,) = proxy.take()  # that day's partition only: a day was seen already
+            assert "date%3D2025-09-15" in listing[1] or "date=2025-09-15" in listing[1]
+    finally:
+        moto.stop()
+
+
 # --- the `logsieve serve` command -------------------------------------------------------------
 
 
@@ -599,6 +710,9 @@ def test_serve_command_serves_until_sigterm(dataset) -> None:
         (("--clean", "s3://"), "names no bucket"),
         (("--clean", "s3://bucket//clean/"), "has an empty path segment"),
         (("--clean", "file://elsewhere/data"), "is not a local file URL"),
+        (("--clean", "file://[x/data"), "is not a local file URL"),
+        (("--clean", "file:///data?version=2"), "is not a local file URL"),
+        (("--clean", "file:///da%00ta"), "is not a local file URL"),
         (("--clean", ".", "--listing-ttl", "-1"), "listing TTL must be"),
         (("--clean", ".", "--host", "no-such-host.invalid"), "cannot listen on no-such-host"),
     ],
@@ -616,8 +730,20 @@ def test_serve_command_refuses_bad_settings(args: tuple[str, ...], message: str)
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_serve_command_refuses_an_endpoint_with_an_impossible_port() -> None:
-    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:99999"}
+@pytest.mark.parametrize(
+    ("endpoint", "problem"),
+    [
+        ("http://127.0.0.1:99999", "is not a valid URL"),
+        ("http://[::1", "is not a valid URL"),
+        ("ftp://127.0.0.1:9000", "is not an http(s) URL"),
+        ("http://127.0.0.1:0", "has no usable port"),
+        ("http://127.0.0.1:", "has no usable port"),
+        ("http://user:secret@127.0.0.1:9000", "must be scheme://host[:port], without user info"),
+        ("http://127.0.0.1:9000/prefix", "has a path, query or fragment"),
+    ],
+)
+def test_serve_command_refuses_an_endpoint_that_cannot_work(endpoint: str, problem: str) -> None:
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
     proc = subprocess.run(
         [*SERVE, "--clean", "s3://lake/clean", "--port", "0"],
         capture_output=True,
@@ -626,7 +752,8 @@ def test_serve_command_refuses_an_endpoint_with_an_impossible_port() -> None:
         timeout=60,
     )
     assert proc.returncode == 2
-    assert "'http://127.0.0.1:99999' has an invalid port" in proc.stderr
+    assert f"AWS endpoint URL {endpoint!r} {problem}" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("form", ["file://localhost{}", "file:{}", "file://{}"])

@@ -207,7 +207,17 @@ def test_same_port_for_moto_and_the_api_is_refused_up_front() -> None:
 
 @pytest.mark.parametrize(
     ("host", "in_url"),
-    [("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")],
+    [
+        ("0.0.0.0", "127.0.0.1"),
+        ("0", "127.0.0.1"),
+        ("::", "[::1]"),
+        ("::0", "[::1]"),
+        ("0:0:0:0:0:0:0:0", "[::1]"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("::1", "[::1]"),
+        ("fe80::1%lo", "[fe80::1%25lo]"),
+        ("localhost", "localhost"),
+    ],
 )
 def test_urls_printed_for_a_wildcard_address_use_loopback(host: str, in_url: str) -> None:
     from logsieve.api import url_host

@@ -163,6 +163,16 @@ def test_an_earlier_runs_output_inside_the_input_is_skipped_with_a_note(
     assert "is a logsieve output directory" in third["failed"][0]["error"]
 
 
+def test_out_as_a_file_url(tmp_path: Path, logs, capsys) -> None:
+    out = tmp_path / "as url"
+    code, report, _ = run_json(capsys, str(tmp_path / "logs"), "--out", out.as_uri())
+    assert code == 0 and len(clean_rows(out)) == report["totals"]["valid"] > 0
+    # A file: URL naming another host is refused, not read as a local path.
+    assert main(["process", str(tmp_path / "logs"), "--out", "file://elsewhere/x"]) == 2
+    assert "is not a local file URL" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_output_directory_inside_the_input_is_not_read_back(tmp_path: Path, logs, capsys) -> None:
     out = tmp_path / "logs" / "out"
     _, first, _ = run_json(capsys, str(tmp_path / "logs"), "--out", str(out))

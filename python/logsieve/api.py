@@ -48,7 +48,7 @@ _ONE_US = timedelta(microseconds=1)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: How Arrow's S3 filesystem words a failure to reach the endpoint (refused, reset, timed out).
 _NETWORK_ERROR = "AWS Error NETWORK_CONNECTION"
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+_FOREVER = float("inf")
 _NOT_ZONE_NAMES = re.compile(r"(localtime|posixrules|(posix|right)/.*)\Z")
 
 #: What each query parameter of /logins_today accepts, as told to a client that got it wrong.
@@ -131,7 +131,7 @@ def parse_tz(value: str) -> ZoneInfo:
             return ZoneInfo(value)
     except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
         pass
-    hint = " (a '+' in a URL means a space: write it as %2B)" if " " in value.strip() else ""
+    hint = " (a '+' in a URL means a space: write it as %2B)" if " " in value else ""
     raise QueryParameterError(
         "tz",
         f"tz {_shorten(value)} is not an IANA time zone name{hint}",
@@ -221,7 +221,10 @@ class CleanDataset:
         self._listings: _BoundedCache[str, tuple[float, Listing]] = _BoundedCache()
         self._answers: _BoundedCache[tuple[date, str], tuple[tuple[Listing, ...], int]]
         self._answers = _BoundedCache()
-        self._root_seen: tuple[float, bool] = (-1.0, False)  # (fresh until, root exists)
+        self._root_seen: tuple[float, bool] = (-1.0, False)  # (fresh until, any day stored)
+        #: Per (day, tz): the listings a read failed on and the message, until they change.
+        self._failures: _BoundedCache[tuple[date, str], tuple[tuple[Listing, ...], str]]
+        self._failures = _BoundedCache()
 
     def cached_answer(self, window: DayWindow) -> LoginAnswer | None:
         """The answer if every listing it rests on is fresh and unchanged; never touches storage."""
@@ -245,34 +248,61 @@ class CleanDataset:
         # OSError and ArrowInvalid (a ValueError) for unreadable files; ArrowNotImplementedError
         # and ArrowTypeError for a column of another type than logsieve writes.
         unreadable = (OSError, ValueError, pa.ArrowException)
+        key = (window.day, window.tz)
+        listings: tuple[Listing, ...] = ()
         try:
+            listings = self._window_listings(window)
+            failed = self._failures.get(key)
+            if failed is not None and failed[0] == listings:  # the same bad file, still there
+                raise SourceError(failed[1])
             try:
-                return self._answer(window)
-            except unreadable as exc:  # a file replaced or removed since it was listed?
-                if _NETWORK_ERROR in str(exc):  # no: the storage is unreachable, don't wait twice
+                return self._answer(window, listings)
+            except unreadable as exc:
+                if _NETWORK_ERROR in str(exc):  # storage unreachable: don't wait twice
                     raise
+                # A file replaced or removed since it was listed? Only then is a retry worth it.
                 self._listings.clear()
-                return self._answer(window)
+                fresh = self._window_listings(window)
+                if fresh == listings:
+                    raise
+                listings = fresh
+                return self._answer(window, listings)
         except unreadable as exc:
-            raise SourceError(
-                f"cannot read the clean dataset at {self.uri}: {_first_line(exc)}"
-            ) from exc
+            network = _NETWORK_ERROR in str(exc)
+            detail = _first_line(exc) if network else self._culprit(window, listings, exc)
+            message = f"cannot read the clean dataset at {self.uri}: {detail}"
+            if listings and not network:  # until the listing changes, the answer is the same
+                self._failures.put(key, (listings, message))
+            raise SourceError(message) from exc
 
-    def _answer(self, window: DayWindow) -> LoginAnswer:
-        listings = tuple(self._listing(partition) for partition in window.partitions)
+    def _window_listings(self, window: DayWindow) -> tuple[Listing, ...]:
+        return tuple(self._listing(partition) for partition in window.partitions)
+
+    def _answer(self, window: DayWindow, listings: tuple[Listing, ...]) -> LoginAnswer:
         if not any(listings):
             return self._empty_answer(self._root_exists())
+        self._root_seen = (_FOREVER, True)
         key = (window.day, window.tz)
         hit = self._answers.get(key)
         if hit is not None and hit[0] == listings:
             return LoginAnswer(hit[1])
-        whole: list[FileEntry] = []
-        partial: list[FileEntry] = []
-        for partition, listing in zip(window.partitions, listings):
-            (whole if window.covers(partition) else partial).extend(listing)
-        count = self._count_logins(whole, None) + self._count_logins(partial, window)
+        count = sum(self._count_logins(files, scope) for files, scope in _split(window, listings))
         self._answers.put(key, (listings, count))
         return LoginAnswer(count)
+
+    def _culprit(self, window: DayWindow, listings: tuple[Listing, ...], exc: Exception) -> str:
+        """The message, naming the file: if pyarrow's does not, the first that fails on its own."""
+        import pyarrow as pa
+
+        if any(path in str(exc) for listing in listings for path, _, _ in listing):
+            return _first_line(exc)
+        for files, scope in _split(window, listings):
+            for entry in files:
+                try:
+                    self._count_logins([entry], scope)
+                except (OSError, ValueError, pa.ArrowException) as culprit:
+                    return f"{entry[0]}: {_first_line(culprit)}"
+        return _first_line(exc)
 
     def _empty_answer(self, root_exists: bool) -> LoginAnswer:
         if root_exists:
@@ -317,10 +347,13 @@ class CleanDataset:
         if fresh_until < now:
             selector = pafs.FileSelector(self._root, allow_not_found=True)
             exists = any(
-                info.type == pafs.FileType.Directory and info.base_name.startswith("date=")
+                info.type == pafs.FileType.Directory
+                and info.base_name.startswith("date=")
+                and _DATE_RE.fullmatch(info.base_name[len("date=") :]) is not None
                 for info in self._fs.get_file_info(selector)
             )
-            self._root_seen = (now + self.listing_ttl, exists)
+            # Once a day was seen, it is never listed again: that listing grows with history.
+            self._root_seen = (_FOREVER if exists else now + self.listing_ttl, exists)
         return exists
 
     def _count_logins(self, files: list[FileEntry], window: DayWindow | None) -> int:
@@ -352,23 +385,19 @@ class CleanDataset:
             parquet.make_fragment(path, filesystem=self._fs, file_size=size)
             for path, size, _ in files
         ]
-        schema = pa.schema(columns)
-        try:
-            return int(
-                ds.FileSystemDataset(fragments, schema, parquet, self._fs).count_rows(
-                    filter=condition
-                )
-            )
-        except pa.ArrowException as exc:
-            # pyarrow's message rarely names the file: find the first one that fails alone.
-            for fragment in fragments:
-                try:
-                    ds.FileSystemDataset([fragment], schema, parquet, self._fs).count_rows(
-                        filter=condition
-                    )
-                except pa.ArrowException as culprit:
-                    raise type(exc)(f"{fragment.path}: {_first_line(culprit)}") from exc
-            raise
+        dataset = ds.FileSystemDataset(fragments, pa.schema(columns), parquet, self._fs)
+        return int(dataset.count_rows(filter=condition))
+
+
+def _split(
+    window: DayWindow, listings: tuple[Listing, ...]
+) -> list[tuple[list[FileEntry], DayWindow | None]]:
+    """Files of partitions the window covers whole (no time check), then the others."""
+    whole: list[FileEntry] = []
+    partial: list[FileEntry] = []
+    for partition, listing in zip(window.partitions, listings):
+        (whole if window.covers(partition) else partial).extend(listing)
+    return [(whole, None), (partial, window)]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -412,19 +441,33 @@ def _s3_filesystem() -> pyarrow.fs.S3FileSystem:
     }
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
-        parts = urlsplit(endpoint)
-        try:
-            parts.port  # noqa: B018 - parsing it is the check
-        except ValueError:
-            raise ConfigError(f"AWS endpoint URL {endpoint!r} has an invalid port") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"AWS endpoint URL {endpoint!r} is not an http(s) URL")
-        options.update(scheme=parts.scheme, endpoint_override=parts.netloc)
+        options.update(_endpoint_options(endpoint))
     return pafs.S3FileSystem(**options)
 
 
 # ----------------------------------------------------------------------------------------------
 # The web application
+
+
+def _endpoint_options(endpoint: str) -> dict[str, str]:
+    """S3FileSystem's scheme and endpoint_override for an http(s)://host[:port] URL."""
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError:  # a port out of range, an unclosed "["
+        raise ConfigError(f"AWS endpoint URL {endpoint!r} is not a valid URL") from None
+    problem = None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = "is not an http(s) URL"
+    elif port == 0 or parts.netloc.endswith(":"):
+        problem = "has no usable port"
+    elif "@" in parts.netloc or "%" in parts.netloc:
+        problem = "must be scheme://host[:port], without user info or escapes"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = "has a path, query or fragment, which S3 requests would not keep"
+    if problem:
+        raise ConfigError(f"AWS endpoint URL {endpoint!r} {problem}")
+    return {"scheme": parts.scheme, "endpoint_override": parts.netloc}
 
 
 def create_app(
@@ -435,8 +478,9 @@ def create_app(
     import pyarrow.dataset  # noqa: F401  (imported now, not on the first request)
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import FileResponse, HTMLResponse
+    from starlette.responses import HTMLResponse
     from starlette.routing import Route
+    from starlette.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
 
     dataset = CleanDataset(resolve_clean_uri(clean_uri), listing_ttl=listing_ttl)
@@ -470,12 +514,14 @@ def create_app(
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(request.scope.get("root_path", "")))
 
+    assets = StaticFiles(directory=os.fspath(swagger_ui_path))
+
     async def docs_asset(request: Request) -> Response:
         # Only what /docs uses: the package also ships Swagger's demo page (the petstore).
         name = request.path_params["name"]
         if name not in DOCS_ASSETS:
             raise HTTPException(404)
-        return FileResponse(os.path.join(swagger_ui_path, name))
+        return await assets.get_response(name, request.scope)  # ETags, 304s, HEAD
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -822,9 +868,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def url_host(host: str) -> str:
-    """`host` as it goes in a URL that clients connect to."""
-    host = _WILDCARDS.get(host, host)
-    return f"[{host}]" if ":" in host else host
+    """`host` as it goes in a URL that clients connect to: a wildcard is reached via loopback."""
+    if is_wildcard(host):
+        host = "::1" if ":" in host else "127.0.0.1"
+    return f"[{host.replace('%', '%25')}]" if ":" in host else host
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether binding `host` listens on every interface (0.0.0.0, ::, 0, ::0 ...)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return host == "0"  # what inet_aton reads as 0.0.0.0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -836,7 +893,7 @@ def run_serve(args: argparse.Namespace) -> int:
     with shutdown_signals() as stop, server:
         print(
             f"logsieve serve: {app.state.dataset.uri} on {server.url}"
-            f"{' (listening on every interface)' if args.host in _WILDCARDS else ''}\n"
+            f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
             f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
             f"  API docs: {server.url}/docs   (Ctrl-C stops)",
             flush=True,

@@ -31,6 +31,7 @@ from logsieve.sources import (
     resolve_local_inputs,
     sniff_compression,
 )
+from logsieve.storage import file_url_path
 
 if TYPE_CHECKING:
     from logsieve.storage import IngestResult
@@ -105,7 +106,7 @@ def run_process(args: argparse.Namespace) -> int:
     from logsieve import DEFAULT_CHUNK_SIZE
 
     fields = _field_names(args)
-    out = Path(args.out).expanduser()
+    out = Path(file_url_path(args.out) if args.out.startswith("file:") else args.out).expanduser()
     skipped: list[Path] = []
     found, bad = resolve_local_inputs(args.inputs, exclude=[out], skipped=skipped)
     for directory in skipped:

@@ -330,8 +330,18 @@ def file_url_path(url: str) -> str:
     """The local path of a `file:` URL (`file:///p`, `file://localhost/p`, `file:/p`)."""
     from urllib.parse import unquote, urlsplit
 
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" read as an IPv6 host
+        parts = None
+    if (
+        parts is None
+        or parts.netloc not in ("", "localhost")
+        or not parts.path.startswith("/")
+        or parts.query
+        or parts.fragment
+        or "\0" in unquote(parts.path)
+    ):
         raise ConfigError(f"{url!r} is not a local file URL: use file:///absolute/path")
     return unquote(parts.path)
 
