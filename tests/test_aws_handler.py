@@ -280,12 +280,15 @@ def test_malformed_sqs_records_fail_only_themselves(aws_stack: Any) -> None:
     event["Records"] += [
         {**record, "messageId": "dict-body", "body": {"Records": []}},
         {**record, "messageId": "odd-attributes", "attributes": "zzz"},
+        {**record, "messageId": "too-deep", "body": "[" * 100_000 + "]" * 100_000},
     ]
 
     response = aws.handler(event, None)
 
     # The dict body cannot be read; odd attributes only cost the receive count (taken as 1).
-    assert response == {"batchItemFailures": [{"itemIdentifier": "dict-body"}]}
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": "dict-body"}, {"itemIdentifier": "too-deep"}]
+    }
     assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(web_lines(TODAY))
 
 

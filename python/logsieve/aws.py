@@ -184,7 +184,7 @@ def deliveries(event: Any) -> list[Delivery]:
         try:
             body = json.loads(_text(record.get("body"), "the body"))
             result.append(Delivery(list(objects_in(body)), message_id, count))
-        except (ValueError, EventError) as exc:
+        except (ValueError, EventError, RecursionError) as exc:  # RecursionError: deep nesting
             problem = f"unreadable message body: {exc}"
             result.append(Delivery([], message_id, count, problem=problem))
     return result
@@ -285,7 +285,7 @@ def _loads(text: Any, what: str) -> Any:
         raise EventError(f"{what} is missing or not a string")
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise EventError(f"{what} is not JSON: {exc}") from exc
 
 
