@@ -719,15 +719,17 @@ def test_serve_command_serves_until_sigterm(dataset) -> None:
 )
 def test_serve_command_refuses_bad_settings(args: tuple[str, ...], message: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LOGSIEVE_CLEAN_URI"}
+    assert message in serve_refuses(*args, env=env)
+
+
+def serve_refuses(*args: str, env: dict[str, str]) -> str:
+    """Run `logsieve serve ARGS --port 0`; it must exit 2 with one line on stderr, returned."""
     proc = subprocess.run(
-        [*SERVE, "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
+        [*SERVE, "--port", "0", *args], capture_output=True, text=True, env=env, timeout=60
     )
     assert proc.returncode == 2
-    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    return proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -744,16 +746,8 @@ def test_serve_command_refuses_bad_settings(args: tuple[str, ...], message: str)
 )
 def test_serve_command_refuses_an_endpoint_that_cannot_work(endpoint: str, problem: str) -> None:
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
-    proc = subprocess.run(
-        [*SERVE, "--clean", "s3://lake/clean", "--port", "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert proc.returncode == 2
-    assert f"AWS endpoint URL {endpoint!r} {problem}" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    stderr = serve_refuses("--clean", "s3://lake/clean", env=env)
+    assert f"AWS endpoint URL {endpoint!r} {problem}" in stderr
 
 
 @pytest.mark.parametrize("form", ["file://localhost{}", "file:{}", "file://{}"])
