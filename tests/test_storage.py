@@ -1,11 +1,11 @@
-"""Storage: partitioned Parquet + error JSON Lines, locally and on S3 (moto), idempotent."""
+"""Storage: the clean Delta table + error JSON Lines, locally and on S3 (a moto server)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
-import os
-import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,13 +15,23 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
+from logsieve import table
 from logsieve.errors import ConcurrentIngestError, ConfigError, OutputError, SourceError
 from logsieve.sources import decompressing
-from logsieve.storage import IngestResult, ingest, raw_bytes, source_id, stored_result
+from logsieve.storage import (
+    IngestResult,
+    Source,
+    ingest,
+    ingest_group,
+    ledger_key,
+    raw_bytes,
+    source_id,
+    stored_result,
+)
 
 CLEAN_COLUMNS = ["timestamp", "day_of_week", "event_time", "user_id", "action", "extra"]
 ARRIVAL = datetime(2025, 9, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2)))  # 2025-09-02 UTC
@@ -85,30 +95,35 @@ def make_log(days: int = 3, per_day: int = 40, start: datetime | None = None) ->
     return log
 
 
-def read_clean(root: Path) -> pa.Table:
-    return ds.dataset(root, format="parquet", partitioning="hive").to_table()
+def read_clean(location: str | Path, s3_client: Any = None) -> pa.Table:
+    snapshot = table.open_table(str(location), s3_client)
+    if snapshot is None:
+        return table.table_schema().empty_table()
+    return pa.table(snapshot.to_pyarrow_table())
+
+
+def table_version(location: str | Path, s3_client: Any = None) -> int | None:
+    snapshot = table.open_table(str(location), s3_client)
+    return None if snapshot is None else snapshot.version()
 
 
 def read_errors(root: Path) -> list[dict]:
     records = []
-    for path in sorted(root.rglob("*.jsonl")):
+    for path in sorted(root.glob("date=*/*.jsonl")):
         records.extend(orjson.loads(line) for line in path.read_bytes().splitlines())
     return records
 
 
-def data_files(root: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and not str(p.relative_to(root)).startswith("_")
-    )
+def error_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.glob("date=*/*.jsonl"))
 
 
 def run(
-    log_or_data: Log | bytes, tmp_path: Path, source: str = "/logs/app.jsonl", **kw
+    log_or_data: Log | bytes, tmp_path: Path, source: str = "/logs/app.jsonl", **kw: Any
 ) -> IngestResult:
     data = log_or_data.data if isinstance(log_or_data, Log) else log_or_data
     kw.setdefault("arrival", ARRIVAL)
+    kw.setdefault("source_version", f"v-{hash(data)}")
     return ingest(
         io.BytesIO(data),
         source=source,
@@ -118,10 +133,24 @@ def run(
     )
 
 
-def assert_accounted(log: Log, table: pa.Table, errors: list[dict]) -> None:
+def retrying(attempt: Any, tries: int = 20) -> Any:
+    """What a caller does with ConcurrentIngestError: run it again (the handler does this)."""
+    for _ in range(tries):
+        try:
+            return attempt()
+        except ConcurrentIngestError:
+            continue
+    raise AssertionError("still losing commit races after 20 tries")
+
+
+def seqs_of(rows: pa.Table) -> list[int]:
+    extras = rows.column("extra").to_pylist() if rows.num_rows else []
+    return [orjson.loads(extra)["seq"] for extra in extras]
+
+
+def assert_accounted(log: Log, rows: pa.Table, errors: list[dict]) -> None:
     """Every non-blank input line is in exactly one output, with its content intact."""
-    extras = table.column("extra").to_pylist() if table.num_rows else []
-    seqs = [orjson.loads(extra)["seq"] for extra in extras]
+    seqs = seqs_of(rows)
     assert sorted(seqs) == sorted(log.valid)
     assert Counter(seqs) == Counter(set(seqs))  # no duplicates
     assert {r["line"]: r["error"] for r in errors} == log.invalid
@@ -134,20 +163,12 @@ def assert_accounted(log: Log, table: pa.Table, errors: list[dict]) -> None:
 
 
 def test_source_id_is_stable_safe_and_distinct() -> None:
-    sources = [
-        "s3://bucket/logs/2025/app.jsonl.gz",
-        "s3://bucket/other/2025/app.jsonl.gz",
-        "s3://bucket/logs/my file+ü (1).jsonl",
-        "/var/log/app.jsonl",
-        "stdin-0123456789abcdef",
-        "s3://bucket/dir/",
-    ]
-    ids = [source_id(s) for s in sources]
-    assert ids == [source_id(s) for s in sources]
-    assert len(set(ids)) == len(ids)
-    for sid in ids:
-        assert re.fullmatch(r"[A-Za-z0-9._-]{1,90}", sid), sid
-    assert ids[0].startswith("app.jsonl.gz-")
+    a = source_id("s3://logs/app/2025-08-20.jsonl.gz")
+    assert a == source_id("s3://logs/app/2025-08-20.jsonl.gz")
+    assert a.startswith("2025-08-20.jsonl.gz-")
+    assert source_id("s3://other/app/2025-08-20.jsonl.gz") != a
+    weird = source_id("s3://b/dir/we ird+name?&ü✓.log")
+    assert all(c.isalnum() or c in "._-" for c in weird)
 
 
 def test_source_id_refuses_empty_source() -> None:
@@ -155,85 +176,65 @@ def test_source_id_refuses_empty_source() -> None:
         source_id("")
 
 
-# --- local sink ---------------------------------------------------------------------------------
+# --- the table ----------------------------------------------------------------------------------
 
 
-def test_ingest_writes_partitioned_parquet_and_error_lines(tmp_path: Path) -> None:
+def test_ingest_writes_a_delta_table_partitioned_by_date_and_error_lines(tmp_path: Path) -> None:
     log = make_log()
-    result = run(log, tmp_path)
-    sid = source_id("/logs/app.jsonl")
-
-    dates = sorted(set(log.valid.values()))
-    assert len(dates) >= 3
-    assert data_files(tmp_path / "clean") == [f"date={d}/{sid}.parquet" for d in dates]
-    assert data_files(tmp_path / "errors") == [f"date=2025-09-02/{sid}.jsonl"]
-    assert result.clean_keys == [
-        str(tmp_path / "clean" / k) for k in data_files(tmp_path / "clean")
-    ]
-    assert result.error_keys == [str(tmp_path / "errors" / f"date=2025-09-02/{sid}.jsonl")]
-
-    assert result.processed == len(log.valid) + len(log.invalid)
-    assert (result.valid, result.errors, result.blank) == (
+    result = run(log, tmp_path, source_version="v1")
+    rows = read_clean(tmp_path / "clean")
+    errors = read_errors(tmp_path / "errors")
+    assert_accounted(log, rows, errors)
+    assert rows.schema.names == [*CLEAN_COLUMNS, "source_id", "source", "source_version", "date"]
+    assert set(rows.column("source_id").to_pylist()) == {"/logs/app.jsonl"}
+    assert set(rows.column("source_version").to_pylist()) == {"v1"}
+    assert result.rows_by_date == dict(sorted(Counter(log.valid.values()).items()))
+    assert (result.processed, result.valid, result.errors, result.blank) == (
+        len(log.valid) + len(log.invalid),
         len(log.valid),
         len(log.invalid),
         len(log.blank),
     )
-    assert result.bytes == len(log.data)
-    assert result.error_counts == dict(Counter(log.invalid.values()))
-    assert result.sample_errors == [
-        {"line": n, "error": log.invalid[n], "detail": result.sample_errors[i]["detail"]}
-        for i, n in enumerate(sorted(log.invalid)[:5])
-    ]
-    summary = result.summary()
-    assert (summary["processed"], summary["valid"], summary["errors"]) == (
-        result.processed,
-        result.valid,
-        result.errors,
+    assert result.error_counts == dict(Counter(log.invalid.values()).most_common())
+    # one data file per date, in its date= directory, and the partition matches event_time
+    snapshot = DeltaTable(str(tmp_path / "clean"))
+    files = [Path(uri) for uri in snapshot.file_uris()]
+    assert sorted(p.parent.name for p in files) == sorted(
+        f"date={d}" for d in set(log.valid.values())
     )
-    orjson.dumps(summary)  # JSON-ready
-
-    table = read_clean(tmp_path / "clean")
-    errors = read_errors(tmp_path / "errors")
-    assert table.num_rows == result.valid
-    assert_accounted(log, table, errors)
-    assert {r["source"] for r in errors} == {"/logs/app.jsonl"}
-    assert all(isinstance(r["detail"], str) and r["detail"] for r in errors)
+    for row in rows.to_pylist():
+        assert row["date"] == row["event_time"].strftime("%Y-%m-%d") == row["timestamp"][:10]
+    assert error_files(tmp_path / "errors") == [
+        f"date=2025-09-02/{source_id('/logs/app.jsonl')}.jsonl"
+    ]
+    assert result.table_version == snapshot.version()
 
 
-def test_partition_column_comes_from_the_path_and_matches_event_time(tmp_path: Path) -> None:
-    log = make_log()
+def test_other_readers_read_the_table_unchanged(tmp_path: Path) -> None:
+    polars = pytest.importorskip("polars")
+    log = make_log(days=2)
     run(log, tmp_path)
-    for path in (tmp_path / "clean").rglob("*.parquet"):
-        assert pq.read_schema(path).names == CLEAN_COLUMNS  # no `date` inside the files
-    table = read_clean(tmp_path / "clean")
-    assert table.column_names == [*CLEAN_COLUMNS, "date"]
-    event_dates = [t.strftime("%Y-%m-%d") for t in table.column("event_time").to_pylist()]
-    assert table.column("date").to_pylist() == event_dates
-    assert Counter(event_dates) == Counter(log.valid.values())
-    seqs = [orjson.loads(x)["seq"] for x in table.column("extra").to_pylist()]
-    assert [log.valid[s] for s in seqs] == event_dates
+    frame = polars.read_delta(str(tmp_path / "clean"))
+    assert sorted(orjson.loads(x)["seq"] for x in frame["extra"].to_list()) == sorted(log.valid)
+    dataset = DeltaTable(str(tmp_path / "clean")).to_pyarrow_dataset()
+    one_day = dataset.to_table(filter=pa.compute.field("date") == "2025-08-21")
+    assert one_day.num_rows == sum(1 for d in log.valid.values() if d == "2025-08-21")
 
 
-def test_parquet_schema_compression_dictionary_and_statistics(tmp_path: Path) -> None:
-    run(make_log(), tmp_path)
-    path = next((tmp_path / "clean").rglob("*.parquet"))
-    schema = pq.read_schema(path)
-    assert schema.field("event_time").type == pa.timestamp("us", tz="UTC")
-    for name in ("timestamp", "day_of_week", "user_id", "action", "extra"):
-        assert schema.field(name).type == pa.string()
-    metadata = pq.ParquetFile(path).metadata
-    row_group = metadata.row_group(0)
-    columns = {row_group.column(i).path_in_schema: row_group.column(i) for i in range(6)}
-    for name, column in columns.items():
-        assert column.compression == "ZSTD"
-        # statistics on every column but `extra`, whose JSON text min/max would prune nothing
-        assert column.is_stats_set == (name != "extra"), name
-    for name in ("day_of_week", "action"):
-        assert any("DICTIONARY" in enc for enc in columns[name].encodings), name
-    stats = columns["event_time"].statistics
-    table = pq.read_table(path)
-    assert stats.min == min(table.column("event_time").to_pylist())
-    assert stats.max == max(table.column("event_time").to_pylist())
+def test_parquet_files_are_zstd_with_statistics_but_none_on_extra(tmp_path: Path) -> None:
+    run(make_log(days=1), tmp_path)
+    (path,) = [Path(u) for u in DeltaTable(str(tmp_path / "clean")).file_uris()][:1]
+    meta = pq.ParquetFile(path).metadata
+    columns = {
+        meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i)
+        for i in range(meta.num_columns)
+    }
+    assert {c.compression for c in columns.values()} == {"ZSTD"}
+    assert (
+        columns["event_time"].statistics is not None
+        and columns["event_time"].statistics.has_min_max
+    )
+    assert columns["extra"].statistics is None or not columns["extra"].statistics.has_min_max
 
 
 def test_small_chunks_give_the_same_output_as_one_chunk(tmp_path: Path) -> None:
@@ -245,17 +246,12 @@ def test_small_chunks_give_the_same_output_as_one_chunk(tmp_path: Path) -> None:
     assert small.equals(big)
     assert read_errors(tmp_path / "small" / "errors") == read_errors(tmp_path / "big" / "errors")
     assert result.valid == len(log.valid)
-    for path in (tmp_path / "small" / "clean").rglob("*.parquet"):
-        assert pq.ParquetFile(path).metadata.num_row_groups == 1  # rows coalesced, not 1 per chunk
 
 
 @pytest.mark.parametrize("interleave", [1, 7, 500])
-@pytest.mark.parametrize("chunk_size", [8 << 20, 4096])
-def test_rows_of_each_date_keep_their_input_order(
-    tmp_path: Path, interleave: int, chunk_size: int
+def test_rows_of_interleaved_dates_each_land_in_their_partition(
+    tmp_path: Path, interleave: int
 ) -> None:
-    # Dates alternate every `interleave` rows: from a few long runs of one date to many short
-    # ones, so batches are split into slices as well as reordered by date.
     log = Log()
     start = datetime(2025, 8, 20, 12, 0, tzinfo=timezone.utc)
     for i in range(3000):
@@ -263,81 +259,16 @@ def test_rows_of_each_date_keep_their_input_order(
         log.add_valid(start + timedelta(days=day, seconds=(i * 7919) % 3600))
         if i % 100 == 0:
             log.add_invalid(*BAD_LINES[i % len(BAD_LINES)])
-    run(log, tmp_path, chunk_size=chunk_size)
-    files = sorted((tmp_path / "clean").rglob("*.parquet"))
+    run(log, tmp_path, chunk_size=4096)
+    files = [Path(u) for u in DeltaTable(str(tmp_path / "clean")).file_uris()]
     assert len(files) == 3
     for path in files:
-        table = pq.read_table(path)
-        seqs = [orjson.loads(extra)["seq"] for extra in table.column("extra").to_pylist()]
         date = path.parent.name.removeprefix("date=")
-        assert seqs == sorted(n for n, d in log.valid.items() if d == date)
+        # Row order inside a file is delta-rs's (compaction sorts by event_time anyway).
+        assert sorted(seqs_of(pq.read_table(path))) == sorted(
+            n for n, d in log.valid.items() if d == date
+        )
     assert_accounted(log, read_clean(tmp_path / "clean"), read_errors(tmp_path / "errors"))
-
-
-@pytest.mark.parametrize("times", [2, 3])
-def test_reingesting_the_same_source_never_duplicates(tmp_path: Path, times: int) -> None:
-    log = make_log()
-    first = run(log, tmp_path)
-    files = data_files(tmp_path / "clean") + data_files(tmp_path / "errors")
-    for _ in range(times - 1):
-        again = run(log, tmp_path)
-        assert again.summary() | {"seconds": 0} == first.summary() | {"seconds": 0}
-    assert data_files(tmp_path / "clean") + data_files(tmp_path / "errors") == files
-    assert_accounted(log, read_clean(tmp_path / "clean"), read_errors(tmp_path / "errors"))
-
-
-def test_reingest_with_fewer_dates_and_no_errors_removes_stale_files(tmp_path: Path) -> None:
-    first = make_log(days=4)
-    run(first, tmp_path)
-    other = make_log(days=2)
-    run(other, tmp_path, source="/logs/other.jsonl")  # shares dates with the first source
-    before_other = data_files(tmp_path / "clean")
-
-    smaller = Log()
-    smaller.add_valid(datetime(2025, 8, 20, 22, 0, tzinfo=timezone.utc))
-    smaller.add_valid(datetime(2025, 8, 20, 23, 0, tzinfo=timezone.utc))
-    result = run(smaller, tmp_path, arrival=datetime(2025, 9, 5, tzinfo=timezone.utc))
-    sid = source_id("/logs/app.jsonl")
-
-    assert result.error_keys == []
-    stale = len(set(first.valid.values()) - {"2025-08-20"}) + 1  # other dates + the error file
-    assert len(result.removed_keys) == stale
-    mine = [f for f in data_files(tmp_path / "clean") if sid in f]
-    assert mine == [f"date=2025-08-20/{sid}.parquet"]
-    assert [f for f in data_files(tmp_path / "errors") if sid in f] == []
-    theirs = [f for f in before_other if source_id("/logs/other.jsonl") in f]
-    assert [f for f in data_files(tmp_path / "clean") if f not in mine] == theirs
-    # emptied date directories go away with the files
-    assert sorted(p.name for p in (tmp_path / "clean").iterdir() if not p.name.startswith("_")) == (
-        sorted({f.split("/")[0] for f in data_files(tmp_path / "clean")})
-    )
-    table = read_clean(tmp_path / "clean")
-    assert table.num_rows == 2 + len(other.valid)
-
-
-def test_reingest_with_new_arrival_moves_the_error_file(tmp_path: Path) -> None:
-    log = make_log(days=1)
-    run(log, tmp_path, arrival=datetime(2025, 9, 1, 12, tzinfo=timezone.utc))
-    run(log, tmp_path, arrival=datetime(2025, 9, 3, 12, tzinfo=timezone.utc))
-    sid = source_id("/logs/app.jsonl")
-    assert data_files(tmp_path / "errors") == [f"date=2025-09-03/{sid}.jsonl"]
-    assert len(read_errors(tmp_path / "errors")) == len(log.invalid)
-
-
-def test_naive_arrival_is_taken_as_utc(tmp_path: Path) -> None:
-    run(b"nope\n", tmp_path, arrival=datetime(2025, 1, 2, 23, 59))
-    assert data_files(tmp_path / "errors")[0].startswith("date=2025-01-02/")
-
-
-def test_empty_input_writes_nothing_and_clears_earlier_output(tmp_path: Path) -> None:
-    result = run(b"", tmp_path)
-    assert (result.processed, result.valid, result.errors, result.blank) == (0, 0, 0, 0)
-    assert data_files(tmp_path / "clean") == []
-    run(make_log(days=1), tmp_path)
-    assert data_files(tmp_path / "clean")
-    cleared = run(b"\n\n  \n", tmp_path)
-    assert (cleared.processed, cleared.blank) == (0, 3)
-    assert data_files(tmp_path / "clean") == data_files(tmp_path / "errors") == []
 
 
 def test_custom_field_names(tmp_path: Path) -> None:
@@ -365,11 +296,103 @@ def test_non_utf8_lines_round_trip_exactly_through_raw_base64(tmp_path: Path) ->
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            assert "raw" not in by_line[number]
-            assert "raw_base64" in by_line[number]
+            assert "raw" not in by_line[number] and "raw_base64" in by_line[number]
         else:
             assert by_line[number]["raw"] == text
-            assert "raw_base64" not in by_line[number]
+
+
+# --- idempotence and replacement ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("times", [2, 3])
+def test_the_same_version_again_commits_nothing(tmp_path: Path, times: int) -> None:
+    log = make_log()
+    first = run(log, tmp_path, source_version="v1")
+    version = table_version(tmp_path / "clean")
+    files = error_files(tmp_path / "errors")
+    for _ in range(times - 1):
+        again = run(log, tmp_path, source_version="v1")
+        assert again.already_ingested
+        assert {
+            k: v for k, v in again.summary().items() if k not in ("seconds", "already_ingested")
+        } == {k: v for k, v in first.summary().items() if k != "seconds"}
+    assert table_version(tmp_path / "clean") == version
+    assert error_files(tmp_path / "errors") == files
+    assert_accounted(log, read_clean(tmp_path / "clean"), read_errors(tmp_path / "errors"))
+
+
+def test_a_new_version_replaces_the_old_rows_in_one_commit(tmp_path: Path) -> None:
+    first = make_log(days=4)
+    run(first, tmp_path, source_version="v1")
+    other = make_log(days=2)
+    run(other, tmp_path, source="/logs/other.jsonl", source_version="o1")  # shares dates
+    before = table_version(tmp_path / "clean")
+    smaller = Log()
+    smaller.add_valid(datetime(2025, 8, 20, 22, 0, tzinfo=timezone.utc))
+    smaller.add_valid(datetime(2025, 8, 20, 23, 0, tzinfo=timezone.utc))
+    result = run(
+        smaller, tmp_path, source_version="v2", arrival=datetime(2025, 9, 5, tzinfo=timezone.utc)
+    )
+    assert result.table_version == table_version(tmp_path / "clean") == (before or 0) + 1
+    rows = read_clean(tmp_path / "clean")
+    mine = rows.filter(pa.compute.equal(rows["source_id"], "/logs/app.jsonl"))
+    assert seqs_of(mine) == [1, 2] and set(mine["source_version"].to_pylist()) == {"v2"}
+    theirs = rows.filter(pa.compute.equal(rows["source_id"], "/logs/other.jsonl"))
+    assert sorted(seqs_of(theirs)) == sorted(other.valid)
+    # the old version's error file went (no errors now); the other source's stays
+    assert error_files(tmp_path / "errors") == [
+        f"date=2025-09-02/{source_id('/logs/other.jsonl')}.jsonl"
+    ]
+    # the previous snapshot still reads the old rows: nothing was rewritten in place
+    old = DeltaTable(str(tmp_path / "clean"), version=before).to_pyarrow_table()
+    assert old.num_rows == len(first.valid) + len(other.valid)
+
+
+def test_a_new_arrival_moves_the_error_file(tmp_path: Path) -> None:
+    log = make_log(days=1)
+    run(log, tmp_path, arrival=datetime(2025, 9, 1, 12, tzinfo=timezone.utc), source_version="a")
+    run(log, tmp_path, arrival=datetime(2025, 9, 3, 12, tzinfo=timezone.utc), source_version="b")
+    sid = source_id("/logs/app.jsonl")
+    assert error_files(tmp_path / "errors") == [f"date=2025-09-03/{sid}.jsonl"]
+    assert len(read_errors(tmp_path / "errors")) == len(log.invalid)
+
+
+def test_naive_arrival_is_taken_as_utc(tmp_path: Path) -> None:
+    run(b"nope\n", tmp_path, arrival=datetime(2025, 1, 2, 23, 59))
+    assert error_files(tmp_path / "errors")[0].startswith("date=2025-01-02/")
+
+
+def test_an_empty_version_clears_the_earlier_rows(tmp_path: Path) -> None:
+    result = run(b"", tmp_path, source_version="0")
+    assert (result.processed, result.valid, result.errors, result.blank) == (0, 0, 0, 0)
+    assert read_clean(tmp_path / "clean").num_rows == 0
+    run(make_log(days=1), tmp_path, source_version="1")
+    assert read_clean(tmp_path / "clean").num_rows
+    cleared = run(b"\n\n  \n", tmp_path, source_version="2")
+    assert (cleared.processed, cleared.blank) == (0, 3)
+    assert read_clean(tmp_path / "clean").num_rows == 0
+    assert error_files(tmp_path / "errors") == []
+
+
+def test_rows_another_tool_wrote_for_a_source_are_replaced_not_duplicated(tmp_path: Path) -> None:
+    """No transaction recorded for the source: its file statistics still make it a replace."""
+    log = make_log(days=1)
+    run(log, tmp_path, source_version="v1")
+    rows = read_clean(tmp_path / "clean")
+    foreign = tmp_path / "foreign"
+    write_deltalake(str(foreign), rows, partition_by=["date"])  # same rows, no transactions
+    result = ingest(
+        io.BytesIO(log.data),
+        source="/logs/app.jsonl",
+        clean_uri=str(foreign),
+        error_uri=str(tmp_path / "errors2"),
+        source_version="v1",
+    )
+    assert not result.already_ingested
+    assert sorted(seqs_of(read_clean(foreign))) == sorted(log.valid)
+
+
+# --- failures -------------------------------------------------------------------------------------
 
 
 def failing_stream(data: bytes, fail_after: int) -> Iterator[bytes]:
@@ -377,11 +400,11 @@ def failing_stream(data: bytes, fail_after: int) -> Iterator[bytes]:
     raise OSError("connection reset by peer")
 
 
-def test_failure_mid_source_publishes_nothing_and_keeps_old_output(tmp_path: Path) -> None:
+def test_a_failure_mid_source_commits_nothing_and_keeps_the_old_rows(tmp_path: Path) -> None:
     old = make_log(days=2)
-    run(old, tmp_path)
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-
+    run(old, tmp_path, source_version="old")
+    version = table_version(tmp_path / "clean")
+    errors_before = {p: p.read_bytes() for p in (tmp_path / "errors").rglob("*") if p.is_file()}
     new = make_log(days=5, start=datetime(2024, 1, 1, tzinfo=timezone.utc))
     with pytest.raises(OSError, match="connection reset"):
         ingest(
@@ -390,12 +413,15 @@ def test_failure_mid_source_publishes_nothing_and_keeps_old_output(tmp_path: Pat
             clean_uri=str(tmp_path / "clean"),
             error_uri=str(tmp_path / "errors"),
             chunk_size=1024,
+            source_version="new",
         )
-    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    assert after == before  # no partial file anywhere, staging cleaned up
+    assert table_version(tmp_path / "clean") == version
+    assert sorted(seqs_of(read_clean(tmp_path / "clean"))) == sorted(old.valid)
+    errors_after = {p: p.read_bytes() for p in (tmp_path / "errors").rglob("*") if p.is_file()}
+    assert errors_after == errors_before
 
 
-def test_truncated_gzip_source_fails_whole(tmp_path: Path) -> None:
+def test_a_truncated_gzip_source_fails_whole(tmp_path: Path) -> None:
     log = make_log(days=3)
     stream = decompressing(io.BytesIO(gzip.compress(log.data)[:-40]), "app.jsonl.gz")
     with pytest.raises(SourceError, match="truncated"):
@@ -406,246 +432,398 @@ def test_truncated_gzip_source_fails_whole(tmp_path: Path) -> None:
             error_uri=str(tmp_path / "errors"),
             chunk_size=512,
         )
-    assert data_files(tmp_path / "clean") == data_files(tmp_path / "errors") == []
+    assert read_clean(tmp_path / "clean").num_rows == 0
+    assert error_files(tmp_path / "errors") == []
 
 
-def test_tampered_manifest_never_deletes_foreign_files(tmp_path: Path) -> None:
-    run(make_log(days=1), tmp_path)
-    victim = tmp_path / "clean" / "date=2025-08-20" / "someone-else.parquet"
-    victim.write_bytes(b"not ours")
+def test_a_tampered_ledger_never_deletes_foreign_files(tmp_path: Path) -> None:
+    run(make_log(days=1), tmp_path, source_version="1")
+    victim = tmp_path / "errors" / "date=2025-09-02" / "someone-else.txt"
+    victim.write_text("not ours")
     outside = tmp_path / "precious.txt"
     outside.write_text("keep me")
-    manifest = (
-        tmp_path / "clean" / "_logsieve" / "manifests" / f"{source_id('/logs/app.jsonl')}.json"
-    )
-    content = orjson.loads(manifest.read_bytes())
-    content["clean"] += ["date=2025-08-20/someone-else.parquet", "../precious.txt"]
-    manifest.write_bytes(orjson.dumps(content))
-    run(b"", tmp_path)
-    assert victim.read_bytes() == b"not ours"
+    path = tmp_path / "errors" / ledger_key(source_id("/logs/app.jsonl"))
+    ledger = orjson.loads(path.read_bytes())
+    ledger["files"] += ["date=2025-09-02/someone-else.txt", "../precious.txt", "../../precious.txt"]
+    path.write_bytes(orjson.dumps(ledger))
+    run(b"", tmp_path, source_version="2")
+    assert victim.read_text() == "not ours"
     assert outside.read_text() == "keep me"
 
 
-def test_local_concurrent_ingests_of_one_source_are_detected_then_repaired(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """As on S3: the run whose final manifest loses fails loudly; a retry leaves one run's files."""
-    first = make_log(days=3)
-    other = make_log(days=2, start=datetime(2025, 9, 20, tzinfo=timezone.utc))
-    rename = os.replace
-    interleaved: list[IngestResult] = []
-    started = []
-
-    def rename_then_let_another_run_publish(src: Any, dst: Any) -> None:
-        rename(src, dst)
-        if not started and str(dst).endswith(".parquet"):
-            started.append(dst)
-            interleaved.append(run(other, tmp_path))  # the same source, start to finish
-
-    monkeypatch.setattr(os, "replace", rename_then_let_another_run_publish)
-    with pytest.raises(ConcurrentIngestError, match="ingest it again to repair it"):
-        run(first, tmp_path)
-    monkeypatch.undo()
-
-    manifest = orjson.loads(
-        (
-            tmp_path / "clean" / "_logsieve" / "manifests" / f"{source_id('/logs/app.jsonl')}.json"
-        ).read_bytes()
-    )
-    assert len(interleaved) == 1 and manifest["complete"] is False
-    assert set(data_files(tmp_path / "clean")) <= set(manifest["clean"])
-    # The other run's dates, which the first run's output never had, are named there too.
-    sid = source_id("/logs/app.jsonl")
-    assert {f"date={d}/{sid}.parquet" for d in set(other.valid.values())} <= set(manifest["clean"])
-
-    result = run(first, tmp_path)  # the retry
-    assert data_files(tmp_path / "clean") == sorted(
-        f"date={d}/{sid}.parquet" for d in set(first.valid.values())
-    )
-    assert read_clean(tmp_path / "clean").num_rows == result.valid == len(first.valid)
+def test_a_directory_of_loose_parquet_is_refused_not_mixed(tmp_path: Path) -> None:
+    old = tmp_path / "clean" / "date=2025-08-20"
+    old.mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), old / "app.parquet")
+    with pytest.raises(ConfigError, match="no Delta table"):
+        run(make_log(days=1), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == ["date=2025-08-20"]
 
 
-def test_unwritable_output_is_a_config_error(tmp_path: Path) -> None:
+def test_an_unwritable_output_is_an_output_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match="cannot create output directory"):
-        ingest(io.BytesIO(b""), source="s", clean_uri=str(blocker / "c"), error_uri=str(tmp_path))
+    with pytest.raises(OutputError, match="cannot"):
+        ingest(
+            io.BytesIO(b"x\n"),
+            source="s",
+            clean_uri=str(tmp_path / "c"),
+            error_uri=str(blocker / "e"),
+        )
+    with pytest.raises(OutputError, match="cannot"):
+        ingest(
+            io.BytesIO(b"x\n"),
+            source="s",
+            clean_uri=str(blocker / "c"),
+            error_uri=str(tmp_path / "e"),
+        )
 
 
-# --- S3 sink (moto) -----------------------------------------------------------------------------
+def test_stale_staging_of_a_killed_process_is_swept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    staging = tmp_path / "errors" / "_logsieve" / "staging"
+    old, recent = staging / "tmpold", staging / "tmprecent"
+    for directory in (old, recent):
+        directory.mkdir(parents=True)
+        (directory / "2025-08-20.jsonl").write_bytes(b"half written")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    run(make_log(days=1), tmp_path)
+    assert not old.exists()
+    assert (recent / "2025-08-20.jsonl").read_bytes() == b"half written"  # may be in use
+
+
+# --- groups: many sources in one commit ---------------------------------------------------------
+
+
+def source_of(name: str, log: Log | bytes, version: str = "v1") -> Source:
+    data = log.data if isinstance(log, Log) else log
+    return Source(
+        identity=name,
+        name=name,
+        version=version,
+        open=lambda: contextlib.nullcontext(io.BytesIO(data)),
+        arrival=ARRIVAL,
+    )
+
+
+def test_a_group_is_one_commit_with_few_files_and_one_error_file_per_date(tmp_path: Path) -> None:
+    logs = {
+        f"/logs/{i}.jsonl": make_log(
+            days=2, per_day=5, start=datetime(2025, 8, 20, tzinfo=timezone.utc)
+        )
+        for i in range(40)
+    }
+    outcome = ingest_group(
+        [source_of(name, log) for name, log in logs.items()],
+        clean_uri=str(tmp_path / "clean"),
+        error_uri=str(tmp_path / "errors"),
+    )
+    assert not outcome.failures and len(outcome.results) == 40
+    snapshot = DeltaTable(str(tmp_path / "clean"))
+    assert snapshot.version() == 1  # created, then one commit
+    assert len(snapshot.file_uris()) == 2  # one per date
+    assert len(error_files(tmp_path / "errors")) == 1
+    rows = read_clean(tmp_path / "clean")
+    errors = read_errors(tmp_path / "errors")
+    for name, log in logs.items():
+        mine = rows.filter(pa.compute.equal(rows["source_id"], name))
+        assert_accounted(log, mine, [r for r in errors if r["source"] == name])
+
+
+def test_an_unreadable_source_in_a_group_is_left_out_and_keeps_its_rows(tmp_path: Path) -> None:
+    good, bad_old = make_log(days=1), make_log(days=1, per_day=3)
+    run(bad_old, tmp_path, source="/logs/bad.gz", source_version="old")
+    truncated = gzip.compress(make_log(days=2).data)[:-40]
+    broken = Source(
+        identity="/logs/bad.gz",
+        name="/logs/bad.gz",
+        version="new",
+        open=lambda: contextlib.nullcontext(decompressing(io.BytesIO(truncated), "bad.gz")),
+    )
+    outcome = ingest_group(
+        [source_of("/logs/good.jsonl", good), broken],
+        clean_uri=str(tmp_path / "clean"),
+        error_uri=str(tmp_path / "errors"),
+    )
+    assert [f.source.identity for f in outcome.failures] == ["/logs/bad.gz"]
+    assert isinstance(outcome.failures[0].error, SourceError)
+    rows = read_clean(tmp_path / "clean")
+    assert sorted(
+        seqs_of(rows.filter(pa.compute.equal(rows["source_id"], "/logs/bad.gz")))
+    ) == sorted(bad_old.valid)
+    assert sorted(
+        seqs_of(rows.filter(pa.compute.equal(rows["source_id"], "/logs/good.jsonl")))
+    ) == sorted(good.valid)
+
+
+def test_replacing_one_source_of_a_group_rewrites_the_shared_error_file_without_it(
+    tmp_path: Path,
+) -> None:
+    a, b = make_log(days=1), make_log(days=1, per_day=20)
+    ingest_group(
+        [source_of("/logs/a.jsonl", a), source_of("/logs/b.jsonl", b)],
+        clean_uri=str(tmp_path / "clean"),
+        error_uri=str(tmp_path / "errors"),
+    )
+    (shared,) = error_files(tmp_path / "errors")
+    assert shared.split("/")[1].startswith("group-")
+    a2 = Log()
+    a2.add_invalid(b"still broken", "invalid_json")
+    ingest_group(
+        [source_of("/logs/a.jsonl", a2, version="v2")],
+        clean_uri=str(tmp_path / "clean"),
+        error_uri=str(tmp_path / "errors"),
+    )
+    errors = read_errors(tmp_path / "errors")
+    assert sorted((r["source"], r["line"]) for r in errors) == sorted(
+        [("/logs/a.jsonl", 1)] + [("/logs/b.jsonl", n) for n in b.invalid]
+    )
+
+
+def test_the_same_source_twice_in_one_group_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="twice"):
+        ingest_group(
+            [source_of("/x", b""), source_of("/x", b"")],
+            clean_uri=str(tmp_path / "c"),
+            error_uri=str(tmp_path / "e"),
+        )
+
+
+# --- concurrency (threads) ----------------------------------------------------------------------
+
+
+def test_concurrent_deliveries_of_one_version_commit_once(tmp_path: Path) -> None:
+    log = make_log(days=2)
+    results: list[IngestResult] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        result = retrying(lambda: run(log, tmp_path, source="s3://in/k.jsonl", source_version="e1"))
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 6
+    assert sum(not r.already_ingested for r in results) == 1
+    assert_accounted(log, read_clean(tmp_path / "clean"), read_errors(tmp_path / "errors"))
+
+
+def test_many_sources_at_once_each_appear_exactly_once(tmp_path: Path) -> None:
+    logs = {f"s3://in/{i}.jsonl": make_log(days=1, per_day=10 + i) for i in range(10)}
+    errors: list[BaseException] = []
+
+    def deliver(name: str, log: Log) -> None:
+        try:
+            retrying(lambda: run(log, tmp_path, source=name, source_version="e"))
+        except BaseException as exc:  # surfaces in the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=item) for item in logs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = read_clean(tmp_path / "clean")
+    for name, log in logs.items():
+        mine = rows.filter(pa.compute.equal(rows["source_id"], name))
+        assert sorted(seqs_of(mine)) == sorted(log.valid)
+
+
+def test_readers_see_one_committed_version_while_a_source_is_replaced(tmp_path: Path) -> None:
+    versions = {f"v{i}": make_log(days=1, per_day=5 + 7 * i) for i in range(6)}
+    run(versions["v0"], tmp_path, source_version="v0")
+    allowed = {len(log.valid) for log in versions.values()}
+    seen: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.append(read_clean(tmp_path / "clean").num_rows)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for name, log in list(versions.items())[1:]:
+            run(log, tmp_path, source_version=name)
+    finally:
+        done.set()
+        reader.join()
+    assert seen and set(seen) <= allowed  # never old + new rows, never none
+
+
+# --- S3 (a moto server) -------------------------------------------------------------------------
 
 
 @pytest.fixture
-def s3():
+def s3(moto_endpoint: str) -> Any:
     import boto3
-    from moto import mock_aws
 
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        for bucket in ("clean-bucket", "error-bucket"):
-            client.create_bucket(Bucket=bucket)
-        yield client
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint)
+    for bucket in ("clean-bucket", "error-bucket"):
+        client.create_bucket(Bucket=bucket)
+    return client
 
 
-def s3_keys(client, bucket: str) -> list[str]:
+CLEAN_URI, ERROR_URI = "s3://clean-bucket/clean", "s3://error-bucket/errors/"
+
+
+def s3_keys(client: Any, bucket: str) -> list[str]:
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
 
-def download(client, bucket: str, prefix: str, target: Path) -> Path:
-    for key in s3_keys(client, bucket):
-        if key.startswith(prefix + "/") and "/_logsieve/" not in key:
-            path = target / key[len(prefix) + 1 :]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, key, str(path))
-    return target
+def s3_errors(client: Any) -> list[dict]:
+    records = []
+    for key in s3_keys(client, "error-bucket"):
+        if "/date=" in key:
+            body = client.get_object(Bucket="error-bucket", Key=key)["Body"].read()
+            records.extend(orjson.loads(line) for line in body.splitlines())
+    return records
 
 
-def run_s3(client, log: Log, source: str = "s3://input/app.jsonl") -> IngestResult:
+def run_s3(
+    client: Any, log: Log, source: str = "s3://input/app.jsonl", version: str = "e1"
+) -> IngestResult:
     return ingest(
         io.BytesIO(log.data),
         source=source,
-        clean_uri="s3://clean-bucket/clean",
-        error_uri="s3://error-bucket/errors/",
+        clean_uri=CLEAN_URI,
+        error_uri=ERROR_URI,
         arrival=ARRIVAL,
         s3_client=client,
+        source_version=version,
     )
 
 
-def test_s3_sink_writes_the_same_layout(s3, tmp_path: Path) -> None:
+def test_s3_table_and_error_records(s3: Any) -> None:
     log = make_log()
     result = run_s3(s3, log)
-    sid = source_id("s3://input/app.jsonl")
-    dates = sorted(set(log.valid.values()))
-    assert s3_keys(s3, "clean-bucket") == [
-        f"clean/_logsieve/manifests/{sid}.json",
-        *[f"clean/date={d}/{sid}.parquet" for d in dates],
-    ]
-    assert s3_keys(s3, "error-bucket") == [f"errors/date=2025-09-02/{sid}.jsonl"]
-    assert result.clean_keys == [f"clean/date={d}/{sid}.parquet" for d in dates]
-    assert result.error_keys == [f"errors/date=2025-09-02/{sid}.jsonl"]
-
-    table = read_clean(download(s3, "clean-bucket", "clean", tmp_path / "clean"))
-    errors = read_errors(download(s3, "error-bucket", "errors", tmp_path / "errors"))
-    assert table.num_rows == result.valid
-    assert_accounted(log, table, errors)
-    assert {r["source"] for r in errors} == {"s3://input/app.jsonl"}
-
-
-def test_s3_same_event_three_times_then_changed_content(s3, tmp_path: Path) -> None:
-    log = make_log(days=3)
-    for _ in range(3):
-        run_s3(s3, log)
     keys = s3_keys(s3, "clean-bucket")
-    assert len(keys) == 1 + len(set(log.valid.values()))
-    table = read_clean(download(s3, "clean-bucket", "clean", tmp_path / "a"))
-    assert table.num_rows == len(log.valid)
-
-    smaller = Log()
-    for minute in range(5):
-        smaller.add_valid(datetime(2025, 8, 21, 12, minute, tzinfo=timezone.utc))
-    result = run_s3(s3, smaller)
-    assert result.errors == 0 and result.valid == 5
-    assert s3_keys(s3, "error-bucket") == []
-    sid = source_id("s3://input/app.jsonl")
-    assert s3_keys(s3, "clean-bucket") == [
-        f"clean/_logsieve/manifests/{sid}.json",
-        *[f"clean/date={d}/{sid}.parquet" for d in sorted(set(smaller.valid.values()))],
+    assert "clean/_delta_log/00000000000000000001.json" in keys
+    assert {k.split("/")[1] for k in keys if "/date=" in k} == {
+        f"date={d}" for d in set(log.valid.values())
+    }
+    assert_accounted(log, read_clean(CLEAN_URI, s3), s3_errors(s3))
+    assert result.error_keys == [
+        f"errors/date=2025-09-02/{source_id('s3://input/app.jsonl')}.jsonl"
     ]
-    table = read_clean(download(s3, "clean-bucket", "clean", tmp_path / "b"))
-    assert table.num_rows == 5
 
 
-def test_s3_manifest_records_what_was_written(s3) -> None:
-    log = make_log(days=2)
-    result = run_s3(s3, log)
-    sid = source_id("s3://input/app.jsonl")
-    body = s3.get_object(Bucket="clean-bucket", Key=f"clean/_logsieve/manifests/{sid}.json")["Body"]
-    manifest = orjson.loads(body.read())
-    assert manifest["source"] == "s3://input/app.jsonl"
-    assert manifest["complete"] is True
-    assert ["clean/" + k for k in manifest["clean"]] == result.clean_keys
-    assert ["errors/" + k for k in manifest["errors"]] == result.error_keys
-    assert manifest["stats"]["valid"] == len(log.valid)
+def test_s3_same_event_three_times_then_changed_content(s3: Any) -> None:
+    log = make_log()
+    first = run_s3(s3, log)
+    for _ in range(2):
+        assert run_s3(s3, log).already_ingested
+    assert table_version(CLEAN_URI, s3) == first.table_version
+    changed = make_log(days=1, start=datetime(2025, 10, 1, tzinfo=timezone.utc))
+    run_s3(s3, changed, version="e2")
+    assert_accounted(changed, read_clean(CLEAN_URI, s3), s3_errors(s3))
 
 
-def test_s3_concurrent_ingests_of_one_source_are_detected_then_repaired(s3, tmp_path: Path) -> None:
-    """Two runs publishing one source at once: the loser fails loudly, a retry repairs all."""
-    import boto3
+def test_s3_concurrent_deliveries_and_many_objects_at_once(s3: Any) -> None:
+    logs = {f"s3://input/{i}.jsonl": make_log(days=1, per_day=8 + i) for i in range(6)}
+    jobs = [(name, log) for name, log in logs.items()] + [
+        ("s3://input/0.jsonl", logs["s3://input/0.jsonl"])
+    ] * 3
+    outcomes: list[IngestResult] = []
+    failures: list[BaseException] = []
 
-    first = make_log(days=3)
-    other = make_log(days=2, start=datetime(2025, 9, 20, tzinfo=timezone.utc))
-    other_client = boto3.client("s3", region_name="us-east-1")
-    interleaved = []
+    def deliver(name: str, log: Log) -> None:
+        try:
+            outcomes.append(retrying(lambda: run_s3(s3, log, source=name)))
+        except BaseException as exc:
+            failures.append(exc)
 
-    def other_run_meanwhile(params, **kwargs) -> None:
-        if not interleaved and params.get("Key", "").endswith(".parquet"):
-            interleaved.append(run_s3(other_client, other))
-
-    s3.meta.events.register("provide-client-params.s3.PutObject", other_run_meanwhile)
-    try:
-        with pytest.raises(ConcurrentIngestError, match="ingest it again to repair it"):
-            run_s3(s3, first)
-    finally:
-        s3.meta.events.unregister("provide-client-params.s3.PutObject", other_run_meanwhile)
-
-    # Both runs' files exist now, and the manifest names every one of them.
-    sid = source_id("s3://input/app.jsonl")
-    manifest_key = f"clean/_logsieve/manifests/{sid}.json"
-    manifest = orjson.loads(s3.get_object(Bucket="clean-bucket", Key=manifest_key)["Body"].read())
-    assert manifest["complete"] is False
-    stored = [k for k in s3_keys(s3, "clean-bucket") if k != manifest_key]
-    both = set(first.valid.values()) | set(other.valid.values())
-    assert len(interleaved) == 1
-    assert sorted(stored) == [f"clean/date={d}/{sid}.parquet" for d in sorted(both)]
-    assert set(stored) <= {f"clean/{k}" for k in manifest["clean"]}
-
-    result = run_s3(s3, first)  # the retry
-    assert s3_keys(s3, "clean-bucket") == sorted([manifest_key, *result.clean_keys])
-    table = read_clean(download(s3, "clean-bucket", "clean", tmp_path / "clean"))
-    assert table.num_rows == len(first.valid)
+    threads = [threading.Thread(target=deliver, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sum(not o.already_ingested for o in outcomes) == len(logs)
+    rows = read_clean(CLEAN_URI, s3)
+    for name, log in logs.items():
+        assert sorted(seqs_of(rows.filter(pa.compute.equal(rows["source_id"], name)))) == sorted(
+            log.valid
+        )
 
 
-def test_s3_missing_error_bucket_is_an_output_error_and_keeps_the_manifest(s3) -> None:
+def test_s3_missing_buckets_are_output_errors(s3: Any) -> None:
     log = make_log(days=1)
-    with pytest.raises(OutputError, match=r"cannot write the output to .*NoSuchBucket"):
+    with pytest.raises(OutputError, match="NoSuchBucket"):
         ingest(
             io.BytesIO(log.data),
-            source="s3://input/app.jsonl",
-            clean_uri="s3://clean-bucket/clean",
-            error_uri="s3://no-such-error-bucket/errors",
+            source="s3://input/a",
+            clean_uri=CLEAN_URI,
+            error_uri="s3://no-such-error-bucket/e",
             s3_client=s3,
         )
-    # The clean files went up before the error file failed: a manifest names them, so that
-    # the next ingest, whatever it writes, removes those it does not write again.
-    sid = source_id("s3://input/app.jsonl")
-    manifest_key = f"clean/_logsieve/manifests/{sid}.json"
-    published = [k for k in s3_keys(s3, "clean-bucket") if k != manifest_key]
-    assert published
-    manifest = orjson.loads(s3.get_object(Bucket="clean-bucket", Key=manifest_key)["Body"].read())
-    assert manifest["complete"] is False
-    assert {f"clean/{k}" for k in manifest["clean"]} >= set(published)
-
-    later = make_log(days=1, start=datetime(2025, 10, 1, 12, tzinfo=timezone.utc))
-    result = run_s3(s3, later)
-    assert s3_keys(s3, "clean-bucket") == sorted([manifest_key, *result.clean_keys])
+    assert read_clean(CLEAN_URI, s3).num_rows == 0  # nothing committed without its error records
+    with pytest.raises(OutputError, match="NoSuchBucket"):
+        ingest(
+            io.BytesIO(log.data),
+            source="s3://input/a",
+            clean_uri="s3://no-such-clean-bucket/c",
+            error_uri=ERROR_URI,
+            s3_client=s3,
+        )
 
 
-def test_stored_result_answers_only_for_the_version_ingested(s3) -> None:
+def test_s3_a_failed_cleanup_after_the_commit_is_finished_by_the_next_delivery(s3: Any) -> None:
+    """The commit stands when removing the old version's error file fails; a repeat cleans up."""
+    run_s3(s3, make_log(days=1), version="e1")
+    old_error = f"errors/date=2025-09-02/{source_id('s3://input/app.jsonl')}.jsonl"
+    later = make_log(days=1)
+    later_arrival = datetime(2025, 9, 9, tzinfo=timezone.utc)
+
+    def refuse(**kwargs: Any) -> None:
+        raise RuntimeError("simulated outage")
+
+    s3.meta.events.register("before-call.s3.DeleteObjects", refuse)
+    try:
+        result = ingest(
+            io.BytesIO(later.data),
+            source="s3://input/app.jsonl",
+            clean_uri=CLEAN_URI,
+            error_uri=ERROR_URI,
+            arrival=later_arrival,
+            s3_client=s3,
+            source_version="e2",
+        )
+    finally:
+        s3.meta.events.unregister("before-call.s3.DeleteObjects", refuse)
+    assert not result.already_ingested
+    assert old_error in s3_keys(s3, "error-bucket")  # not yet removed
+    again = ingest(
+        io.BytesIO(later.data),
+        source="s3://input/app.jsonl",
+        clean_uri=CLEAN_URI,
+        error_uri=ERROR_URI,
+        arrival=later_arrival,
+        s3_client=s3,
+        source_version="e2",
+    )
+    assert again.already_ingested
+    assert old_error not in s3_keys(s3, "error-bucket")
+    assert_accounted(later, read_clean(CLEAN_URI, s3), s3_errors(s3))
+
+
+def test_stored_result_answers_only_for_the_version_ingested(s3: Any) -> None:
     log = make_log(days=2)
-    locations = {"clean_uri": "s3://clean-bucket/clean", "error_uri": "s3://error-bucket/errors/"}
+    locations = {"clean_uri": CLEAN_URI, "error_uri": ERROR_URI}
     source = "s3://input/app.jsonl"
     assert stored_result(source=source, version="v1", s3_client=s3, **locations) is None
-    result = ingest(
-        io.BytesIO(log.data),
-        source=source,
-        arrival=ARRIVAL,
-        s3_client=s3,
-        source_version="v1",
-        **locations,
-    )
+    result = run_s3(s3, log, version="v1")
     stored = stored_result(source=source, version="v1", s3_client=s3, **locations)
-    assert stored is not None
+    assert stored is not None and stored.already_ingested
     assert (stored.processed, stored.valid, stored.errors, stored.blank, stored.bytes) == (
         result.processed,
         result.valid,
@@ -654,62 +832,11 @@ def test_stored_result_answers_only_for_the_version_ingested(s3) -> None:
         result.bytes,
     )
     assert stored.error_counts == result.error_counts
-    assert (stored.clean_keys, stored.error_keys) == (result.clean_keys, result.error_keys)
+    assert stored.error_keys == result.error_keys
     assert stored_result(source=source, version="v2", s3_client=s3, **locations) is None
     assert stored_result(source=source, version="", s3_client=s3, **locations) is None
 
 
-def test_s3_uri_without_bucket_is_a_config_error(s3) -> None:
+def test_s3_uri_without_bucket_is_a_config_error(s3: Any) -> None:
     with pytest.raises(ConfigError, match="names no bucket"):
         ingest(io.BytesIO(b""), source="x", clean_uri="s3://", error_uri="s3://b", s3_client=s3)
-
-
-def test_s3_large_files_go_up_as_multipart_uploads(s3, monkeypatch, tmp_path: Path) -> None:
-    import hashlib
-
-    from logsieve import storage
-
-    monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 5 << 20)
-    monkeypatch.setattr(storage, "MULTIPART_CHUNKSIZE", 5 << 20)
-    # incompressible extras so that one day's Parquet file is well above 5 MiB
-    lines = [
-        b'{"timestamp":"2025-08-20T10:00:00Z","user_id":%d,"action":"login","pad":"%s"}'
-        % (
-            i,
-            (
-                hashlib.sha512(b"a%d" % i).hexdigest() + hashlib.sha512(b"b%d" % i).hexdigest()
-            ).encode(),
-        )
-        for i in range(60_000)
-    ]
-    log = Log(lines=lines, valid={n: "2025-08-20" for n in range(1, len(lines) + 1)})
-    result = ingest(
-        io.BytesIO(b"\n".join(lines)),
-        source="s3://input/big.jsonl",
-        clean_uri="s3://clean-bucket/clean",
-        error_uri="s3://error-bucket/errors",
-        s3_client=s3,
-    )
-    (key,) = result.clean_keys
-    head = s3.head_object(Bucket="clean-bucket", Key=key)
-    assert head["ContentLength"] > 5 << 20
-    parts = -(-head["ContentLength"] // (5 << 20))
-    assert head["ETag"].strip('"').endswith(f"-{parts}")  # S3's ETag of a multipart upload
-    table = read_clean(download(s3, "clean-bucket", "clean", tmp_path / "clean"))
-    assert table.num_rows == result.valid == len(log.valid)
-
-
-def test_stale_staging_of_a_killed_process_is_swept(tmp_path: Path) -> None:
-    import os
-    import time
-
-    staging = tmp_path / "clean" / "_logsieve" / "staging"
-    old, recent = staging / "tmpold", staging / "tmprecent"
-    for directory in (old, recent):
-        directory.mkdir(parents=True)
-        (directory / "2025-08-20.parquet").write_bytes(b"half written")
-    two_days_ago = time.time() - 2 * 24 * 3600
-    os.utime(old, (two_days_ago, two_days_ago))
-    run(make_log(days=1), tmp_path)
-    assert not old.exists()
-    assert (recent / "2025-08-20.parquet").read_bytes() == b"half written"  # may be in use

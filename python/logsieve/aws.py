@@ -1,4 +1,4 @@
-"""The Lambda-style handler: S3 object notifications in, clean Parquet + error JSONL out.
+"""The Lambda-style handler: S3 object notifications in, clean Delta table rows + error JSONL out.
 
 `handler(event, context)` is the Lambda entry point. It accepts every shape in which S3 announces
 a new object (a direct S3 notification, an SQS message carrying one, an SNS notification, SNS
@@ -6,11 +6,11 @@ delivered through SQS, an EventBridge "Object Created" event), processes each ob
 `logsieve.storage.ingest`, publishes CloudWatch metrics, and alerts through SNS when an object's
 error rate is too high or the object fails for good.
 
-Retries are safe because output names derive from the object's identity: processing an object
-again overwrites its earlier output. The clean manifest records the ETag ingested, so a repeated
-notification for the same version publishes nothing, not even metrics or alerts, and an object
-replaced while it was being ingested is ingested again until the output matches its latest
-version. SQS batches report only the failed messages in
+Retries are safe because each commit replaces the object's earlier rows and records the version
+(ETag) it holds: a repeated notification for the same version commits nothing, not even metrics
+or alerts, also when two deliveries race (the loser's commit conflicts and its retry finds the
+version stored), and an object replaced while it was being ingested is ingested again until the
+table holds its latest version. SQS batches report only the failed messages in
 `batchItemFailures`, so only those come back; on the last allowed receive an alert goes out
 before SQS moves the message to the dead-letter queue.
 
@@ -48,7 +48,7 @@ ALERT_HIGH_ERROR_RATE = "high_error_rate"
 ALERT_OBJECT_FAILED = "object_failed"
 _SAMPLE_ERRORS_IN_ALERT = 3
 #: Runs of one object lost to a concurrent run or to a newer version before it fails.
-_INGEST_ATTEMPTS = 3
+_INGEST_ATTEMPTS = 8
 _NAMESPACE = re.compile(r"[^:][\x20-\x7e]{0,254}")
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
 
@@ -462,46 +462,54 @@ class Pipeline:
     def _ingest(self, ref: ObjectRef) -> tuple[IngestResult, bool]:
         """The object's result, and whether an earlier delivery already ingested this version.
 
-        An object replaced while it was being ingested is ingested again, so that the output
-        always ends up describing the object's latest content (S3 announces every version,
-        and an older version's run may finish last). Two runs publishing at once (SQS delivers
-        at least once) are detected by the manifest's conditional writes and retried here.
+        An object replaced while it was being ingested is ingested again, so that the table
+        always ends up holding the object's latest content (S3 announces every version, and an
+        older version's run may commit last). A commit lost to another writer (SQS delivers at
+        least once; many objects commit at once) is retried here with the object read again;
+        the retry finds a version someone else committed meanwhile already stored.
         """
         from logsieve.sources import open_s3_object
-        from logsieve.storage import ingest, stored_result
+        from logsieve.storage import ingest
 
         locations = {"clean_uri": self.config.clean_uri, "error_uri": self.config.error_uri}
         for attempt in range(1, _INGEST_ATTEMPTS + 1):
             stream, info = open_s3_object(self.s3, ref.bucket, ref.key)
             try:
-                stored = stored_result(
-                    source=ref.uri, version=info.etag, s3_client=self.s3, **locations
+                result = ingest(
+                    stream,
+                    source=ref.uri,
+                    arrival=info.last_modified,
+                    s3_client=self.s3,
+                    source_version=info.etag,
+                    **locations,
                 )
-                if stored is not None:
-                    return stored, True
-                try:
-                    result = ingest(
-                        stream,
-                        source=ref.uri,
-                        arrival=info.last_modified,
-                        s3_client=self.s3,
-                        source_version=info.etag,
-                        **locations,
-                    )
-                except ConcurrentIngestError as exc:
-                    if attempt == _INGEST_ATTEMPTS:
-                        raise
-                    logger.warning(log_line("concurrent_ingest", object=ref.uri, error=str(exc)))
-                    time.sleep(random.uniform(0.05, 0.5))
-                    continue
+            except ConcurrentIngestError as exc:
+                if attempt == _INGEST_ATTEMPTS:
+                    raise
+                logger.warning(log_line("concurrent_ingest", object=ref.uri, error=str(exc)))
+                time.sleep(random.uniform(0.05, 0.1 * 2 ** min(attempt, 5)))
+                continue
             finally:
                 stream.close()
-            if self._current_etag(ref) in (info.etag, None):
-                return result, False
+            if result.already_ingested or self._still_current(ref, info.etag):
+                return result, result.already_ingested
             logger.warning(log_line("object_replaced_while_ingested", object=ref.uri))
         raise ConcurrentIngestError(
             f"{ref.uri} kept changing while it was ingested ({_INGEST_ATTEMPTS} attempts)"
         )
+
+    def _still_current(self, ref: ObjectRef, etag: str) -> bool:
+        """Whether the version just committed is still the object's latest.
+
+        The check runs after the commit: if it fails (a network error, denied), the committed
+        result stands and its metrics still go out; the next notification of a newer version
+        brings the table up to date anyway.
+        """
+        try:
+            return self._current_etag(ref) in (etag, None)
+        except Exception as exc:
+            logger.warning(log_line("head_after_commit_failed", object=ref.uri, error=str(exc)))
+            return True
 
     def _current_etag(self, ref: ObjectRef) -> str | None:
         """The object's ETag now; None if it is gone (its removal is not ours to handle)."""

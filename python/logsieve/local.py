@@ -1,17 +1,21 @@
 """`logsieve process INPUT... --out DIR`: the pipeline's processing, on local files.
 
 Each input (file, directory, glob or `-` for stdin; gzip and zstd decompressed on the fly) is one
-source: its clean rows go to `DIR/clean/date=.../<source-id>.parquet` and its invalid lines to
-`DIR/errors/date=.../<source-id>.jsonl`, exactly as the AWS pipeline writes them, so re-running
-on the same inputs replaces their output instead of duplicating it. Inputs that cannot be read
-are reported one line each on stderr and make the exit status 1; the readable ones are still
-processed. Invalid lines are data, not failures: they do not change the exit status.
+source: its clean rows go to the Delta table `DIR/clean` and its invalid lines to
+`DIR/errors/date=.../*.jsonl`, as the AWS pipeline writes them. A local file is identified by
+its content (a fingerprint of its first line, as Vector's file source does), so a renamed,
+rotated or copied file replaces its earlier rows instead of adding them again, and a file that
+grew replaces its shorter self. Small inputs are committed together (one commit and a few files
+per date for many inputs). Inputs that cannot be read are reported one line each on stderr and
+make the exit status 1; the readable ones are still processed. Invalid lines are data, not
+failures: they do not change the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shutil
 import sys
@@ -31,15 +35,21 @@ from logsieve.sources import (
     resolve_local_inputs,
     sniff_compression,
 )
-from logsieve.storage import file_url_path
+from logsieve.table import file_url_path
 
 if TYPE_CHECKING:
-    from logsieve.storage import IngestResult
+    from logsieve.storage import IngestResult, Source
 
 DEFAULT_OUT = "data"
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _STDIN_SPOOL_READ = 1 << 20
+#: Inputs are committed together until their bytes reach this; a bigger input is its own commit.
+GROUP_BYTES = 256 << 20
+#: Inputs per commit at most (each adds a transaction to the commit).
+GROUP_INPUTS = 5000
+#: A local file's identity is the hash of its first line, read up to this many bytes.
+FINGERPRINT_BYTES = 8 << 10
 
 
 def parse_size(text: str) -> int:
@@ -98,8 +108,10 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
 @dataclass
 class _Outcome:
     input: str
+    order: int = 0
     result: IngestResult | None = None
     error: str | None = None
+    note: str | None = None
 
 
 def run_process(args: argparse.Namespace) -> int:
@@ -118,20 +130,15 @@ def run_process(args: argparse.Namespace) -> int:
     show_progress = not args.json and not args.no_progress and sys.stderr.isatty()
 
     started = time.perf_counter()
-    outcomes: list[_Outcome] = []
-    with _progress(show_progress, found) as advance:
-        for item in found:
-            outcomes.append(
-                _process_one(
-                    item,
-                    str(clean_dir),
-                    str(error_dir),
-                    chunk_size=chunk_size,
-                    fields=fields,
-                    stdin_name=args.stdin_name,
-                    advance=advance,
-                )
+    with ExitStack() as stack, _progress(show_progress, found) as advance:
+        planned, outcomes = _plan(found, stack, stdin_name=args.stdin_name, advance=advance)
+        for note in (o for o in outcomes if o.note):
+            print(f"note: {note.input}: {note.note}", file=sys.stderr)
+        for group in _groups(planned):
+            outcomes += _process_group(
+                group, str(clean_dir), str(error_dir), chunk_size=chunk_size, fields=fields
             )
+    outcomes.sort(key=lambda o: o.order)
     elapsed = time.perf_counter() - started
     failures = [_Outcome(input=b.spec, error=b.reason) for b in bad]
     failures += [o for o in outcomes if o.error is not None]
@@ -163,44 +170,195 @@ def _field_names(args: argparse.Namespace) -> dict[str, str]:
     return fields
 
 
-def _process_one(
-    item: LocalInput,
+@dataclass(frozen=True)
+class _Planned:
+    """An input about to be ingested: its place in the report, and the source it becomes."""
+
+    order: int
+    item: LocalInput
+    source: Source
+    size: int
+
+
+def _plan(
+    found: list[LocalInput], stack: ExitStack, *, stdin_name: str | None, advance: Any
+) -> tuple[list[_Planned], list[_Outcome]]:
+    """Sources for the inputs; inputs with the same content as another are skipped with a note.
+
+    Of several inputs with one identity (copies, a file and its rotated copy), the largest is
+    ingested: a file that grew holds everything its shorter self did.
+    """
+    planned: dict[str, _Planned] = {}
+    outcomes: list[_Outcome] = []
+    for order, item in enumerate(found):
+        try:
+            source, size = _source(item, stack, stdin_name=stdin_name, advance=advance)
+        except LogsieveError as exc:
+            outcomes.append(
+                _Outcome(input=item.spec, order=order, error=_strip_prefix(str(exc), item))
+            )
+            continue
+        except OSError as exc:
+            outcomes.append(
+                _Outcome(input=item.spec, order=order, error=f"cannot read: {exc.strerror or exc}")
+            )
+            continue
+        entry = _Planned(order, item, source, size)
+        other = planned.get(source.identity)
+        if other is not None:
+            keep, drop = (other, entry) if other.size >= entry.size else (entry, other)
+            planned[source.identity] = keep
+            outcomes.append(
+                _Outcome(
+                    input=drop.item.spec,
+                    order=drop.order,
+                    note=f"skipped: same content as {keep.item.spec}",
+                )
+            )
+            continue
+        planned[source.identity] = entry
+    return sorted(planned.values(), key=lambda p: p.order), outcomes
+
+
+def _source(
+    item: LocalInput, stack: ExitStack, *, stdin_name: str | None, advance: Any
+) -> tuple[Source, int]:
+    """The Source an input becomes, and its size in bytes."""
+    from logsieve.storage import Source
+
+    if item.is_stdin:
+        spooled, digest = _spool_stdin(stack)
+        kind = sniff_compression(spooled.peek(4)[:4]) if hasattr(spooled, "peek") else None
+        name = {"gzip": "stdin.gz", "zstd": "stdin.zst"}.get(kind or "", "stdin")
+        size = spooled.seek(0, 2)
+
+        def open_stdin() -> Any:
+            spooled.seek(0)
+            return _Opened(CountingReader(_Unclosed(spooled), advance), name)
+
+        identity = stdin_name or f"stdin-{digest[:16]}"
+        return Source(identity, identity, digest, open_stdin, item.arrival), size
+    assert item.path is not None
+    path = item.path
+    stat = path.stat()
+    name = str(path)
+
+    def open_file() -> Any:
+        return _Opened(CountingReader(item.open_raw(), advance), name)
+
+    identity = f"local:{fingerprint(path)}"
+    version = f"{stat.st_size}-{stat.st_mtime_ns}"
+    return Source(identity, _printable(name), version, open_file, item.arrival), stat.st_size
+
+
+class _Opened:
+    """A context manager giving the decompressed stream of a raw one, closing both after."""
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        self.raw = raw
+        self.name = name
+        self.stream: BinaryIO | None = None
+
+    def __enter__(self) -> BinaryIO:
+        self.stream = decompressing(self.raw, self.name)
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        self.raw.close()
+
+
+class _Unclosed:
+    """A file that closing leaves open: stdin's spool is read again on a retry."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self._file.read(size))
+
+    def readinto(self, buffer: Any) -> int:
+        return int(self._file.readinto(buffer))
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+def fingerprint(path: Path) -> str:
+    """A local file's identity: the SHA-256 of its first line (decompressed), at most 8 KiB.
+
+    Copies, renames and rotations keep the first line, and so does a file that grows by
+    appending; two different logs practically never start with the same line (it carries a
+    timestamp). An empty file has no line yet: its path stands in.
+    """
+    with open(path, "rb") as raw, decompressing(raw, str(path)) as stream:
+        head = stream.read(FINGERPRINT_BYTES)
+    if not head:
+        return "empty:" + hashlib.sha256(os.fsencode(path.absolute())).hexdigest()[:32]
+    first = head.split(b"\n", 1)[0] if b"\n" in head else head
+    return hashlib.sha256(first).hexdigest()[:32]
+
+
+def _printable(name: str) -> str:
+    """A path as text: bytes that are not UTF-8 (surrogate-escaped by Python) become escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _groups(planned: list[_Planned]) -> list[list[_Planned]]:
+    """Inputs in commit groups of at most GROUP_BYTES (bigger inputs alone), in input order."""
+    groups: list[list[_Planned]] = []
+    current: list[_Planned] = []
+    size = 0
+    for entry in planned:
+        if current and (size + entry.size > GROUP_BYTES or len(current) >= GROUP_INPUTS):
+            groups.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry.size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _process_group(
+    group: list[_Planned],
     clean_uri: str,
     error_uri: str,
     *,
     chunk_size: int,
     fields: dict[str, str],
-    stdin_name: str | None,
-    advance: Any,
-) -> _Outcome:
-    from logsieve.storage import ingest
+) -> list[_Outcome]:
+    from logsieve.storage import FieldNames, ingest_group
 
-    try:
-        with ExitStack() as stack:
-            if item.is_stdin:
-                spooled, digest = _spool_stdin(stack)
-                source = stdin_name or f"stdin-{digest[:16]}"
-                raw: BinaryIO = CountingReader(spooled, advance)
-                kind = sniff_compression(spooled.peek(4)[:4]) if hasattr(spooled, "peek") else None
-                name = {"gzip": "stdin.gz", "zstd": "stdin.zst"}.get(kind or "", "stdin")
-            else:
-                source = name = str(item.path)
-                raw = CountingReader(item.open_raw(), advance)
-            stream = stack.enter_context(decompressing(raw, name))
-            result = ingest(
-                stream,
-                source=source,
-                clean_uri=clean_uri,
-                error_uri=error_uri,
-                arrival=item.arrival,
-                chunk_size=chunk_size,
-                **fields,
+    names = FieldNames(fields["timestamp_field"], fields["user_id_field"], fields["action_field"])
+    outcome = ingest_group(
+        [entry.source for entry in group],
+        clean_uri=clean_uri,
+        error_uri=error_uri,
+        chunk_size=chunk_size,
+        fields=names,
+    )
+    failed = {failure.source.identity: failure.error for failure in outcome.failures}
+    report = []
+    for entry in group:
+        identity = entry.source.identity
+        if identity in failed:
+            error = failed[identity]
+            reason = (
+                _strip_prefix(str(error), entry.item)
+                if isinstance(error, LogsieveError)
+                else f"cannot read: {getattr(error, 'strerror', None) or error}"
             )
-        return _Outcome(input=item.spec, result=result)
-    except LogsieveError as exc:
-        return _Outcome(input=item.spec, error=_strip_prefix(str(exc), item))
-    except OSError as exc:
-        return _Outcome(input=item.spec, error=f"cannot read: {exc.strerror or exc}")
+            report.append(_Outcome(input=entry.item.spec, order=entry.order, error=reason))
+        else:
+            report.append(
+                _Outcome(input=entry.item.spec, order=entry.order, result=outcome.results[identity])
+            )
+    return report
 
 
 def _strip_prefix(message: str, item: LocalInput) -> str:

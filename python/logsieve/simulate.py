@@ -1,9 +1,12 @@
-"""`logsieve simulate`: the whole pipeline once, on in-process moto, with a readable report.
+"""`logsieve simulate`: the whole pipeline once, on a moto server, with a readable report.
 
 S3 input bucket -> ObjectCreated notification -> SQS work queue -> worker (long polling) ->
-handler -> clean Parquet + error JSONL in S3, CloudWatch metrics, SNS alerts (read back from a
-subscribed queue) and a dead-letter queue for the object that can never be read. The clean
-dataset is then copied to a local directory for `logsieve serve`.
+handler -> clean Delta table + error JSONL in S3, CloudWatch metrics, SNS alerts (read back from
+a subscribed queue) and a dead-letter queue for the object that can never be read. The clean
+table is then copied to a local directory for `logsieve serve`.
+
+moto runs as its threaded HTTP server on 127.0.0.1 (a free port), not in-process: delta-rs makes
+its own HTTP requests, which an in-process mock cannot see.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         default="data/clean",
         metavar="DIR",
-        help="where to copy the clean dataset for the API (default: data/clean)",
+        help="where to copy the clean table for the API (default: data/clean)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
@@ -130,16 +133,15 @@ def simulate(
     from logsieve.infra import Clients, ResourceNames, prepare_local_environment, provision
 
     region = prepare_local_environment()
-    from moto import mock_aws
-
     from logsieve.aws import Pipeline
+    from logsieve.live import start_moto
     from logsieve.samples import sample_objects, utc_today
     from logsieve.worker import Worker
 
     clock = time.perf_counter()
     today = today or utc_today()
-    with _no_endpoint_override(), mock_aws():
-        clients = Clients.create(region_name=region)
+    with _no_endpoint_override(), _moto_server(start_moto) as endpoint:
+        clients = Clients.create(endpoint_url=endpoint, region_name=region)
         resources = provision(clients, ResourceNames(visibility_timeout=visibility_timeout))
         config = resources.handler_config()
         run = _Run(clients, resources, config.metrics_namespace, datetime.now(timezone.utc), today)
@@ -157,6 +159,7 @@ def simulate(
         drain_seconds = time.perf_counter() - drain_clock
         report = _collect(run, samples, outcomes, out)
     report["uploaded"] = uploaded
+    report["resources"]["endpoint"] = endpoint
     report["worker"] = {
         "invocations": len(outcomes),
         "wait_seconds": wait_seconds,
@@ -168,8 +171,19 @@ def simulate(
 
 
 @contextlib.contextmanager
+def _moto_server(start_moto: Any) -> Iterator[str]:
+    """moto's server on a free port of 127.0.0.1 for the demo's lifetime; yields its URL."""
+    server = start_moto("127.0.0.1", 0)
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def _no_endpoint_override() -> Iterator[None]:
-    """AWS_ENDPOINT_URL* would send requests past mock_aws to a real endpoint: hide them."""
+    """AWS_ENDPOINT_URL_* in the shell would send some services elsewhere: hide them."""
     saved = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")}
     for name in saved:
         del os.environ[name]
@@ -269,7 +283,8 @@ def _object_reports(
                             "seconds",
                         )
                     }
-                    entry["clean_keys"] = summary["clean_keys"]
+                    entry["rows_by_date"] = summary["rows_by_date"]
+                    entry["table_version"] = summary["table_version"]
                     entry["error_keys"] = summary["error_keys"]
                 else:
                     attempt["error"] = obj.error
@@ -320,47 +335,49 @@ def _unexpected(objects: list[dict[str, Any]], dead_letters: list[dict[str, Any]
 def _copy_clean(
     clients: Clients, res: Resources, objects: list[dict[str, Any]], out: Path
 ) -> dict[str, Any]:
-    """Copy the date partitions to `out`, first removing older copies of the same sources."""
-    from logsieve.infra import list_keys
+    """Copy the clean table's latest snapshot to a local Delta table at `out` (replacing it)."""
+    from deltalake import write_deltalake
+
+    from logsieve import table
 
     out = out.expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
-    names = {
-        Path(key).name
-        for entry in objects
-        for key in entry.get("clean_keys", [])
-        if "/date=" in key
+    snapshot = table.open_table(res.clean_uri, clients.s3)
+    rows = (
+        snapshot.to_pyarrow_table() if snapshot is not None else table.table_schema().empty_table()
+    )
+    write_deltalake(
+        str(out),
+        rows,
+        partition_by=[table.PARTITION_COLUMN],
+        mode="overwrite",
+        schema_mode="overwrite",
+        writer_properties=table.writer_properties(),
+    )
+    copied = table.open_table(str(out))
+    assert copied is not None
+    files = sorted(copied.file_uris())
+    return {
+        "directory": str(out),
+        "files": [str(Path(f).relative_to(out)) for f in files],
+        "version": snapshot.version() if snapshot is not None else None,
     }
-    stale = [p for p in out.glob("date=*/*.parquet") if p.name in names]
-    for path in stale:
-        path.unlink()
-        if not any(path.parent.iterdir()):
-            path.parent.rmdir()
-    prefix = res.names.clean_prefix + "/"
-    copied = []
-    for key in list_keys(clients.s3, res.names.clean_bucket, prefix + "date="):
-        target = out / key[len(prefix) :]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        clients.s3.download_file(res.names.clean_bucket, key, str(target))
-        copied.append(str(target.relative_to(out)))
-    return {"directory": str(out), "files": copied}
 
 
 def _dataset_summary(directory: Path, today: date) -> dict[str, Any]:
-    """Rows in the local copy and today's logins, read back with pyarrow.dataset."""
+    """Rows in the local copy and today's logins, read back from the Delta table."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
-    if not any(directory.glob("date=*/*.parquet")):
+    from logsieve import table as clean_table
+
+    snapshot = clean_table.open_table(str(directory))
+    if snapshot is None:
         return {"rows": 0, "logins_today": 0, "users_logged_in_today": []}
-    table = ds.dataset(directory, format="parquet", partitioning="hive").to_table(
-        columns=["timestamp", "user_id", "action"]
-    )
-    dates = pc.utf8_slice_codeunits(table["timestamp"], 0, 10)
-    mask = pc.and_(pc.equal(table["action"], "login"), pc.equal(dates, today.isoformat()))
-    logins = table.filter(mask)
+    rows = snapshot.to_pyarrow_table(columns=["date", "user_id", "action"])
+    mask = pc.and_(pc.equal(rows["action"], "login"), pc.equal(rows["date"], today.isoformat()))
+    logins = rows.filter(mask)
     return {
-        "rows": table.num_rows,
+        "rows": rows.num_rows,
         "logins_today": logins.num_rows,
         "users_logged_in_today": sorted(set(logins["user_id"].to_pylist())),
     }
@@ -372,12 +389,12 @@ def _dataset_summary(directory: Path, today: date) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     res = report["resources"]
     lines = [
-        "logsieve simulate: S3 -> SQS -> handler -> Parquet/JSONL + CloudWatch + SNS "
-        f"(in-process moto, {res['region']})",
+        "logsieve simulate: S3 -> SQS -> handler -> Delta table/JSONL + CloudWatch + SNS "
+        f"(moto server at {res['endpoint']}, {res['region']})",
         "",
         "Resources",
         f"  input bucket   s3://{res['input_bucket']}",
-        f"  clean dataset  {res['clean_uri']}",
+        f"  clean table    {res['clean_uri']} (Delta Lake)",
         f"  error records  {res['error_uri']}",
         f"  work queue     {res['queue_url']}",
         f"  dead letters   {res['dead_letter_queue_url']} "
@@ -412,8 +429,11 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(
                     f"    blank lines {result['blank']}, errors by code {result['error_counts']}"
                 )
-            for key in entry.get("clean_keys", []):
-                lines.append(f"    clean  -> {key}")
+            for day, count in entry.get("rows_by_date", {}).items():
+                lines.append(
+                    f"    clean  -> date={day}: {_plural(count, 'row')} "
+                    f"(table version {entry['table_version']})"
+                )
             for key in entry.get("error_keys", []):
                 lines.append(f"    errors -> {key}")
         alerts = sorted({a for attempt in entry["attempts"] for a in attempt["alerts"]})
@@ -448,8 +468,8 @@ def format_report(report: dict[str, Any]) -> str:
     copy = report["clean_copy"]
     lines += [
         "",
-        f"Clean dataset copied to {copy['directory']}: "
-        f"{len(copy['files'])} files, {copy['rows']} rows; "
+        f"Clean table (version {copy['version']}) copied to {copy['directory']}: "
+        f"{_plural(len(copy['files']), 'file')}, {copy['rows']} rows; "
         f"logins today ({report['today']}): {copy['logins_today']} by "
         f"{len(copy['users_logged_in_today'])} users",
         f"  serve it: logsieve serve --clean {copy['directory']}",

@@ -1,42 +1,44 @@
-"""Write one source's clean rows and error records, to a local directory or an S3 prefix.
+"""Write sources' clean rows into the clean Delta table and their invalid lines as error records.
 
-Layout (Hive-style, so pyarrow.dataset, DuckDB, Athena and Spark read it as is)::
+Layout::
 
-    <clean>/date=YYYY-MM-DD/<source-id>.parquet     valid rows, by the UTC date of event_time
-    <errors>/date=YYYY-MM-DD/<source-id>.jsonl      invalid lines, dated by the source's arrival
-    <clean>/_logsieve/manifests/<source-id>.json    which files the source's last ingest wrote
+    <clean>/                                   a Delta Lake table partitioned by `date` (UTC)
+    <clean>/_delta_log/                        its commits: the only truth about which rows exist
+    <errors>/date=YYYY-MM-DD/<name>.jsonl      invalid lines, dated by the source's arrival
+    <errors>/_logsieve/sources/<sid>.json      per source: the version and error files it has
 
 Guarantees:
 
-* Idempotent: the file names depend only on the source's identity, so ingesting the same source
-  again overwrites its output; files it no longer touches (fewer dates, no errors any more) are
-  removed using the manifest. No rows are ever duplicated.
-* All or nothing per source: everything is staged in temporary files first (Parquet writers stay
-  open per date while streaming) and only published once the whole source was read. A source
-  that fails mid-way (a truncated gzip, a read error) publishes nothing and leaves its previous
-  output untouched. On a local disk publication is a rename, so no partial file ever appears
-  under a final name; on S3 each object appears whole or not at all.
-* Bounded memory: rows go to disk a chunk at a time, whatever the source's size.
-* Concurrency-safe: the manifest is replaced only conditionally (S3 If-Match / If-None-Match, a
-  lock on a local disk), so two ingests of one source publishing at once never go unnoticed:
-  the loser raises ConcurrentIngestError after leaving a manifest that lets a retry repair all.
+* One commit per ingest: a source's (or a group of sources') rows are written and its earlier
+  rows removed in a single Delta commit (an append for a source the table has never held, a
+  predicate overwrite on `source_id` otherwise). Readers see the old rows or the new ones,
+  never both and never neither.
+* Idempotent: every commit records a Delta application transaction per source (its id and a
+  number derived from its version). A version already committed is not written again, and
+  two deliveries of one version racing each other cannot both commit: the loser's commit
+  conflicts, and its retry finds the version stored (`IngestResult.already_ingested`).
+* Error records first: a source's error files are published before its rows are committed, so
+  a crash between the two leaves every invalid line stored and the next ingest repairs the
+  rest; files of the source's previous version that the new one did not rewrite are removed
+  after the commit (the per-source ledger names them until then).
+* All or nothing per source: a source that fails mid-way (a truncated gzip) commits nothing,
+  its previous rows stay; in a group the others are committed without it.
+* Bounded memory: rows stream from the core into delta-rs's writer a chunk at a time.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-import uuid
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,32 +46,29 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
-from logsieve import DEFAULT_CHUNK_SIZE
+from logsieve import DEFAULT_CHUNK_SIZE, table
 from logsieve.errors import ConcurrentIngestError, ConfigError, LogsieveError, OutputError
+from logsieve.table import file_url_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
 
     from logsieve import Batch
 
-MANIFEST_DIR = "_logsieve/manifests"
+logger = logging.getLogger("logsieve.storage")
+
+#: Where per-source ledgers live, under the error location (`_` keeps it out of readers' way).
+LEDGER_DIR = "_logsieve/sources"
 SAMPLE_ERRORS = 5
-#: Low-cardinality columns only: on user ids (often one per few rows) a dictionary is slower to
-#: write and gives bigger files than plain + zstd, as the dictionary overflows and falls back.
-_DICTIONARY_COLUMNS = ["day_of_week", "action"]
-_ROW_GROUP_ROWS = 128 * 1024
-#: Flushes' worth of rows (flush_bytes each) that may wait for the Parquet writer thread. With 1
-#: the ingesting thread waited for it most of the time; more than 2 gained nothing measurable.
-_WRITE_AHEAD = 2
 _STAT_NAMES = ("processed", "valid", "errors", "blank", "bytes")
-#: Conditional manifest writes lost to other ingests of the same source before giving up.
-_MANIFEST_ATTEMPTS = 5
-#: Staging directories untouched for this long belong to a dead process and are removed.
-STALE_STAGING_SECONDS = 24 * 3600
-#: S3 uploads switch to multipart above this size (parts of MULTIPART_CHUNKSIZE bytes).
+#: Data files delta-rs rolls over to a new one at (before compression).
+TARGET_FILE_SIZE = 128 << 20
+#: S3 uploads of error files switch to multipart above this size.
 MULTIPART_THRESHOLD = 64 << 20
 MULTIPART_CHUNKSIZE = 16 << 20
+#: Staging directories untouched for this long belong to a dead process and are removed.
+STALE_STAGING_SECONDS = 24 * 3600
 _SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -77,10 +76,10 @@ _SLUG_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def source_id(source: str) -> str:
-    """Stable, filename- and S3-safe id: a readable slug of the name plus a hash of all of it.
+    """Stable, filename- and S3-safe name: a readable slug of the identity plus a hash of it.
 
     `s3://logs/app/2025-08-20.jsonl.gz` -> `2025-08-20.jsonl.gz-<20 hex digits>`. The hash makes
-    ids of different sources distinct even when their last path components are equal.
+    names of different sources distinct even when their last path components are equal.
     """
     if not source:
         raise ConfigError("a source needs a non-empty name to derive its id from")
@@ -90,12 +89,46 @@ def source_id(source: str) -> str:
     return f"{slug}-{digest}" if slug else digest
 
 
+@dataclass(frozen=True)
+class Source:
+    """One source to ingest.
+
+    `identity` decides which earlier rows an ingest replaces (`s3://bucket/key` for an object,
+    a content fingerprint for a local file); `name` is what rows and error records call it;
+    `version` tells a repeat from a change (an ETag, a size and mtime); `arrival` dates its
+    error records; `open` gives its decompressed bytes, once per attempt.
+    """
+
+    identity: str
+    name: str
+    version: str
+    open: Callable[[], contextlib.AbstractContextManager[Any]]
+    arrival: datetime | None = None
+
+    @property
+    def slug(self) -> str:
+        return source_id(self.identity)
+
+
+def stream_source(
+    stream: Any, *, name: str, identity: str | None = None, version: str | None = None, **kw: Any
+) -> Source:
+    """A Source for an already open stream (one attempt only)."""
+    return Source(
+        identity=identity or name,
+        name=name,
+        version=version or f"unversioned-{time.time_ns()}",
+        open=lambda: contextlib.nullcontext(stream),
+        **kw,
+    )
+
+
 # --- results --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one source produced. Keys are S3 object keys for an S3 sink, else file paths."""
+    """What one source produced. Error keys are S3 object keys for S3, else file paths."""
 
     source: str
     processed: int
@@ -104,12 +137,13 @@ class IngestResult:
     blank: int
     bytes: int
     error_counts: dict[str, int]
-    clean_keys: list[str]
     error_keys: list[str]
     sample_errors: list[dict[str, Any]]
     seconds: float
     source_id: str = ""
-    removed_keys: list[str] = field(default_factory=list)
+    rows_by_date: dict[str, int] = field(default_factory=dict)
+    table_version: int | None = None
+    already_ingested: bool = False
 
     @property
     def error_rate(self) -> float:
@@ -126,17 +160,27 @@ class IngestResult:
             "error_counts": dict(self.error_counts),
             "source": self.source,
             "source_id": self.source_id,
-            "clean_keys": list(self.clean_keys),
+            "rows_by_date": dict(self.rows_by_date),
+            "table_version": self.table_version,
             "error_keys": list(self.error_keys),
             "seconds": round(self.seconds, 6),
+            **({"already_ingested": True} if self.already_ingested else {}),
         }
 
 
-# --- sinks: a local directory or an S3 prefix -------------------------------------------------
+@dataclass(frozen=True)
+class SourceFailure:
+    """A source that could not be read: nothing of it was committed."""
+
+    source: Source
+    error: BaseException
+
+
+# --- error-record sinks: a local directory or an S3 prefix ----------------------------------
 
 
 class _Sink:
-    """Somewhere files are published under keys relative to a root."""
+    """Where error files and ledgers are published, under keys relative to a root."""
 
     def staging_dir(self) -> Path:
         raise NotImplementedError
@@ -145,18 +189,14 @@ class _Sink:
         """Move a complete staged file to `key`; returns the key as reported to users."""
         raise NotImplementedError
 
+    def read(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def write(self, key: str, data: bytes) -> None:
+        """Replace `key` whole: readers see the old content or the new, never half."""
+        raise NotImplementedError
+
     def delete(self, keys: Iterable[str]) -> None:
-        raise NotImplementedError
-
-    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
-        """The content and a token that changes whenever the content is replaced."""
-        raise NotImplementedError
-
-    def write_if(self, key: str, data: bytes, token: str | None) -> str:
-        """Replace `key` only if its token is still `token` (None: only if it does not exist).
-
-        Returns the new token; raises ConcurrentIngestError when someone else wrote it first.
-        """
         raise NotImplementedError
 
     def display(self, key: str) -> str:
@@ -165,17 +205,16 @@ class _Sink:
 
 class _LocalSink(_Sink):
     def __init__(self, root: str) -> None:
-        self.root = Path(root).expanduser().absolute()
+        self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(
+            raise OutputError(
                 f"cannot create output directory {self.root}: {exc.strerror}"
             ) from exc
 
     def staging_dir(self) -> Path:
-        # Inside the root, so publishing is an atomic rename on the same filesystem; `_`-prefixed
-        # paths are invisible to pyarrow.dataset and the like.
+        # Inside the root, so publishing is an atomic rename on the same filesystem.
         staging = self.root / "_logsieve" / "staging"
         staging.mkdir(parents=True, exist_ok=True)
         _sweep_stale(staging)
@@ -187,43 +226,27 @@ class _LocalSink(_Sink):
         os.replace(staged, target)
         return str(target)
 
+    def read(self, key: str) -> bytes | None:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
+        temp.write_bytes(data)
+        os.replace(temp, target)
+
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             target = self.root / key
             target.unlink(missing_ok=True)
             _remove_empty_dir(target.parent, self.root)
 
-    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
-        try:
-            data = (self.root / key).read_bytes()
-        except FileNotFoundError:
-            return None, None
-        return data, hashlib.sha256(data).hexdigest()
-
-    def write_if(self, key: str, data: bytes, token: str | None) -> str:
-        target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(target.parent):
-            if self.read_versioned(key)[1] != token:
-                raise ConcurrentIngestError(f"{target} was replaced by another ingest meanwhile")
-            temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            temp.write_bytes(data)
-            os.replace(temp, target)  # readers see the old or the new manifest, never half
-        return hashlib.sha256(data).hexdigest()
-
     def display(self, key: str) -> str:
         return str(self.root / key)
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive advisory lock on a directory, between processes of this machine."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _sweep_stale(staging: Path) -> None:
@@ -245,8 +268,6 @@ def _remove_empty_dir(directory: Path, root: Path) -> None:
 class _S3Sink(_Sink):
     def __init__(self, uri: str, client: Any) -> None:
         bucket, _, prefix = uri[len("s3://") :].partition("/")
-        if not bucket:
-            raise ConfigError(f"S3 location {uri!r} names no bucket (expected s3://bucket/prefix)")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if client is None:
@@ -264,15 +285,26 @@ class _S3Sink(_Sink):
     def publish(self, staged: Path, key: str) -> str:
         from boto3.s3.transfer import TransferConfig
 
-        content_type = "application/vnd.apache.parquet" if key.endswith(".parquet") else None
-        extra = {"ContentType": content_type or "application/x-ndjson"}
         config = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE
         )
         full_key = self._key(key)
+        extra = {"ContentType": "application/x-ndjson"}
         self.client.upload_file(str(staged), self.bucket, full_key, ExtraArgs=extra, Config=config)
         staged.unlink(missing_ok=True)
         return full_key
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return bytes(response["Body"].read())
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._key(key), Body=data, ContentType="application/json"
+        )
 
     def delete(self, keys: Iterable[str]) -> None:
         objects = [{"Key": self._key(k)} for k in keys]
@@ -281,279 +313,19 @@ class _S3Sink(_Sink):
                 Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
             )
 
-    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.NoSuchKey:
-            return None, None
-        return response["Body"].read(), response["ETag"]
-
-    def write_if(self, key: str, data: bytes, token: str | None) -> str:
-        from botocore.exceptions import ClientError
-
-        # S3 conditional writes: If-Match replaces only the version we read, If-None-Match: *
-        # creates only what does not exist yet. Both fail with 412 (or 409 while racing).
-        condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
-        try:
-            response = self.client.put_object(
-                Bucket=self.bucket,
-                Key=self._key(key),
-                Body=data,
-                ContentType="application/json",
-                **condition,
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                raise ConcurrentIngestError(
-                    f"s3://{self.bucket}/{self._key(key)} was replaced by another ingest meanwhile"
-                ) from exc
-            raise
-        return response["ETag"]
-
     def display(self, key: str) -> str:
         return self._key(key)
 
 
 def open_sink(uri: str, s3_client: Any = None) -> _Sink:
     """A sink for `s3://bucket/prefix` or a local directory (a `file://` URL or a path)."""
-    if not uri:
-        raise ConfigError("an output location is required (a directory or s3://bucket/prefix)")
-    if uri.startswith("s3://"):
-        return _S3Sink(uri, s3_client)
-    if uri.startswith("file:"):
-        uri = file_url_path(uri)
-    return _LocalSink(uri)
+    location = table.table_uri(uri)
+    if location.startswith("s3://"):
+        return _S3Sink(location, s3_client)
+    return _LocalSink(location)
 
 
-def file_url_path(url: str) -> str:
-    """The local path of a `file:` URL (`file:///p`, `file://localhost/p`, `file:/p`)."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed "[" read as an IPv6 host
-        parts = None
-    if (
-        parts is None
-        or parts.netloc not in ("", "localhost")
-        or not parts.path.startswith("/")
-        or parts.query
-        or parts.fragment
-        or "\0" in unquote(parts.path)
-    ):
-        raise ConfigError(f"{url!r} is not a local file URL: use file:///absolute/path")
-    return unquote(parts.path)
-
-
-# --- staging while streaming ------------------------------------------------------------------
-
-
-class _CleanPartitions:
-    """One open ParquetWriter per UTC date, fed with row slices and buffered into row groups.
-
-    Row groups are encoded and compressed by one background thread (pyarrow releases the GIL
-    while writing), so Parquet writing overlaps with the core and with the error records. The
-    thread writes in submission order, so every file gets its rows in input order. Up to
-    `_WRITE_AHEAD` flushes' worth of rows may wait for it, so that the ingesting thread (and the
-    core, one chunk ahead of it) rarely waits for the writer; memory stays bounded.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.writers: dict[str, pq.ParquetWriter] = {}
-        # Per date: (rows, id of the batch they are a slice of), in input order.
-        self.buffers: dict[str, list[tuple[pa.RecordBatch, int]]] = {}
-        self.buffered_rows: dict[str, int] = {}
-        # Slices keep their whole batch alive, so memory is counted per batch: its size and how
-        # many dates still hold a slice of it.
-        self.parents: dict[int, list[int]] = {}
-        self.buffered_bytes = 0
-        self.flush_bytes = 1 << 20
-        self._next_parent = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logsieve-parquet")
-        self._writing: deque[tuple[Future[None], int]] = deque()
-        self._writing_bytes = 0
-
-    def add(self, batch: pa.RecordBatch, flush_bytes: int) -> None:
-        if batch.num_rows == 0:
-            return
-        self.flush_bytes = flush_bytes
-        rows, parts = _split_by_date(batch)
-        parent = self._next_parent
-        self._next_parent += 1
-        self.parents[parent] = [len(parts), rows.nbytes]
-        self.buffered_bytes += rows.nbytes
-        for date, slices in parts.items():
-            self.buffers.setdefault(date, []).extend((piece, parent) for piece in slices)
-            self.buffered_rows[date] = self.buffered_rows.get(date, 0) + sum(
-                piece.num_rows for piece in slices
-            )
-        for date in parts:
-            if self.buffered_rows.get(date, 0) >= _ROW_GROUP_ROWS:
-                self._flush(date)
-        if self.buffered_bytes > flush_bytes:
-            for date in list(self.buffers):
-                self._flush(date)
-
-    def _flush(self, date: str) -> None:
-        import pyarrow as pa
-
-        pieces = self.buffers.pop(date, [])
-        self.buffered_rows.pop(date, None)
-        if not pieces:
-            return
-        table = pa.Table.from_batches([rows for rows, _ in pieces])
-        nbytes = 0
-        for parent in dict.fromkeys(parent for _, parent in pieces):
-            holders = self.parents[parent]
-            holders[0] -= 1
-            if holders[0] == 0:
-                del self.parents[parent]
-                self.buffered_bytes -= holders[1]
-                nbytes += holders[1]
-        writer = self._writer(date, table.schema)
-        # Wait for earlier row groups first, so that memory stays bounded.
-        while self._writing and self._writing_bytes + nbytes > self.flush_bytes * _WRITE_AHEAD:
-            self._wait_oldest()
-        future = self._pool.submit(_write_row_groups, writer, table)
-        self._writing.append((future, nbytes))
-        self._writing_bytes += nbytes
-
-    def _wait_oldest(self) -> None:
-        future, nbytes = self._writing.popleft()
-        self._writing_bytes -= nbytes
-        future.result()  # a write error surfaces here, in the ingesting thread
-
-    def _writer(self, date: str, schema: pa.Schema) -> pq.ParquetWriter:
-        writer = self.writers.get(date)
-        if writer is None:
-            import pyarrow.parquet as pq
-
-            writer = pq.ParquetWriter(
-                self.directory / f"{date}.parquet",
-                schema,
-                compression="zstd",
-                use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in schema.names],
-                # min/max of `extra` (JSON text) prunes nothing and costs ~4% of the work.
-                write_statistics=[c for c in schema.names if c != "extra"],
-            )
-            self.writers[date] = writer
-        return writer
-
-    def finish(self) -> dict[str, Path]:
-        """Flush and close every writer; date -> complete staged file."""
-        for date in list(self.buffers):
-            self._flush(date)
-        while self._writing:
-            self._wait_oldest()
-        self._pool.shutdown()
-        for writer in self.writers.values():
-            writer.close()
-        return {date: self.directory / f"{date}.parquet" for date in sorted(self.writers)}
-
-    def abort(self) -> None:
-        # Already failing; the staged files are discarded anyway. A writer must not be closed
-        # while the thread may still be writing to it, hence the wait.
-        for future, _ in self._writing:
-            with contextlib.suppress(BaseException):
-                future.result()
-        self._writing.clear()
-        self._pool.shutdown()
-        for writer in self.writers.values():
-            with contextlib.suppress(Exception):
-                writer.close()
-
-
-def _write_row_groups(writer: pq.ParquetWriter, table: pa.Table) -> None:
-    # The slices of several batches are made contiguous first (in the writer thread): the writer
-    # pays per chunk, and one copy of a flush costs less than writing hundreds of short chunks
-    # (measured: 6-8% less writer CPU end to end on a time-ordered log).
-    writer.write_table(table.combine_chunks(), row_group_size=_ROW_GROUP_ROWS)
-
-
-#: Up to this many runs of equal dates a batch is split into zero-copy slices; beyond it (rows
-#: of several dates interleaved) it is reordered by date with one stable sort and one copy.
-_MAX_DATE_RUNS = 256
-
-
-def _split_by_date(
-    batch: pa.RecordBatch,
-) -> tuple[pa.RecordBatch, dict[str, list[pa.RecordBatch]]]:
-    """(batch the pieces are slices of, {UTC date: its rows in input order, as slices}).
-
-    Logs are mostly in time order, so a batch usually holds a few runs of one date each; slicing
-    them costs nothing, where one `filter` per date would copy every row and scan the batch for
-    each date.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    # `timestamp` is the UTC instant as ASCII text (`YYYY-MM-DD HH:MM:SS`), so its first ten
-    # bytes are the UTC date; slicing bytes skips the UTF-8 decoding a string slice does.
-    dates = pc.binary_slice(batch.column("timestamp").cast(pa.binary()), 0, 10)
-    n = len(dates)
-    changes = pc.indices_nonzero(pc.not_equal(dates.slice(1), dates.slice(0, n - 1)))
-    if len(changes) == 0:
-        return batch, {dates[0].as_py().decode(): [batch]}
-    if len(changes) < _MAX_DATE_RUNS:
-        starts = [0, *(i + 1 for i in changes.to_pylist())]
-        ends = [*starts[1:], n]
-        parts: dict[str, list[pa.RecordBatch]] = {}
-        for date, start, end in zip(pc.take(dates, pa.array(starts)).to_pylist(), starts, ends):
-            parts.setdefault(date.decode(), []).append(batch.slice(start, end - start))
-        return batch, parts
-    encoded = pc.dictionary_encode(dates)
-    # sort_indices is stable: the rows of each date keep their input order.
-    rows = batch.take(pc.sort_indices(encoded.indices))
-    counts = pc.value_counts(encoded.indices)
-    names = [name.decode() for name in encoded.dictionary.to_pylist()]
-    parts = {}
-    start = 0
-    for index, count in sorted(
-        zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
-    ):
-        parts[names[index]] = [rows.slice(start, count)]
-        start += count
-    return rows, parts
-
-
-class _ErrorRecords:
-    """Error records as JSON Lines, staged into one file opened at the first error."""
-
-    def __init__(self, path: Path, source: str) -> None:
-        self.path = path
-        self.source = source
-        self.file: BinaryIO | None = None
-        self.counts: Counter[str] = Counter()
-        self.samples: list[dict[str, Any]] = []
-
-    def add(self, batch: Batch) -> None:
-        errors = batch.errors
-        if errors.num_rows == 0:
-            return
-        if self.file is None:
-            self.file = open(self.path, "wb")  # noqa: SIM115 -- closed in finish/abort
-        # Rendered in Rust: the same bytes as orjson.dumps(error_record(...)) per row.
-        self.file.write(batch.error_lines(self.source))
-        import pyarrow.compute as pc
-
-        for entry in pc.value_counts(errors.column("error")).to_pylist():
-            self.counts[entry["values"]] += entry["counts"]
-        wanted = SAMPLE_ERRORS - len(self.samples)
-        if wanted > 0:
-            head = errors.slice(0, wanted).select(["line", "error", "detail"])
-            self.samples.extend(head.to_pylist())
-
-    def finish(self) -> Path | None:
-        if self.file is None:
-            return None
-        self.file.close()
-        return self.path
-
-    def abort(self) -> None:
-        if self.file is not None:
-            self.file.close()
+# --- error records --------------------------------------------------------------------------
 
 
 def error_record(source: str, line: int, code: str, detail: str, raw: bytes) -> dict[str, Any]:
@@ -573,19 +345,171 @@ def raw_bytes(record: dict[str, Any]) -> bytes:
     return record["raw"].encode("utf-8")
 
 
+def error_key(date: str, name: str) -> str:
+    return f"date={date}/{name}.jsonl"
+
+
+def ledger_key(slug: str) -> str:
+    return f"{LEDGER_DIR}/{slug}.json"
+
+
+@dataclass
+class _SourceTally:
+    """What the core counted for one source while it streamed."""
+
+    totals: Counter[str] = field(default_factory=Counter)
+    error_counts: Counter[str] = field(default_factory=Counter)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    rows_by_date: Counter[str] = field(default_factory=Counter)
+    error_date: str | None = None
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.error_counts)
+
+
+class _ErrorFiles:
+    """Staged error records: one JSON Lines file per arrival date for the whole group."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: dict[str, BinaryIO] = {}
+
+    def add(self, batch: Batch, name: str, date: str, tally: _SourceTally) -> None:
+        errors = batch.errors
+        if errors.num_rows == 0:
+            return
+        import pyarrow.compute as pc
+
+        file = self.files.get(date)
+        with _output_errors(f"stage error records in {self.directory}"):
+            if file is None:
+                file = self.files[date] = open(self.directory / f"{date}.jsonl", "wb")  # noqa: SIM115
+            # Rendered in Rust: the same bytes as orjson.dumps(error_record(...)) per row.
+            file.write(batch.error_lines(name))
+        for entry in pc.value_counts(errors.column("error")).to_pylist():
+            tally.error_counts[entry["values"]] += entry["counts"]
+        tally.error_date = date
+        wanted = SAMPLE_ERRORS - len(tally.samples)
+        if wanted > 0:
+            head = errors.slice(0, wanted).select(["line", "error", "detail"])
+            tally.samples.extend(head.to_pylist())
+
+    def finish(self) -> dict[str, Path]:
+        """Date -> complete staged file."""
+        with _output_errors(f"stage error records in {self.directory}"):
+            for file in self.files.values():
+                file.close()
+        return {date: self.directory / f"{date}.jsonl" for date in sorted(self.files)}
+
+    def close(self) -> None:
+        for file in self.files.values():
+            with contextlib.suppress(OSError):
+                file.close()
+
+
+# --- ledger: which error files each source has ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The error files of a source's committed (or committing) version, and what it counted.
+
+    `stale` lists files of the previous version still to remove (or, for files shared with
+    other sources, to rid of this source's lines); `complete` is False from just before the
+    commit until those are gone.
+    """
+
+    identity: str
+    name: str
+    version: str
+    files: list[str]
+    shared: list[str]
+    stale: list[str]
+    stale_shared: dict[str, str]
+    stats: dict[str, int]
+    error_counts: dict[str, int]
+    rows_by_date: dict[str, int]
+    complete: bool
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def parse(cls, data: bytes | None) -> Ledger | None:
+        if not data:
+            return None
+        try:
+            raw = orjson.loads(data)
+            return cls(
+                identity=str(raw["identity"]),
+                name=str(raw["name"]),
+                version=str(raw["version"]),
+                files=[str(k) for k in raw["files"]],
+                shared=[str(k) for k in raw.get("shared", [])],
+                stale=[str(k) for k in raw.get("stale", [])],
+                stale_shared={str(k): str(v) for k, v in raw.get("stale_shared", {}).items()},
+                stats={str(k): int(v) for k, v in raw["stats"].items()},
+                error_counts={str(k): int(v) for k, v in raw["error_counts"].items()},
+                rows_by_date={str(k): int(v) for k, v in raw.get("rows_by_date", {}).items()},
+                complete=bool(raw["complete"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+_ERROR_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[A-Za-z0-9._-]+\.jsonl")
+
+
+def _owned(keys: Iterable[str]) -> list[str]:
+    """Keys from a ledger that really are error files: never delete anything else."""
+    return [k for k in keys if _ERROR_FILE.fullmatch(k)]
+
+
+def _finish_ledger(sink: _Sink, slug: str, ledger: Ledger) -> None:
+    """Remove the previous version's leftovers, then mark the ledger complete."""
+    sink.delete(_owned(ledger.stale))
+    for key, name in ledger.stale_shared.items():
+        if _ERROR_FILE.fullmatch(key):
+            _drop_source_lines(sink, key, name)
+    done = Ledger(**{**ledger.__dict__, "stale": [], "stale_shared": {}, "complete": True})
+    sink.write(ledger_key(slug), done.to_json())
+
+
+def _drop_source_lines(sink: _Sink, key: str, name: str) -> None:
+    """Rewrite an error file shared by several sources without the lines of `name`."""
+    data = sink.read(key)
+    if data is None:
+        return
+    kept = [
+        line
+        for line in data.splitlines(keepends=True)
+        if line.strip() and orjson.loads(line).get("source") != name
+    ]
+    if kept:
+        sink.write(key, b"".join(kept))
+    else:
+        sink.delete([key])
+
+
 # --- ingest ---------------------------------------------------------------------------------
 
 
-def clean_key(date: str, sid: str) -> str:
-    return f"date={date}/{sid}.parquet"
+@dataclass(frozen=True)
+class FieldNames:
+    """The input's names for the three required fields (output columns keep standard names)."""
+
+    timestamp: str = "timestamp"
+    user_id: str = "user_id"
+    action: str = "action"
 
 
-def error_key(date: str, sid: str) -> str:
-    return f"date={date}/{sid}.jsonl"
+@dataclass
+class GroupResult:
+    """What one group ingest did: a result per ingested source, and the sources that failed."""
 
-
-def manifest_key(sid: str) -> str:
-    return f"{MANIFEST_DIR}/{sid}.json"
+    results: dict[str, IngestResult] = field(default_factory=dict)
+    failures: list[SourceFailure] = field(default_factory=list)
 
 
 def _utc_date(moment: datetime | None) -> str:
@@ -608,76 +532,410 @@ def ingest(
     user_id_field: str = "user_id",
     action_field: str = "action",
     source_version: str | None = None,
+    identity: str | None = None,
 ) -> IngestResult:
-    """Process one source end to end and publish its outputs, replacing any earlier ones.
+    """Process one open stream end to end and commit it, replacing the source's earlier rows.
 
-    `stream` is a binary file-like object (or iterable of byte chunks) of decompressed JSON Lines;
-    `arrival` (default: now) dates the error file; `source_version` (an S3 ETag) is recorded in
-    the manifest for `stored_result`. If reading or processing fails, nothing is
-    published, the source's previous output stays as it was, and the exception propagates.
+    `stream` is a binary file-like object (or iterable of byte chunks) of decompressed JSON
+    Lines; `source` names it; `identity` (default: `source`) decides which earlier rows it
+    replaces; `source_version` (an S3 ETag) makes a repeat a no-op
+    (`IngestResult.already_ingested`). If reading fails, nothing is committed and the exception
+    propagates; a lost commit race raises ConcurrentIngestError (open the source again and retry).
     """
-    from logsieve import process_stream
-
-    started = time.perf_counter()
-    sid = source_id(source)
-    clean_sink = open_sink(clean_uri, s3_client)
-    error_sink = open_sink(error_uri, s3_client)
-    clean_stage = clean_sink.staging_dir()
-    error_stage = error_sink.staging_dir()
-    partitions = _CleanPartitions(clean_stage)
-    records = _ErrorRecords(error_stage / "errors.jsonl", source)
-    totals = Counter[str]()
-    try:
-        try:
-            for batch in process_stream(
-                stream,
-                chunk_size,
-                timestamp_field=timestamp_field,
-                user_id_field=user_id_field,
-                action_field=action_field,
-            ):
-                stats = batch.stats
-                for name in _STAT_NAMES:
-                    totals[name] += int(getattr(stats, name))
-                partitions.add(batch.clean, flush_bytes=max(chunk_size, 1 << 20))
-                records.add(batch)
-            staged_clean = partitions.finish()
-            staged_errors = records.finish()
-        except BaseException:
-            partitions.abort()
-            records.abort()
-            raise
-        new_clean = {clean_key(date, sid): path for date, path in staged_clean.items()}
-        new_errors = {}
-        if staged_errors is not None:
-            new_errors[error_key(_utc_date(arrival), sid)] = staged_errors
-        record: dict[str, Any] = {
-            "stats": dict(totals),
-            "error_counts": dict(records.counts),
-            "source_version": source_version,
-        }
-        with _output_errors(f"write the output to {clean_uri} and {error_uri}"):
-            published, removed = _publish(
-                clean_sink, error_sink, sid, source, new_clean, new_errors, record
-            )
-    finally:
-        shutil.rmtree(clean_stage, ignore_errors=True)
-        shutil.rmtree(error_stage, ignore_errors=True)
-    return IngestResult(
-        source=source,
-        processed=totals["processed"],
-        valid=totals["valid"],
-        errors=totals["errors"],
-        blank=totals["blank"],
-        bytes=totals["bytes"],
-        error_counts=dict(sorted(records.counts.items(), key=lambda kv: (-kv[1], kv[0]))),
-        clean_keys=published["clean"],
-        error_keys=published["errors"],
-        sample_errors=records.samples,
-        seconds=time.perf_counter() - started,
-        source_id=sid,
-        removed_keys=removed,
+    one = stream_source(
+        stream, name=source, identity=identity, version=source_version, arrival=arrival
     )
+    outcome = ingest_group(
+        [one],
+        clean_uri=clean_uri,
+        error_uri=error_uri,
+        s3_client=s3_client,
+        chunk_size=chunk_size,
+        fields=FieldNames(timestamp_field, user_id_field, action_field),
+        attempts=1,
+    )
+    if outcome.failures:
+        raise outcome.failures[0].error
+    return outcome.results[one.identity]
+
+
+def ingest_group(
+    sources: Sequence[Source],
+    *,
+    clean_uri: str,
+    error_uri: str,
+    s3_client: Any = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    fields: FieldNames = FieldNames(),
+    attempts: int = table.COMMIT_ATTEMPTS,
+) -> GroupResult:
+    """Ingest several sources in one commit (a few data files per date, not one per source).
+
+    A source that cannot be read is left out (its earlier rows stay) and reported in
+    `failures`; the others are committed without it. Lost commit races are retried from the
+    start (each source opened again) up to `attempts` times, then raise ConcurrentIngestError.
+    """
+    _check_distinct(sources)
+    outcome = GroupResult()
+    pending = list(sources)
+    tries = 0
+    while pending:
+        tries += 1
+        try:
+            done, failed = _ingest_once(
+                pending, clean_uri, error_uri, s3_client, chunk_size, fields
+            )
+        except ConcurrentIngestError:
+            if tries >= attempts:
+                raise
+            import random
+
+            time.sleep(random.uniform(0.02, 0.05 * 2 ** min(tries, 6)))
+            continue
+        outcome.results.update(done)
+        if failed is None:
+            break
+        outcome.failures.append(failed)
+        pending = [s for s in pending if s is not failed.source and s.identity not in done]
+    return outcome
+
+
+def _check_distinct(sources: Sequence[Source]) -> None:
+    seen: set[str] = set()
+    for one in sources:
+        if one.identity in seen:
+            raise ConfigError(f"{one.name}: the same source twice in one ingest")
+        seen.add(one.identity)
+
+
+def _ingest_once(
+    sources: list[Source],
+    clean_uri: str,
+    error_uri: str,
+    s3_client: Any,
+    chunk_size: int,
+    fields: FieldNames,
+) -> tuple[dict[str, IngestResult], SourceFailure | None]:
+    """One attempt: answer repeats from the ledger, stream the rest into one commit."""
+    started = time.perf_counter()
+    error_sink = open_sink(error_uri, s3_client)
+    with _output_errors(f"open the clean table at {clean_uri}"):
+        _refuse_old_layout(clean_uri)
+        snapshot = table.create_table(clean_uri, s3_client)
+    done: dict[str, IngestResult] = {}
+    todo: list[Source] = []
+    for one in sources:
+        stored = _stored(snapshot, error_sink, one)
+        if stored is not None:
+            done[one.identity] = stored
+        else:
+            todo.append(one)
+    if not todo:
+        return done, None
+    staging = error_sink.staging_dir()
+    try:
+        writer = _GroupWriter(todo, error_sink, staging, snapshot, chunk_size, fields)
+        failure = writer.write(clean_uri)
+        if failure is not None:
+            return done, failure
+        elapsed = time.perf_counter() - started
+        for one in todo:
+            done[one.identity] = writer.result(one, elapsed)
+        writer.finish_ledgers()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return done, None
+
+
+def _refuse_old_layout(clean_uri: str) -> None:
+    """A local directory of loose `date=` Parquet files (no `_delta_log`) is not ours to mix."""
+    location = table.table_uri(clean_uri)
+    if location.startswith("s3://"):
+        return
+    root = Path(location)
+    if (root / "_delta_log").is_dir() or not root.is_dir():
+        return
+    if any(root.glob("date=*/*.parquet")):
+        raise ConfigError(
+            f"{root} holds Parquet files but no Delta table (_delta_log): an older logsieve "
+            "layout or another tool's data; write to a new location, or move them away"
+        )
+
+
+def _stored(snapshot: DeltaTable, sink: _Sink, one: Source) -> IngestResult | None:
+    """The stored result if the table already holds exactly this version of the source."""
+    committed = snapshot.transaction_version(table.app_id(one.identity))
+    if committed is None or committed != table.version_number(one.version):
+        return None
+    slug = one.slug
+    with _output_errors(f"read the ledger of {one.name}"):
+        ledger = Ledger.parse(sink.read(ledger_key(slug)))
+    if ledger is not None and ledger.version == one.version and not ledger.complete:
+        # The committing run stopped after its commit: finish its clean-up now.
+        with _output_errors(f"remove the previous error records of {one.name}"):
+            _finish_ledger(sink, slug, ledger)
+    recorded = ledger if ledger is not None and ledger.version == one.version else None
+    stats = recorded.stats if recorded else {}
+    return IngestResult(
+        source=one.name,
+        **{name: int(stats.get(name, 0)) for name in _STAT_NAMES},
+        error_counts=dict(recorded.error_counts) if recorded else {},
+        error_keys=[sink.display(k) for k in (recorded.files if recorded else [])],
+        sample_errors=[],
+        seconds=0.0,
+        source_id=slug,
+        rows_by_date=dict(recorded.rows_by_date) if recorded else {},
+        table_version=snapshot.version(),
+        already_ingested=True,
+    )
+
+
+class _SourceFailed(Exception):
+    """Raised inside the row stream to abort the commit when a source cannot be read."""
+
+
+class _GroupWriter:
+    """Streams a group's sources through the core into one Delta commit."""
+
+    def __init__(
+        self,
+        sources: list[Source],
+        sink: _Sink,
+        staging: Path,
+        snapshot: DeltaTable,
+        chunk_size: int,
+        fields: FieldNames,
+    ) -> None:
+        self.sources = sources
+        self.sink = sink
+        self.snapshot = snapshot
+        self.chunk_size = chunk_size
+        self.fields = fields
+        self.errors = _ErrorFiles(staging)
+        self.tallies = {one.identity: _SourceTally() for one in sources}
+        self.failure: SourceFailure | None = None
+        #: An output-side failure raised inside the row stream (delta-rs only sees "aborted").
+        self.stream_error: BaseException | None = None
+        self.old: dict[str, Ledger | None] = {}
+        self.ledgers: dict[str, Ledger] = {}
+        self.error_name = sources[0].slug if len(sources) == 1 else _group_name(sources)
+        self.published: dict[str, str] = {}
+        self.version: int | None = None
+
+    def write(self, clean_uri: str) -> SourceFailure | None:
+        """Commit the group; a SourceFailure (nothing committed) if one source was unreadable."""
+        import pyarrow as pa
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        reader = pa.RecordBatchReader.from_batches(table.table_schema(), self._batches())
+        replace = [one for one in self.sources if self._has_rows(one)]
+        commit = CommitProperties(
+            app_transactions=[
+                Transaction(table.app_id(one.identity), table.version_number(one.version))
+                for one in self.sources
+            ],
+            custom_metadata={"logsieve.sources": str(len(self.sources))},
+            max_commit_retries=3,
+        )
+        try:
+            write_deltalake(
+                self.snapshot,
+                reader,
+                partition_by=[table.PARTITION_COLUMN],
+                mode="overwrite" if replace else "append",
+                predicate=_predicate(self.sources) if replace else None,
+                target_file_size=TARGET_FILE_SIZE,
+                writer_properties=table.writer_properties(),
+                commit_properties=commit,
+            )
+        except Exception as exc:
+            if self.failure is not None:
+                return self.failure
+            if self.stream_error is not None:
+                raise self.stream_error from None
+            if table.is_commit_conflict(exc):
+                raise ConcurrentIngestError(
+                    f"{self._names()}: another writer committed first; open it again and retry"
+                ) from exc
+            raise OutputError(
+                f"cannot commit to the clean table at {clean_uri}: {_reason(exc)}"
+            ) from exc
+        self.version = self.snapshot.version()
+        return None
+
+    def _names(self) -> str:
+        names = [one.name for one in self.sources]
+        return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more sources"
+
+    def _has_rows(self, one: Source) -> bool:
+        """Whether the table may hold rows of this source (its transaction, or file statistics)."""
+        if self.snapshot.transaction_version(table.app_id(one.identity)) is not None:
+            return True
+        return _files_may_hold(self.snapshot, one.identity)
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        """Every source's clean rows with lineage; errors published at the end, before commit."""
+        from logsieve import process_stream
+
+        for one in self.sources:
+            tally = self.tallies[one.identity]
+            error_date = _utc_date(one.arrival)
+            try:
+                with one.open() as stream:
+                    for batch in process_stream(
+                        stream,
+                        self.chunk_size,
+                        timestamp_field=self.fields.timestamp,
+                        user_id_field=self.fields.user_id,
+                        action_field=self.fields.action,
+                    ):
+                        stats = batch.stats
+                        for name in _STAT_NAMES:
+                            tally.totals[name] += int(getattr(stats, name))
+                        self.errors.add(batch, one.name, error_date, tally)
+                        if batch.clean.num_rows:
+                            yield _with_lineage(batch.clean, one, tally.rows_by_date)
+            except OutputError as exc:
+                self.stream_error = exc
+                raise
+            except Exception as exc:
+                self.failure = SourceFailure(one, exc)
+                raise _SourceFailed(one.name) from exc
+        try:
+            self._publish_errors()
+        except Exception as exc:
+            self.stream_error = exc
+            raise
+
+    def _publish_errors(self) -> None:
+        """Error files and the ledgers' intent, before the rows they complete are committed."""
+        staged = self.errors.finish()
+        shared = len(self.sources) > 1
+        with _output_errors(f"write error records to {self.sink.display('')}"):
+            for date, path in staged.items():
+                key = error_key(date, self.error_name)
+                self.sink.publish(path, key)
+                self.published[date] = key
+            for one in self.sources:
+                tally = self.tallies[one.identity]
+                files = [self.published[tally.error_date]] if tally.has_errors else []
+                old = Ledger.parse(self.sink.read(ledger_key(one.slug)))
+                stale = [k for k in (old.files if old else []) if k not in files]
+                stale_own = [k for k in stale if k not in old.shared] if old else []
+                stale_shared = {k: old.name for k in stale if old and k in old.shared}
+                if old is not None and not old.complete:
+                    stale_own += [k for k in old.stale if k not in files]
+                    stale_shared.update(old.stale_shared)
+                ledger = Ledger(
+                    identity=one.identity,
+                    name=one.name,
+                    version=one.version,
+                    files=files,
+                    shared=files if shared else [],
+                    stale=sorted(set(stale_own)),
+                    stale_shared=stale_shared,
+                    stats={name: int(tally.totals[name]) for name in _STAT_NAMES},
+                    error_counts=dict(tally.error_counts),
+                    rows_by_date=dict(sorted(tally.rows_by_date.items())),
+                    complete=False,
+                )
+                self.sink.write(ledger_key(one.slug), ledger.to_json())
+                self.ledgers[one.identity] = ledger
+
+    def result(self, one: Source, elapsed: float) -> IngestResult:
+        tally = self.tallies[one.identity]
+        ledger = self.ledgers[one.identity]
+        return IngestResult(
+            source=one.name,
+            **{name: int(tally.totals[name]) for name in _STAT_NAMES},
+            error_counts=dict(sorted(tally.error_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+            error_keys=[self.sink.display(k) for k in ledger.files],
+            sample_errors=list(tally.samples),
+            seconds=elapsed,
+            source_id=one.slug,
+            rows_by_date=dict(sorted(tally.rows_by_date.items())),
+            table_version=self.version,
+        )
+
+    def finish_ledgers(self) -> None:
+        """After the commit: the previous versions' error files go. A failure here is logged,
+        not raised: the rows are committed, and the next ingest of the source finishes it."""
+        for one in self.sources:
+            try:
+                _finish_ledger(self.sink, one.slug, self.ledgers[one.identity])
+            except Exception as exc:
+                logger.warning(
+                    "%s: could not finish its ledger after the commit: %s", one.name, exc
+                )
+
+
+def _group_name(sources: Sequence[Source]) -> str:
+    """An error-file name for a group: the same sources and versions give the same name."""
+    digest = hashlib.sha256()
+    for one in sorted(sources, key=lambda s: s.identity):
+        digest.update(one.identity.encode("utf-8", "surrogatepass") + b"\0")
+        digest.update(one.version.encode("utf-8", "surrogatepass") + b"\0")
+    return f"group-{digest.hexdigest()[:20]}"
+
+
+def _with_lineage(clean: pa.RecordBatch, one: Source, rows_by_date: Counter[str]) -> pa.RecordBatch:
+    """The core's clean rows plus lineage and the `date` partition column, in table order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = clean.num_rows
+    # `timestamp` is the UTC instant as ASCII text (`YYYY-MM-DD HH:MM:SS`): its first ten
+    # bytes are the UTC date.
+    dates = pc.utf8_slice_codeunits(clean.column("timestamp"), 0, 10)
+    for entry in pc.value_counts(dates).to_pylist():
+        rows_by_date[entry["values"]] += entry["counts"]
+    return pa.RecordBatch.from_arrays(
+        [
+            *clean.columns,
+            pa.repeat(pa.scalar(one.identity, pa.string()), n),
+            pa.repeat(pa.scalar(_text(one.name), pa.string()), n),
+            pa.repeat(pa.scalar(_text(one.version), pa.string()), n),
+            dates,
+        ],
+        schema=table.table_schema(),
+    )
+
+
+def _text(value: str) -> str:
+    """Text Arrow can store: a name that is not valid UTF-8 (surrogate-escaped) is escaped."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _predicate(sources: Sequence[Source]) -> str:
+    """The SQL predicate selecting the rows of these sources (the ones their commit replaces)."""
+    quoted = ", ".join(_sql_string(one.identity) for one in sources)
+    return f"{table.SOURCE_ID_COLUMN} IN ({quoted})"
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _files_may_hold(snapshot: DeltaTable, identity: str) -> bool:
+    """Whether any live file's min/max statistics of `source_id` admit `identity`.
+
+    Rows without a recorded transaction are rare (another tool wrote them); checking the
+    statistics keeps an append from ever duplicating them.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    actions = pa.table(snapshot.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return False
+    low = f"min.{table.SOURCE_ID_COLUMN}"
+    high = f"max.{table.SOURCE_ID_COLUMN}"
+    if low not in actions.column_names or high not in actions.column_names:
+        return True
+    lows, highs = actions.column(low), actions.column(high)
+    unknown = pc.or_(pc.is_null(lows), pc.is_null(highs))
+    inside = pc.and_(pc.less_equal(lows, identity), pc.greater_equal(highs, identity))
+    return bool(pc.any(pc.or_(unknown, inside)).as_py())
 
 
 @contextlib.contextmanager
@@ -694,170 +952,34 @@ def _output_errors(doing: str) -> Iterator[None]:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-def _publish(
-    clean_sink: _Sink,
-    error_sink: _Sink,
-    sid: str,
-    source: str,
-    new_clean: dict[str, Path],
-    new_errors: dict[str, Path],
-    record: dict[str, Any],
-) -> tuple[dict[str, list[str]], list[str]]:
-    """Publish staged files and drop the source's stale ones, with the manifest kept a superset.
-
-    Order: manifest listing old + new files, then the new files, then deletion of old files the
-    new run did not write, then the final manifest. A crash at any step leaves a manifest naming
-    every file of this source that may exist, so the next ingest cleans up after it.
-
-    The manifest is only replaced if nobody else replaced it since it was read (S3 conditional
-    writes; a lock on a local disk). When two ingests of one source publish at once, their files
-    may be mixed: the loser leaves a manifest naming every file either may have written and
-    raises ConcurrentIngestError, and ingesting again repairs the output.
-    """
-    manifest = {"source": source, "source_id": sid}
-    for _ in range(_MANIFEST_ATTEMPTS):
-        old, token = _read_manifest(clean_sink, sid)
-        recorded_clean, recorded_errors = _recorded(old, sid)
-        old_clean, old_errors = recorded_clean - set(new_clean), recorded_errors - set(new_errors)
-        if (
-            not old_clean
-            and not old_errors
-            and recorded_clean | recorded_errors >= set(new_clean) | set(new_errors)
-        ):
-            break  # the manifest names every file that will exist (a repeat of the last run)
-        intent = {
-            **manifest,
-            "clean": sorted(old_clean | set(new_clean)),
-            "errors": sorted(old_errors | set(new_errors)),
-            "complete": False,
-        }
-        try:
-            token = clean_sink.write_if(manifest_key(sid), orjson.dumps(intent), token)
-            break
-        except ConcurrentIngestError:
-            continue
-    else:
-        raise ConcurrentIngestError(f"{source}: other ingests of it keep replacing its manifest")
-    published = {
-        "clean": [clean_sink.publish(path, key) for key, path in sorted(new_clean.items())],
-        "errors": [error_sink.publish(path, key) for key, path in sorted(new_errors.items())],
-    }
-    clean_sink.delete(sorted(old_clean))
-    error_sink.delete(sorted(old_errors))
-    final = {
-        **manifest,
-        "clean": sorted(new_clean),
-        "errors": sorted(new_errors),
-        "complete": True,
-        **record,
-        "written_at": datetime.now(timezone.utc).isoformat(),
-    }
-    data = orjson.dumps(final, option=orjson.OPT_INDENT_2)
-    try:
-        clean_sink.write_if(manifest_key(sid), data, token)
-    except ConcurrentIngestError:
-        _widen_manifest(clean_sink, sid, manifest, set(new_clean), set(new_errors))
-        raise ConcurrentIngestError(
-            f"{source} was ingested by another run at the same time, so its output may mix "
-            "both runs; ingest it again to repair it"
-        ) from None
-    removed = [clean_sink.display(k) for k in sorted(old_clean)]
-    removed += [error_sink.display(k) for k in sorted(old_errors)]
-    return published, removed
-
-
-def _widen_manifest(
-    sink: _Sink, sid: str, manifest: dict[str, Any], clean: set[str], errors: set[str]
-) -> None:
-    """Add files this run published to the manifest another run wrote, marked incomplete."""
-    for _ in range(_MANIFEST_ATTEMPTS):
-        current, token = _read_manifest(sink, sid)
-        recorded_clean, recorded_errors = _recorded(current, sid)
-        wider = {
-            **manifest,
-            "clean": sorted(recorded_clean | clean),
-            "errors": sorted(recorded_errors | errors),
-            "complete": False,
-        }
-        try:
-            sink.write_if(manifest_key(sid), orjson.dumps(wider), token)
-            return
-        except ConcurrentIngestError:
-            continue
-
-
-def _recorded(manifest: dict[str, Any], sid: str) -> tuple[set[str], set[str]]:
-    """The clean and error keys a manifest names that really are this source's files."""
-    return (
-        _owned(manifest.get("clean"), sid, ".parquet"),
-        _owned(manifest.get("errors"), sid, ".jsonl"),
-    )
-
-
-def _owned(keys: Any, sid: str, suffix: str) -> set[str]:
-    """Keys from a manifest that really are this source's files: never delete anything else."""
-    if not isinstance(keys, list):
-        return set()
-    pattern = re.compile(rf"date=\d{{4}}-\d{{2}}-\d{{2}}/{re.escape(sid + suffix)}")
-    return {k for k in keys if isinstance(k, str) and pattern.fullmatch(k)}
-
-
-def _read_manifest(sink: _Sink, sid: str) -> tuple[dict[str, Any], str | None]:
-    """The manifest (empty if missing or unreadable) and the token to replace it with."""
-    data, token = sink.read_versioned(manifest_key(sid))
-    if not data:
-        return {}, token
-    try:
-        manifest = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}, token
-    return (manifest if isinstance(manifest, dict) else {}), token
+    return table.delta_reason(exc)
 
 
 def stored_result(
     *, source: str, version: str, clean_uri: str, error_uri: str, s3_client: Any = None
 ) -> IngestResult | None:
-    """What the last complete ingest of `source` recorded, if it ingested this `version`.
-
-    `version` is what `ingest` was given as `source_version` (an S3 ETag): a repeated event
-    for an object already ingested can then be answered without reading it again.
-    """
+    """What is stored for `source` if the clean table already holds exactly this `version`."""
     if not version:
         return None
-    clean_sink = open_sink(clean_uri, s3_client)
-    sid = source_id(source)
-    with _output_errors(f"read the manifests at {clean_uri}"):
-        manifest, _ = _read_manifest(clean_sink, sid)
-    stats = manifest.get("stats")
-    if not (
-        manifest.get("complete") is True
-        and manifest.get("source_version") == version
-        and isinstance(stats, dict)
-    ):
+    with _output_errors(f"open the clean table at {clean_uri}"):
+        snapshot = table.open_table(clean_uri, s3_client)
+    if snapshot is None:
         return None
-    error_sink = open_sink(error_uri, s3_client)
-    counts = manifest.get("error_counts")
-    clean, errors = _recorded(manifest, sid)
-    return IngestResult(
-        source=source,
-        **{name: int(stats.get(name, 0)) for name in _STAT_NAMES},
-        error_counts=dict(counts) if isinstance(counts, dict) else {},
-        clean_keys=[clean_sink.display(k) for k in sorted(clean)],
-        error_keys=[error_sink.display(k) for k in sorted(errors)],
-        sample_errors=[],
-        seconds=0.0,
-        source_id=sid,
-    )
+    one = stream_source(None, name=source, version=version)
+    return _stored(snapshot, open_sink(error_uri, s3_client), one)
 
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "FieldNames",
+    "GroupResult",
     "IngestResult",
+    "Source",
+    "SourceFailure",
     "error_record",
+    "file_url_path",
     "ingest",
+    "ingest_group",
     "open_sink",
     "raw_bytes",
     "source_id",

@@ -1,0 +1,306 @@
+"""The clean table: a Delta Lake table at a local directory or an `s3://bucket/prefix`.
+
+One place for where the table lives, how delta-rs reaches it and what its columns are:
+the writer (`logsieve.storage`), compaction (`logsieve.compact`) and the HTTP API all open it
+through here, so a table written by one is what the others read.
+
+delta-rs makes its own HTTP requests (it cannot see an in-process moto), so S3 access is
+described to it as storage options: taken from the boto3 client the caller already has (its
+endpoint, region and credentials), else from boto3's usual resolution. Commits to S3 use S3's
+conditional writes (`If-None-Match` on the log entry), so no lock table is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from logsieve.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from deltalake import DeltaTable, WriterProperties
+
+#: The partition column: the UTC date (`YYYY-MM-DD`) of each row's `event_time`.
+PARTITION_COLUMN = "date"
+#: The core's clean columns, in order.
+DATA_COLUMNS = ("timestamp", "day_of_week", "event_time", "user_id", "action", "extra")
+#: Lineage: which source (its identity and the name it was read under) and which version of it.
+SOURCE_ID_COLUMN = "source_id"
+SOURCE_COLUMN = "source"
+SOURCE_VERSION_COLUMN = "source_version"
+LINEAGE_COLUMNS = (SOURCE_ID_COLUMN, SOURCE_COLUMN, SOURCE_VERSION_COLUMN)
+#: Prefix of the Delta application-transaction id recorded for every source ingested.
+APP_ID_PREFIX = "logsieve:"
+#: Commits lost to other writers before an ingest gives up (each retry waits a random pause).
+COMMIT_ATTEMPTS = 8
+#: Table properties set when logsieve creates the table.
+TABLE_CONFIGURATION = {
+    # Checkpoints every 10 commits keep a cold snapshot load to a few reads.
+    "delta.checkpointInterval": "10",
+    # Removed files stay a week for readers of older snapshots and time travel.
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+}
+
+_T = TypeVar("_T")
+
+
+def table_schema() -> pa.Schema:
+    """The clean table's Arrow schema: the core's columns, lineage, then the partition column."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("timestamp", pa.string(), nullable=False),
+            pa.field("day_of_week", pa.string(), nullable=False),
+            pa.field("event_time", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("action", pa.string(), nullable=False),
+            pa.field("extra", pa.string()),
+            pa.field(SOURCE_ID_COLUMN, pa.string(), nullable=False),
+            pa.field(SOURCE_COLUMN, pa.string(), nullable=False),
+            pa.field(SOURCE_VERSION_COLUMN, pa.string(), nullable=False),
+            pa.field(PARTITION_COLUMN, pa.string(), nullable=False),
+        ]
+    )
+
+
+def writer_properties() -> WriterProperties:
+    """zstd, dictionaries only where values repeat, no statistics on free JSON text."""
+    from deltalake import ColumnProperties, WriterProperties
+
+    plain = ColumnProperties(dictionary_enabled=False)
+    return WriterProperties(
+        compression="ZSTD",
+        compression_level=1,
+        max_row_group_size=128 * 1024,
+        column_properties={
+            # User ids are usually too many per row group: the dictionary overflows and falls
+            # back, costing time for a bigger file than plain + zstd.
+            "user_id": plain,
+            # min/max of JSON text prunes nothing.
+            "extra": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE"),
+        },
+    )
+
+
+def table_uri(uri: str) -> str:
+    """`s3://bucket/prefix` as given (checked), or the absolute path of a local directory."""
+    if not uri:
+        raise ConfigError("a table location is required (a directory or s3://bucket/prefix)")
+    if uri.startswith("s3://"):
+        root = uri[len("s3://") :].strip("/")
+        if not root:
+            raise ConfigError(f"{uri!r} names no bucket: use s3://bucket/prefix")
+        if "//" in root:
+            raise ConfigError(f"{uri!r} has an empty path segment ('//')")
+        return f"s3://{root}"
+    if uri.startswith("file:"):
+        uri = file_url_path(uri)
+    elif "://" in uri:
+        raise ConfigError(f"{uri!r} is not supported: use a local directory or s3://bucket/prefix")
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def file_url_path(url: str) -> str:
+    """The local path of a `file:` URL (`file:///p`, `file://localhost/p`, `file:/p`)."""
+    from urllib.parse import unquote
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" read as an IPv6 host
+        parts = None
+    if (
+        parts is None
+        or parts.netloc not in ("", "localhost")
+        or not parts.path.startswith("/")
+        or parts.query
+        or parts.fragment
+        or "\0" in unquote(parts.path)
+    ):
+        raise ConfigError(f"{url!r} is not a local file URL: use file:///absolute/path")
+    return unquote(parts.path)
+
+
+def storage_options(
+    uri: str, s3_client: Any = None, *, timeout_seconds: float | None = None
+) -> dict[str, str] | None:
+    """What delta-rs needs to reach `uri`: None for a local path, S3 settings for `s3://`.
+
+    With `s3_client` (a boto3 client) its endpoint, region and credentials are used, so the
+    table is written where the caller's other S3 requests go (moto in the demo and tests);
+    without one, the endpoint comes from `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL` and the
+    credentials from boto3's chain (environment, profile, the Lambda role).
+    """
+    if not uri.startswith("s3://"):
+        return None
+    if s3_client is not None:
+        endpoint = s3_client.meta.endpoint_url
+        region = s3_client.meta.region_name
+        credentials = _client_credentials(s3_client)
+    else:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        credentials = _session_credentials()
+    options = {
+        "AWS_REGION": region or "us-east-1",
+        # S3 conditional writes make commits safe without a DynamoDB lock table.
+        "conditional_put": "etag",
+    }
+    if endpoint and not _is_aws_endpoint(endpoint):
+        options["AWS_ENDPOINT_URL"] = endpoint.rstrip("/")
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    if credentials is not None:
+        options["AWS_ACCESS_KEY_ID"] = credentials.access_key
+        options["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key
+        if credentials.token:
+            options["AWS_SESSION_TOKEN"] = credentials.token
+    if timeout_seconds is not None:
+        options["timeout"] = f"{max(1, round(timeout_seconds))}s"
+        options["connect_timeout"] = f"{max(1, round(timeout_seconds))}s"
+    return options
+
+
+def _is_aws_endpoint(endpoint: str) -> bool:
+    host = urlsplit(endpoint).hostname or ""
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+def _client_credentials(s3_client: Any) -> Any:
+    # boto3 keeps a client's credentials on its request signer; there is no public accessor.
+    signer = getattr(s3_client, "_request_signer", None)
+    credentials = getattr(signer, "_credentials", None)
+    return credentials.get_frozen_credentials() if credentials is not None else None
+
+
+def _session_credentials() -> Any:
+    import boto3
+
+    credentials = boto3.session.Session().get_credentials()
+    return credentials.get_frozen_credentials() if credentials is not None else None
+
+
+def is_table(uri: str, s3_client: Any = None) -> bool:
+    """Whether a Delta table exists at `uri`."""
+    from deltalake import DeltaTable
+
+    location = table_uri(uri)
+    return bool(DeltaTable.is_deltatable(location, storage_options(location, s3_client)))
+
+
+def open_table(uri: str, s3_client: Any = None, **options: Any) -> DeltaTable | None:
+    """The table's latest snapshot, or None when there is no table at `uri` yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    location = table_uri(uri)
+    try:
+        return DeltaTable(location, storage_options=storage_options(location, s3_client), **options)
+    except TableNotFoundError:
+        return None
+
+
+def create_table(uri: str, s3_client: Any = None) -> DeltaTable:
+    """The table at `uri`, created empty (partitioned by date) if it does not exist yet.
+
+    Two writers creating it at once both succeed: the one that loses the race opens the winner's.
+    """
+    from deltalake import DeltaTable
+
+    table = open_table(uri, s3_client)
+    if table is not None:
+        return table
+    location = table_uri(uri)
+    try:
+        return DeltaTable.create(
+            location,
+            table_schema(),
+            mode="ignore",
+            partition_by=[PARTITION_COLUMN],
+            configuration=TABLE_CONFIGURATION,
+            storage_options=storage_options(location, s3_client),
+        )
+    except Exception:
+        table = open_table(uri, s3_client)
+        if table is None:
+            raise
+        return table
+
+
+def app_id(source_id: str) -> str:
+    """The Delta application-transaction id that records which version of a source is stored."""
+    return APP_ID_PREFIX + source_id
+
+
+def version_number(version: str) -> int:
+    """A source version (an ETag, a content hash) as the integer a Delta transaction records.
+
+    Delta's transaction versions are integers; 62 bits of a SHA-256 make distinct versions
+    collide with negligible probability, and equality is all logsieve asks of them.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(version.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") >> 2
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_S3_ERROR = re.compile(r"<Code>([^<]+)</Code>\s*<Message>([^<]*)</Message>")
+
+
+def delta_reason(exc: BaseException) -> str:
+    """One line from delta-rs's multi-line error chain: S3's error code and message, or else
+    the innermost cause ("Connection refused"), after the outermost summary."""
+    text = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
+    s3 = _S3_ERROR.search(text)
+    parts = [p.strip() for p in re.split(r"\s*↳\s*", text) if p.strip()]
+    if s3:
+        return f"{s3.group(1)}: {s3.group(2)}"
+    if len(parts) > 1:
+        return f"{parts[0].splitlines()[0]}: {parts[-1].splitlines()[0]}"
+    return text.splitlines()[0]
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """Whether `exc` is delta-rs losing a commit race (retry), not a real failure."""
+    from deltalake.exceptions import CommitFailedError
+
+    if isinstance(exc, CommitFailedError):
+        return True
+    text = str(exc)
+    return "Commit failed" in text or "concurrent transaction" in text.lower()
+
+
+def with_commit_retries(attempt: Callable[[], _T], *, attempts: int = COMMIT_ATTEMPTS) -> _T:
+    """Run `attempt` until it does not lose a commit race, waiting a growing random pause."""
+    for number in range(1, attempts + 1):
+        try:
+            return attempt()
+        except Exception as exc:
+            if number == attempts or not is_commit_conflict(exc):
+                raise
+            time.sleep(random.uniform(0.02, 0.05 * 2**number))
+    raise AssertionError("unreachable")
+
+
+__all__ = [
+    "DATA_COLUMNS",
+    "LINEAGE_COLUMNS",
+    "PARTITION_COLUMN",
+    "app_id",
+    "create_table",
+    "is_table",
+    "open_table",
+    "storage_options",
+    "table_schema",
+    "table_uri",
+    "version_number",
+    "with_commit_retries",
+    "writer_properties",
+]
