@@ -44,6 +44,8 @@ DEFAULT_OUT = "data"
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _STDIN_SPOOL_READ = 1 << 20
+#: Inputs listed one per row in the summary table; the rest are counted (--json lists all).
+TABLE_ROWS = 30
 #: Inputs are committed together until their bytes reach this; a bigger input is its own commit.
 GROUP_BYTES = 256 << 20
 #: Inputs per commit at most (each adds a transaction to the commit).
@@ -237,7 +239,7 @@ def _source(
             return _Opened(CountingReader(_Unclosed(spooled), advance), name)
 
         identity = stdin_name or f"stdin-{digest[:16]}"
-        return Source(identity, identity, digest, open_stdin, item.arrival), size
+        return Source(identity, identity, digest, open_stdin, item.arrival, size), size
     assert item.path is not None
     path = item.path
     stat = path.stat()
@@ -248,7 +250,8 @@ def _source(
 
     identity = f"local:{fingerprint(path)}"
     version = f"{stat.st_size}-{stat.st_mtime_ns}"
-    return Source(identity, _printable(name), version, open_file, item.arrival), stat.st_size
+    source = Source(identity, _printable(name), version, open_file, item.arrival, stat.st_size)
+    return source, stat.st_size
 
 
 class _Opened:
@@ -469,7 +472,7 @@ def _print_table(succeeded: list[_Outcome], out: Path, elapsed: float) -> None:
         table.add_column(name, justify="right")
     table.add_column("top errors")
     table.add_column("MB", justify="right")
-    for outcome in succeeded:
+    for outcome in succeeded[:TABLE_ROWS]:
         result = outcome.result
         assert result is not None
         table.add_row(
@@ -482,6 +485,8 @@ def _print_table(succeeded: list[_Outcome], out: Path, elapsed: float) -> None:
             f"{result.bytes / 1e6:.2f}",
         )
     totals = _totals(succeeded, elapsed)
+    if len(succeeded) > TABLE_ROWS:
+        table.add_row(f"... {len(succeeded) - TABLE_ROWS:,} more inputs (--json lists all)")
     if len(succeeded) != 1:
         table.add_section()
         table.add_row(

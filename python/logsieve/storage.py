@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -104,6 +105,7 @@ class Source:
     version: str
     open: Callable[[], contextlib.AbstractContextManager[Any]]
     arrival: datetime | None = None
+    size: int | None = None
 
     @property
     def slug(self) -> str:
@@ -624,8 +626,10 @@ def _ingest_once(
         snapshot = table.create_table(clean_uri, s3_client)
     done: dict[str, IngestResult] = {}
     todo: list[Source] = []
+    recorded: dict[str, int | None] = {}
     for one in sources:
-        stored = _stored(snapshot, error_sink, one)
+        recorded[one.identity] = snapshot.transaction_version(table.app_id(one.identity))
+        stored = _stored(snapshot, error_sink, one, recorded[one.identity])
         if stored is not None:
             done[one.identity] = stored
         else:
@@ -634,7 +638,9 @@ def _ingest_once(
         return done, None
     staging = error_sink.staging_dir()
     try:
-        writer = _GroupWriter(todo, error_sink, staging, snapshot, chunk_size, fields)
+        held = {one.identity for one in todo if recorded[one.identity] is not None}
+        held |= _files_may_hold(snapshot, [o.identity for o in todo if o.identity not in held])
+        writer = _GroupWriter(todo, error_sink, staging, snapshot, chunk_size, fields, held)
         failure = writer.write(clean_uri)
         if failure is not None:
             return done, failure
@@ -662,9 +668,13 @@ def _refuse_old_layout(clean_uri: str) -> None:
         )
 
 
-def _stored(snapshot: DeltaTable, sink: _Sink, one: Source) -> IngestResult | None:
-    """The stored result if the table already holds exactly this version of the source."""
-    committed = snapshot.transaction_version(table.app_id(one.identity))
+def _stored(
+    snapshot: DeltaTable, sink: _Sink, one: Source, committed: int | None
+) -> IngestResult | None:
+    """The stored result if the table already holds exactly this version of the source.
+
+    `committed` is the source's transaction version in `snapshot` (None: none recorded).
+    """
     if committed is None or committed != table.version_number(one.version):
         return None
     slug = one.slug
@@ -705,8 +715,11 @@ class _GroupWriter:
         snapshot: DeltaTable,
         chunk_size: int,
         fields: FieldNames,
+        held: set[str],
     ) -> None:
         self.sources = sources
+        #: Sources whose earlier rows the table may hold: a replace, not an append.
+        self.held = held
         self.sink = sink
         self.snapshot = snapshot
         self.chunk_size = chunk_size
@@ -728,7 +741,7 @@ class _GroupWriter:
         from deltalake import CommitProperties, Transaction, write_deltalake
 
         reader = pa.RecordBatchReader.from_batches(table.table_schema(), self._batches())
-        replace = [one for one in self.sources if self._has_rows(one)]
+        replace = [one for one in self.sources if one.identity in self.held]
         commit = CommitProperties(
             app_transactions=[
                 Transaction(table.app_id(one.identity), table.version_number(one.version))
@@ -767,28 +780,15 @@ class _GroupWriter:
         names = [one.name for one in self.sources]
         return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more sources"
 
-    def _has_rows(self, one: Source) -> bool:
-        """Whether the table may hold rows of this source (its transaction, or file statistics)."""
-        if self.snapshot.transaction_version(table.app_id(one.identity)) is not None:
-            return True
-        return _files_may_hold(self.snapshot, one.identity)
-
     def _batches(self) -> Iterator[pa.RecordBatch]:
         """Every source's clean rows with lineage; errors published at the end, before commit."""
-        from logsieve import process_stream
-
         for one in self.sources:
             tally = self.tallies[one.identity]
             error_date = _utc_date(one.arrival)
             try:
                 with one.open() as stream:
-                    for batch in process_stream(
-                        stream,
-                        self.chunk_size,
-                        timestamp_field=self.fields.timestamp,
-                        user_id_field=self.fields.user_id,
-                        action_field=self.fields.action,
-                    ):
+                    chunk_size = _chunk_size(self.chunk_size, one.size)
+                    for batch in _core_batches(stream, chunk_size, self.fields):
                         stats = batch.stats
                         for name in _STAT_NAMES:
                             tally.totals[name] += int(getattr(stats, name))
@@ -837,7 +837,8 @@ class _GroupWriter:
                     stats={name: int(tally.totals[name]) for name in _STAT_NAMES},
                     error_counts=dict(tally.error_counts),
                     rows_by_date=dict(sorted(tally.rows_by_date.items())),
-                    complete=False,
+                    # Nothing of an older version to remove: complete already (one write, not two).
+                    complete=not stale_own and not stale_shared,
                 )
                 self.sink.write(ledger_key(one.slug), ledger.to_json())
                 self.ledgers[one.identity] = ledger
@@ -861,12 +862,57 @@ class _GroupWriter:
         """After the commit: the previous versions' error files go. A failure here is logged,
         not raised: the rows are committed, and the next ingest of the source finishes it."""
         for one in self.sources:
+            if self.ledgers[one.identity].complete:
+                continue
             try:
                 _finish_ledger(self.sink, one.slug, self.ledgers[one.identity])
             except Exception as exc:
                 logger.warning(
                     "%s: could not finish its ledger after the commit: %s", one.name, exc
                 )
+
+
+def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[Batch]:
+    """The core's batches for a stream. One that fits in a chunk is processed in one call, without
+    `process_stream`'s reader and worker threads, which cost more than a small file does."""
+    from logsieve import process, process_stream
+
+    names = {
+        "timestamp_field": fields.timestamp,
+        "user_id_field": fields.user_id,
+        "action_field": fields.action,
+    }
+    if not callable(getattr(stream, "read", None)):
+        yield from process_stream(stream, chunk_size, **names)
+        return
+    head = _read_up_to(stream, chunk_size + 1)
+    if len(head) <= chunk_size:
+        if head:
+            yield process(head, **names)
+        return
+    rest = iter(lambda: stream.read(chunk_size), b"")
+    yield from process_stream(itertools.chain([head], rest), chunk_size, **names)
+
+
+def _read_up_to(stream: Any, size: int) -> bytes:
+    """Up to `size` bytes: fewer only at the end of the stream (a read may return less)."""
+    parts = []
+    while size > 0 and (part := stream.read(size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+#: The smallest chunk worth a core call; a small source gets a chunk of about its size.
+_MIN_CHUNK = 64 << 10
+
+
+def _chunk_size(chunk_size: int, source_size: int | None) -> int:
+    """The chunk for a source: never bigger than the source (its buffers are allocated and
+    zeroed up front, which for 2,000 small files cost more than reading them)."""
+    if source_size is None:
+        return chunk_size
+    return min(chunk_size, max(_MIN_CHUNK, source_size + 1))
 
 
 def _group_name(sources: Sequence[Source]) -> str:
@@ -916,26 +962,46 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _files_may_hold(snapshot: DeltaTable, identity: str) -> bool:
-    """Whether any live file's min/max statistics of `source_id` admit `identity`.
+def _files_may_hold(snapshot: DeltaTable, identities: list[str]) -> set[str]:
+    """The identities that some live file's min/max statistics of `source_id` admit.
 
-    Rows without a recorded transaction are rare (another tool wrote them); checking the
-    statistics keeps an append from ever duplicating them.
+    Rows without a recorded transaction are rare (another tool wrote them, or the transaction
+    expired); checking the statistics keeps an append from ever duplicating them.
     """
+    if not identities:
+        return set()
     import pyarrow as pa
     import pyarrow.compute as pc
 
     actions = pa.table(snapshot.get_add_actions(flatten=True))
     if actions.num_rows == 0:
-        return False
-    low = f"min.{table.SOURCE_ID_COLUMN}"
-    high = f"max.{table.SOURCE_ID_COLUMN}"
+        return set()
+    low, high = f"min.{table.SOURCE_ID_COLUMN}", f"max.{table.SOURCE_ID_COLUMN}"
     if low not in actions.column_names or high not in actions.column_names:
-        return True
+        return set(identities)
     lows, highs = actions.column(low), actions.column(high)
-    unknown = pc.or_(pc.is_null(lows), pc.is_null(highs))
-    inside = pc.and_(pc.less_equal(lows, identity), pc.greater_equal(highs, identity))
-    return bool(pc.any(pc.or_(unknown, inside)).as_py())
+    if pc.any(pc.or_(pc.is_null(lows), pc.is_null(highs))).as_py():
+        return set(identities)
+    merged = _merged(zip(lows.to_pylist(), highs.to_pylist()))
+    return {identity for identity in identities if _covered(merged, identity)}
+
+
+def _merged(ranges: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Overlapping [low, high] ranges merged into disjoint ones, sorted."""
+    merged: list[tuple[str, str]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _covered(merged: list[tuple[str, str]], value: str) -> bool:
+    import bisect
+
+    index = bisect.bisect_right(merged, (value, chr(0x10FFFF))) - 1
+    return index >= 0 and merged[index][0] <= value <= merged[index][1]
 
 
 @contextlib.contextmanager
@@ -966,7 +1032,8 @@ def stored_result(
     if snapshot is None:
         return None
     one = stream_source(None, name=source, version=version)
-    return _stored(snapshot, open_sink(error_uri, s3_client), one)
+    committed = snapshot.transaction_version(table.app_id(one.identity))
+    return _stored(snapshot, open_sink(error_uri, s3_client), one, committed)
 
 
 __all__ = [
