@@ -50,8 +50,6 @@ TABLE_ROWS = 30
 GROUP_BYTES = 256 << 20
 #: Inputs per commit at most (each adds a transaction to the commit).
 GROUP_INPUTS = 5000
-#: A local file's identity is the hash of its first line, read up to this many bytes.
-FINGERPRINT_BYTES = 8 << 10
 
 
 def parse_size(text: str) -> int:
@@ -133,7 +131,9 @@ def run_process(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     with ExitStack() as stack, _progress(show_progress, found) as advance:
-        planned, outcomes = _plan(found, stack, stdin_name=args.stdin_name, advance=advance)
+        planned, outcomes = _plan(
+            found, stack, error_uri=str(error_dir), stdin_name=args.stdin_name, advance=advance
+        )
         for note in (o for o in outcomes if o.note):
             print(f"note: {note.input}: {note.note}", file=sys.stderr)
         for group in _groups(planned):
@@ -183,49 +183,113 @@ class _Planned:
 
 
 def _plan(
-    found: list[LocalInput], stack: ExitStack, *, stdin_name: str | None, advance: Any
+    found: list[LocalInput],
+    stack: ExitStack,
+    *,
+    error_uri: str,
+    stdin_name: str | None,
+    advance: Any,
 ) -> tuple[list[_Planned], list[_Outcome]]:
-    """Sources for the inputs; inputs with the same content as another are skipped with a note.
+    """Sources for the inputs; inputs whose content another input holds are skipped with a note.
 
-    Of several inputs with one identity (copies, a file and its rotated copy), the largest is
-    ingested: a file that grew holds everything its shorter self did.
+    Of several inputs that begin alike (copies, a file and its rotated copy, a file and its
+    grown self), the largest is ingested: it holds everything the others do.
     """
-    planned: dict[str, _Planned] = {}
+    candidates: list[_Candidate] = []
     outcomes: list[_Outcome] = []
     for order, item in enumerate(found):
         try:
-            source, size = _source(item, stack, stdin_name=stdin_name, advance=advance)
+            candidates.append(
+                _candidate(order, item, stack, stdin_name=stdin_name, advance=advance)
+            )
         except LogsieveError as exc:
-            outcomes.append(
-                _Outcome(input=item.spec, order=order, error=_strip_prefix(str(exc), item))
-            )
-            continue
+            error = _strip_prefix(str(exc), item)
+            outcomes.append(_Outcome(input=item.spec, order=order, error=error))
         except OSError as exc:
-            outcomes.append(
-                _Outcome(input=item.spec, order=order, error=f"cannot read: {exc.strerror or exc}")
-            )
+            error = f"cannot read: {exc.strerror or exc}"
+            outcomes.append(_Outcome(input=item.spec, order=order, error=error))
+    planned: list[_Planned] = []
+    kept: dict[str, list[_Candidate]] = {}
+    # Largest first: a smaller input that the larger begins with is a copy or an earlier self.
+    for candidate in sorted(candidates, key=lambda c: (-c.size, c.order)):
+        same = kept.setdefault(candidate.base, [])
+        holder = next((c for c in same if candidate.head_of(c)), None)
+        if holder is not None:
+            note = f"skipped: same content as {holder.item.spec}"
+            outcomes.append(_Outcome(input=candidate.item.spec, order=candidate.order, note=note))
             continue
-        entry = _Planned(order, item, source, size)
-        other = planned.get(source.identity)
-        if other is not None:
-            keep, drop = (other, entry) if other.size >= entry.size else (entry, other)
-            planned[source.identity] = keep
-            outcomes.append(
-                _Outcome(
-                    input=drop.item.spec,
-                    order=drop.order,
-                    note=f"skipped: same content as {keep.item.spec}",
-                )
-            )
-            continue
-        planned[source.identity] = entry
-    return sorted(planned.values(), key=lambda p: p.order), outcomes
+        identity = _identity(candidate, bool(same), error_uri)
+        same.append(candidate)
+        planned.append(candidate.planned(identity, advance))
+    return sorted(planned, key=lambda p: p.order), outcomes
 
 
-def _source(
-    item: LocalInput, stack: ExitStack, *, stdin_name: str | None, advance: Any
-) -> tuple[Source, int]:
-    """The Source an input becomes, and its size in bytes."""
+#: Bytes of a local file's (decompressed) beginning that tell copies and growth from other files.
+HEAD_BYTES = 16 << 10
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """An input while planning: where it is, how big, and how it begins."""
+
+    order: int
+    item: LocalInput
+    size: int
+    base: str
+    head: bytes
+    source: Source | None = None
+
+    def head_of(self, other: _Candidate) -> bool:
+        """Whether `other` (not smaller) begins with all of this input's content."""
+        if self.source is not None or not other.head.startswith(self.head):
+            return False
+        if len(self.head) < HEAD_BYTES:  # the head is all of it
+            return True
+        assert self.item.path is not None and other.item.path is not None
+        return _is_prefix(self.item.path, other.item.path)
+
+    def planned(self, identity: str, advance: Any) -> _Planned:
+        from logsieve.storage import ContentMark, Source
+
+        if self.source is not None:  # stdin
+            return _Planned(self.order, self.item, self.source, self.size)
+        assert self.item.path is not None
+        item, name = self.item, str(self.item.path)
+
+        def open_file() -> Any:
+            return _Opened(CountingReader(item.open_raw(), advance), name)
+
+        stat = self.item.path.stat()
+        mark = ContentMark(len(self.head), hashlib.sha256(self.head).hexdigest())
+        source = Source(
+            identity=identity,
+            name=_printable(name),
+            version=f"{stat.st_size}-{stat.st_mtime_ns}",
+            open=open_file,
+            arrival=item.arrival,
+            size=stat.st_size,
+            content=mark,
+        )
+        return _Planned(self.order, item, source, self.size)
+
+
+def _identity(candidate: _Candidate, taken: bool, error_uri: str) -> str:
+    """The candidate's identity: its first line's fingerprint if the source stored under it
+    (or planned in this run) is this file's earlier self; else that plus its head's hash."""
+    from logsieve.storage import stored_content
+
+    if candidate.source is not None:
+        return candidate.source.identity
+    own = f"{candidate.base}:{hashlib.sha256(candidate.head).hexdigest()[:16]}"
+    if taken:
+        return own
+    stored = stored_content(candidate.base, error_uri=error_uri)
+    return candidate.base if stored is None or stored.begins(candidate.head) else own
+
+
+def _candidate(
+    order: int, item: LocalInput, stack: ExitStack, *, stdin_name: str | None, advance: Any
+) -> _Candidate:
     from logsieve.storage import Source
 
     if item.is_stdin:
@@ -239,19 +303,38 @@ def _source(
             return _Opened(CountingReader(_Unclosed(spooled), advance), name)
 
         identity = stdin_name or f"stdin-{digest[:16]}"
-        return Source(identity, identity, digest, open_stdin, item.arrival, size), size
+        source = Source(identity, identity, digest, open_stdin, item.arrival, size)
+        return _Candidate(order, item, size, identity, b"", source)
     assert item.path is not None
-    path = item.path
-    stat = path.stat()
-    name = str(path)
+    size = item.path.stat().st_size
+    with open(item.path, "rb") as raw, decompressing(raw, str(item.path)) as stream:
+        head = _read_head(stream)
+    return _Candidate(order, item, size, fingerprint(item.path, head), head)
 
-    def open_file() -> Any:
-        return _Opened(CountingReader(item.open_raw(), advance), name)
 
-    identity = f"local:{fingerprint(path)}"
-    version = f"{stat.st_size}-{stat.st_mtime_ns}"
-    source = Source(identity, _printable(name), version, open_file, item.arrival, stat.st_size)
-    return source, stat.st_size
+def _is_prefix(shorter: Path, longer: Path) -> bool:
+    """Whether the decompressed content of `shorter` is a prefix of that of `longer`."""
+    with ExitStack() as stack:
+        a = stack.enter_context(
+            decompressing(stack.enter_context(open(shorter, "rb")), str(shorter))
+        )
+        b = stack.enter_context(decompressing(stack.enter_context(open(longer, "rb")), str(longer)))
+        while part := a.read(1 << 20):
+            if _read_exactly(b, len(part)) != part:
+                return False
+    return True
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    parts = []
+    while size > 0 and (part := stream.read(size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _read_head(stream: BinaryIO) -> bytes:
+    return _read_exactly(stream, HEAD_BYTES)
 
 
 class _Opened:
@@ -291,19 +374,21 @@ class _Unclosed:
         return getattr(self._file, name)
 
 
-def fingerprint(path: Path) -> str:
-    """A local file's identity: the SHA-256 of its first line (decompressed), at most 8 KiB.
+def fingerprint(path: Path, head: bytes | None = None) -> str:
+    """A local file's base identity: `local:` and the SHA-256 of its first (decompressed) line.
 
     Copies, renames and rotations keep the first line, and so does a file that grows by
-    appending; two different logs practically never start with the same line (it carries a
-    timestamp). An empty file has no line yet: its path stands in.
+    appending (as Vector's file source identifies files). Files that merely share their first
+    line are told apart by their heads (`_identity`). An empty file has no line yet: its path
+    stands in. `head` is the file's first (decompressed) bytes, if already read.
     """
-    with open(path, "rb") as raw, decompressing(raw, str(path)) as stream:
-        head = stream.read(FINGERPRINT_BYTES)
+    if head is None:
+        with open(path, "rb") as raw, decompressing(raw, str(path)) as stream:
+            head = _read_head(stream)
     if not head:
-        return "empty:" + hashlib.sha256(os.fsencode(path.absolute())).hexdigest()[:32]
-    first = head.split(b"\n", 1)[0] if b"\n" in head else head
-    return hashlib.sha256(first).hexdigest()[:32]
+        return "local-empty:" + hashlib.sha256(os.fsencode(path.absolute())).hexdigest()[:32]
+    first = head.split(b"\n", 1)[0]
+    return "local:" + hashlib.sha256(first).hexdigest()[:32]
 
 
 def _printable(name: str) -> str:

@@ -91,6 +91,25 @@ def source_id(source: str) -> str:
 
 
 @dataclass(frozen=True)
+class ContentMark:
+    """How a source's content begins: its first `length` bytes hash to `sha256`.
+
+    Recorded in the ledger for local files, whose identity is a fingerprint of the first line:
+    a later file with that fingerprint is the same source only if it begins with these bytes
+    (a copy, or the file grown), not merely with the same line.
+    """
+
+    length: int
+    sha256: str
+
+    def begins(self, head: bytes) -> bool:
+        """Whether content starting with `head` starts with the marked bytes."""
+        return len(head) >= self.length and (
+            hashlib.sha256(head[: self.length]).hexdigest() == self.sha256
+        )
+
+
+@dataclass(frozen=True)
 class Source:
     """One source to ingest.
 
@@ -106,6 +125,7 @@ class Source:
     open: Callable[[], contextlib.AbstractContextManager[Any]]
     arrival: datetime | None = None
     size: int | None = None
+    content: ContentMark | None = None
 
     @property
     def slug(self) -> str:
@@ -433,9 +453,11 @@ class Ledger:
     error_counts: dict[str, int]
     rows_by_date: dict[str, int]
     complete: bool
+    content: ContentMark | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2)
+        fields = {**self.__dict__, "content": self.content and self.content.__dict__}
+        return orjson.dumps(fields, option=orjson.OPT_INDENT_2)
 
     @classmethod
     def parse(cls, data: bytes | None) -> Ledger | None:
@@ -455,6 +477,9 @@ class Ledger:
                 error_counts={str(k): int(v) for k, v in raw["error_counts"].items()},
                 rows_by_date={str(k): int(v) for k, v in raw.get("rows_by_date", {}).items()},
                 complete=bool(raw["complete"]),
+                content=ContentMark(int(raw["content"]["length"]), str(raw["content"]["sha256"]))
+                if raw.get("content")
+                else None,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             return None
@@ -839,6 +864,7 @@ class _GroupWriter:
                     rows_by_date=dict(sorted(tally.rows_by_date.items())),
                     # Nothing of an older version to remove: complete already (one write, not two).
                     complete=not stale_own and not stale_shared,
+                    content=one.content,
                 )
                 self.sink.write(ledger_key(one.slug), ledger.to_json())
                 self.ledgers[one.identity] = ledger
@@ -1021,6 +1047,14 @@ def _reason(exc: BaseException) -> str:
     return table.delta_reason(exc)
 
 
+def stored_content(identity: str, *, error_uri: str, s3_client: Any = None) -> ContentMark | None:
+    """How the stored version of the source with this identity begins, if recorded."""
+    sink = open_sink(error_uri, s3_client)
+    with _output_errors(f"read the ledger of {identity}"):
+        ledger = Ledger.parse(sink.read(ledger_key(source_id(identity))))
+    return ledger.content if ledger is not None else None
+
+
 def stored_result(
     *, source: str, version: str, clean_uri: str, error_uri: str, s3_client: Any = None
 ) -> IngestResult | None:
@@ -1038,6 +1072,7 @@ def stored_result(
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "ContentMark",
     "FieldNames",
     "GroupResult",
     "IngestResult",
@@ -1050,5 +1085,6 @@ __all__ = [
     "open_sink",
     "raw_bytes",
     "source_id",
+    "stored_content",
     "stored_result",
 ]
