@@ -94,11 +94,27 @@ impl Options {
         }
         Ok(())
     }
+
+    /// Refuses a `first_line` from which the numbers of `bytes` bytes of lines could pass
+    /// `i64::MAX`: a line takes at least one byte, so the last one is at most
+    /// `first_line + bytes - 1`, and a number past the end would silently wrap negative.
+    fn check_line_numbers(&self, bytes: usize) -> Result<(), CoreError> {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        if (self.first_line - 1).checked_add(bytes).is_none() {
+            return Err(CoreError::Config(format!(
+                "first_line {} is too large for {bytes} bytes of input: its line numbers could \
+                 pass 2**63 - 1 (first_line + len(data) - 1 must be at most 2**63 - 1)",
+                self.first_line
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Processes whole lines of JSON; a panic anywhere inside becomes [`CoreError::Internal`].
 pub fn process(data: &[u8], options: &Options) -> Result<Output, CoreError> {
     options.validate()?;
+    options.check_line_numbers(data.len())?;
     if data.len() > MAX_INPUT {
         return Err(CoreError::InputTooLarge {
             what: "the input",
@@ -130,15 +146,10 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
     };
     let threads = rayon::current_num_threads();
     let big = body.len() >= BIG_CALL;
-    let (clean, rests) = if body.len() < PARALLEL_THRESHOLD || threads == 1 {
-        let mut clean = CleanColumns::with_capacity(rows_estimate(body.len()), body.len());
-        if big {
-            clean.advise_huge_pages();
-        }
-        let rest = run_piece(body, &options.fields, &mut clean);
-        (clean, vec![rest])
-    } else {
-        let pieces = split_at_newlines(body, PIECE);
+    let pieces = (body.len() >= PARALLEL_THRESHOLD && threads > 1)
+        .then(|| split_at_newlines(body, PIECE))
+        .filter(|pieces| worth_splitting(pieces, body.len()));
+    let (clean, rests) = if let Some(pieces) = pieces {
         let sample = pieces[0].len();
         let room = |first: &CleanColumns| {
             let room = room_for(first, sample, body.len());
@@ -148,6 +159,13 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
             room
         };
         run_pieces(&pieces, &options.fields, threads, room)
+    } else {
+        let mut clean = CleanColumns::with_capacity(rows_estimate(body.len()), body.len());
+        if big {
+            clean.advise_huge_pages();
+        }
+        let rest = run_piece(body, &options.fields, &mut clean);
+        (clean, vec![rest])
     };
 
     let (errors, mut stats) = join_rests(rests, options.first_line);
@@ -157,6 +175,14 @@ fn process_unchecked(data: &[u8], options: &Options) -> Result<Output, CoreError
         errors: errors.finish()?,
         stats,
     })
+}
+
+/// Whether `pieces` of `total` bytes are worth validating in parallel: not when one of them
+/// holds half the input or more (a very long line). Parallel work would save at most half the
+/// time, and that piece's output would be written twice, into a worker's scratch and then to
+/// its place (or merged, for error records), which for a 300 MB line is 300 MB more at the peak.
+fn worth_splitting(pieces: &[&[u8]], total: usize) -> bool {
+    pieces.iter().all(|piece| piece.len() < total.div_ceil(2))
 }
 
 /// The pieces' error records as one set, their line numbers counted from `first_line` (each
@@ -408,6 +434,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(later.stats.errors, 1);
+    }
+
+    #[test]
+    fn one_long_line_is_not_split_for_parallel_work() {
+        let short = numbered(2_000, "");
+        let long = numbered(1, &"y".repeat(4 * PARALLEL_THRESHOLD));
+        let data = [short.as_slice(), &long, &short].concat();
+        let pieces = split_at_newlines(&data, PIECE);
+        assert!(!worth_splitting(&pieces, data.len()));
+        assert!(worth_splitting(
+            &split_at_newlines(&short.repeat(20), PIECE),
+            20 * short.len()
+        ));
+        let out = run(&data);
+        assert_eq!((out.clean, out.errors), sequential(&data));
+    }
+
+    #[test]
+    fn refuses_line_numbers_that_would_wrap() {
+        let at = |first_line| Options {
+            first_line,
+            ..Options::default()
+        };
+        let line = b"x\n";
+        let last = process(line, &at(i64::MAX - 1)).unwrap();
+        let lines = last.errors.column(0).as_any().downcast_ref::<Int64Array>();
+        assert_eq!(lines.unwrap().values().to_vec(), vec![i64::MAX - 1]);
+        assert!(process(b"x", &at(i64::MAX)).is_ok());
+        assert!(matches!(
+            process(line, &at(i64::MAX)),
+            Err(CoreError::Config(m)) if m.starts_with("first_line 9223372036854775807 is too large")
+        ));
+        assert!(process(b"", &at(i64::MAX)).is_ok());
     }
 
     #[test]

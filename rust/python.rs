@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{Array, RecordBatch, RecordBatchIterator, StructArray};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyString, PyTuple};
@@ -211,6 +211,28 @@ impl From<Output> for Batch {
     }
 }
 
+/// A `first_line` argument. An int beyond int64 is refused as out of range (`ConfigError`, a
+/// `ValueError`) like any other line number that cannot be, not as pyo3's `OverflowError`.
+pub struct FirstLine(i64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for FirstLine {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i64>() {
+            Ok(n) => Ok(Self(n)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                Err(CoreError::Config(format!(
+                    "first_line must be between 1 and 2**63 - 1, got {}",
+                    obj.as_any()
+                ))
+                .into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Runs `work` on the input's bytes with the GIL released, borrowing `bytes` when possible.
 fn with_input_bytes<T: Send>(
     data: &Bound<'_, PyAny>,
@@ -255,14 +277,14 @@ fn with_input_bytes<T: Send>(
     timestamp_field = "timestamp".to_string(),
     user_id_field = "user_id".to_string(),
     action_field = "action".to_string(),
-    first_line = 1,
+    first_line = FirstLine(1),
 ))]
 pub fn process(
     data: &Bound<'_, PyAny>,
     timestamp_field: String,
     user_id_field: String,
     action_field: String,
-    first_line: i64,
+    first_line: FirstLine,
 ) -> PyResult<Batch> {
     let options = Options {
         fields: FieldNames {
@@ -270,7 +292,7 @@ pub fn process(
             user_id: user_id_field,
             action: action_field,
         },
-        first_line,
+        first_line: first_line.0,
     };
     let output = with_input_bytes(data, |bytes| pipeline::process(bytes, &options))??;
     Ok(output.into())
@@ -287,7 +309,7 @@ pub fn process(
 pub fn process_lines(
     data: &Bound<'_, PyAny>,
     length: usize,
-    first_line: i64,
+    first_line: FirstLine,
     last: bool,
     timestamp_field: String,
     user_id_field: String,
@@ -299,7 +321,7 @@ pub fn process_lines(
             user_id: user_id_field,
             action: action_field,
         },
-        first_line,
+        first_line: first_line.0,
     };
     let whole = if let Ok(bytes) = data.cast::<PyBytes>() {
         bytes.as_bytes()

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 import logsieve
+from logsieve import _core
 from logsieve.errors import ConfigError, LogsieveError
 
 BASE = {"user_id": "u1", "action": "login"}
@@ -389,6 +390,20 @@ def test_first_line_rebases_line_numbers() -> None:
     assert batch.errors["line"].to_pylist() == [10, 11]
     with pytest.raises(LogsieveError):
         logsieve.process(b"x", first_line=0)
+
+
+def test_first_line_that_would_overflow_line_numbers_is_refused() -> None:
+    """Line numbers are int64: past 2**63 - 1 they used to wrap to negative values silently."""
+    assert logsieve.process(b"x", first_line=2**63 - 1).errors["line"].to_pylist() == [2**63 - 1]
+    assert logsieve.process(b"x\n", first_line=2**63 - 2).errors["line"].to_pylist() == [2**63 - 2]
+    for first_line, data in [(2**63 - 1, b"x\ny\n"), (2**63 - 2, b"x\ny\nz\n"), (2**63, b"x")]:
+        with pytest.raises(ValueError, match="first_line") as raised:
+            logsieve.process(data, first_line=first_line)
+        assert isinstance(raised.value, LogsieveError)
+    with pytest.raises(ValueError, match="first_line"):
+        logsieve.process(b"x", first_line=-(2**70))
+    with pytest.raises(ValueError, match="first_line"):
+        _core.process_lines(bytearray(b"x\ny\n"), 4, 2**63 - 1, True, "timestamp", "u", "a")
 
 
 def test_large_input_in_parallel_keeps_order_and_line_numbers() -> None:

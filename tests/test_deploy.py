@@ -638,10 +638,66 @@ def test_package_refuses_a_wheel_of_the_wrong_architecture(
     assert "does not exist" in capsys.readouterr().err
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real `logsieve` command in a subprocess: its exit status and exactly what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "logsieve.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"this is not a zip archive\n", b"PK\x03\x04 truncated zip header"],
+    ids=["empty", "text", "broken-zip"],
+)
+def test_package_refuses_a_wheel_that_is_not_a_zip_in_one_line(
+    tmp_path: Path, content: bytes
+) -> None:
+    wheel = tmp_path / "logsieve-0.1.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    wheel.write_bytes(content)
+    run = run_cli("package", "--wheel", str(wheel), "--out", str(tmp_path / "dist"))
+    assert run.returncode == 2, run.stderr
+    assert (
+        run.stderr == f"logsieve package: error: wheel {wheel} is not a wheel: not a zip archive\n"
+    )
+    assert run.stdout == ""
+
+
+def test_package_refuses_a_damaged_wheel_in_one_line(tmp_path: Path) -> None:
+    """A zip whose METADATA cannot be read: a damaged download, say."""
+    wheel = tmp_path / "logsieve-0.1.0-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("logsieve-0.1.0.dist-info/METADATA", "Requires-Dist: pyarrow\n" * 500)
+    data = bytearray(wheel.read_bytes())
+    start = data.index(b"METADATA") + len(b"METADATA")
+    data[start : start + 40] = b"\xff" * 40  # the deflated body, not the directory at the end
+    wheel.write_bytes(bytes(data))
+    run = run_cli("package", "--wheel", str(wheel), "--out", str(tmp_path / "dist"))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith(f"logsieve package: error: wheel {wheel} is damaged: ")
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+def test_steps_stream_their_output_and_say_how_long_they_took() -> None:
+    """`package` runs maturin and pip for minutes: their lines are shown as they come."""
+    logged: list[str] = []
+    script = "import sys; print('one'); print('two', file=sys.stderr, flush=True); sys.exit(3)"
+    returncode, tail = deploy.run_logged([sys.executable, "-c", script], "step", logged.append)
+    assert returncode == 3
+    assert tail == ["one", "two"]
+    assert logged[:2] == ["  step: one", "  step: two"]
+    assert logged[2].startswith("  step: failed (exit 3) in ") and logged[2].endswith(" s")
+
+
 @dataclass(frozen=True)
 class Built:
     artifact: deploy.Artifact
     interpreter: str  # the Python the clean "Lambda" virtualenv is made from
+    progress: list[str]  # what `build_artifact` logged while it worked
 
 
 def lambda_interpreter() -> tuple[str, str]:
@@ -671,10 +727,15 @@ def lambda_artifact(tmp_path_factory: pytest.TempPathFactory) -> Built:
         missing = deploy.missing_build_tools("x86_64")
         if missing:
             pytest.skip("cannot build the Lambda wheel here: missing " + "; ".join(missing))
+    progress: list[str] = []
     artifact = deploy.build_artifact(
-        out=out, arch="x86_64", python_version=version, wheel=Path(wheel) if wheel else None
+        out=out,
+        arch="x86_64",
+        python_version=version,
+        wheel=Path(wheel) if wheel else None,
+        log=progress.append,
     )
-    return Built(artifact, interpreter)
+    return Built(artifact, interpreter, progress)
 
 
 def test_trim_drops_what_lambda_never_loads_and_keeps_the_build_config(tmp_path: Path) -> None:
@@ -723,6 +784,15 @@ def test_artifact_contents(lambda_artifact: Built) -> None:
     assert [n for n in names if n.startswith("pyarrow/include/")] == list(deploy.TRIM_KEEP)
     names_only = {p.split("==")[0].lower() for p in artifact.packages}
     assert "logsieve" in names_only and "moto" not in names_only
+    # Minutes of maturin and pip were shown as they went, each step with its time.
+    progress = lambda_artifact.progress
+    assert sum(line.startswith("  pip: ") for line in progress) > 2
+    assert sum(line.startswith("  pip: done in ") for line in progress) == 2
+    if not os.environ.get("LOGSIEVE_TEST_WHEEL"):
+        assert any(line.startswith("  maturin: ") and "Compiling" in line for line in progress) or (
+            any("Finished" in line for line in progress)
+        )
+        assert sum(line.startswith("  maturin: done in ") for line in progress) == 1
 
 
 def start_moto_server() -> Any:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from logsieve.sources import (
     iter_local_inputs,
     open_s3_object,
     resolve_local_inputs,
+    skip_reason,
+    sniff_compression,
 )
 
 PAYLOAD = b"".join(
@@ -73,6 +78,56 @@ def test_compressed_bytes_without_suffix_are_recognised(compress: object) -> Non
     assert read_in_pieces(decompressing(io.BytesIO(data), "logs/app.jsonl")) == PAYLOAD
     buffered = io.BufferedReader(io.BytesIO(data))
     assert read_in_pieces(decompressing(buffered, "logs/app.jsonl")) == PAYLOAD
+
+
+# A plain log whose first line merely starts with a magic number: the header fields after the
+# magic (gzip: method 8, reserved flags 0; zstd: the descriptor's reserved bit) or a trial decode
+# of the first bytes show that it is not compressed.
+PLAIN_WITH_MAGIC = [
+    b'\x1f\x8b{"timestamp":"2025-08-20T10:00:00Z","user_id":1,"action":"login"}\n',
+    b"\x1f\x8b\x08\xe0 reserved gzip flags set\n",
+    b'\x1f\x8b\x08\x00{"timestamp":"2025-08-20T10:00:00Z","user_id":1,"action":"login"}\n',
+    b"\x1f\x8b\x08\x00" + b"a" * 200 + b"\n",
+    b'\x28\xb5\x2f\xfd{"timestamp":"2025-08-20T10:00:00Z","user_id":1,"action":"login"}\n',
+    b"\x28\xb5\x2f\xfd\x00" + b"a" * 200 + b"\n",
+]
+
+
+@pytest.mark.parametrize("first_line", PLAIN_WITH_MAGIC)
+def test_plain_bytes_starting_with_a_magic_number_stay_plain(first_line: bytes) -> None:
+    data = first_line + PAYLOAD
+    assert sniff_compression(data[:64]) is None
+    assert read_in_pieces(decompressing(io.BytesIO(data), "logs/app.jsonl")) == data
+    buffered = io.BufferedReader(io.BytesIO(data))
+    assert read_in_pieces(decompressing(buffered, "logs/app.jsonl")) == data
+
+
+@pytest.mark.parametrize("first_line", PLAIN_WITH_MAGIC[:2])
+def test_plain_bytes_starting_with_a_magic_number_become_one_error_record(
+    tmp_path: Path, first_line: bytes
+) -> None:
+    """End to end through the core: one bad line, every other line kept."""
+    import logsieve
+
+    path = tmp_path / "app.jsonl"
+    path.write_bytes(first_line + PAYLOAD)
+    ((_, stream),) = list(iter_local_inputs([str(path)]))
+    with stream:
+        batches = list(logsieve.process_stream(stream))
+    assert sum(b.stats.errors for b in batches) == 1
+    assert sum(b.stats.valid for b in batches) == 5000
+    assert batches[0].errors.column("line").to_pylist() == [1]
+
+
+def test_a_name_saying_gz_still_means_gzip_even_for_plain_bytes() -> None:
+    with pytest.raises(SourceError, match=r"^x\.jsonl\.gz: not a valid gzip stream"):
+        decompressing(io.BytesIO(PLAIN_WITH_MAGIC[2] + PAYLOAD), "x.jsonl.gz").read()
+
+
+def test_truncated_gzip_without_suffix_is_still_gzip() -> None:
+    data = gzip.compress(PAYLOAD)[:-20]
+    with pytest.raises(SourceError, match="gzip stream is truncated"):
+        read_in_pieces(decompressing(io.BytesIO(data), "logs/app.jsonl"), 1 << 16)
 
 
 def test_gzip_with_several_members_decompresses_in_small_reads() -> None:
@@ -201,6 +256,92 @@ def test_missing_inputs_are_reported_not_dropped(tree: Path) -> None:
         (str(tree / "nope.jsonl"), "no such file or directory"),
         (str(tree / "*.nothing"), "no file matches this pattern"),
     ]
+
+
+def test_fifos_and_other_special_files_are_skipped_in_walks_and_globs(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    (logs / "sub").mkdir(parents=True)
+    (logs / "a.jsonl").write_bytes(b"{}\n")
+    os.mkfifo(logs / "pipe.jsonl")
+    os.mkfifo(logs / "sub" / "pipe.log.gz")
+    (logs / "dangling.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    special = {logs / "pipe.jsonl", logs / "sub" / "pipe.log.gz", logs / "dangling.jsonl"}
+    for specs in ([str(logs)], [str(logs / "*.jsonl"), str(logs / "**" / "*.gz")]):
+        skipped: list[Path] = []
+        found, bad = resolve_local_inputs(specs, skipped=skipped)
+        assert bad == []
+        assert [item.path for item in found] == [(logs / "a.jsonl").resolve()]
+        assert set(skipped) == special
+    assert skip_reason(logs / "pipe.jsonl").startswith("a named pipe (FIFO), not a regular file")
+    assert skip_reason(logs / "dangling.jsonl").startswith("a broken symbolic link")
+
+
+def test_a_fifo_named_explicitly_is_refused_with_the_reason(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "a.jsonl").write_bytes(b"{}\n")
+    found, bad = resolve_local_inputs([str(tmp_path / "pipe.jsonl"), str(tmp_path / "a.jsonl")])
+    assert [item.path.name for item in found if item.path] == ["a.jsonl"]
+    assert [(b.spec, b.reason) for b in bad] == [
+        (str(tmp_path / "pipe.jsonl"), "not a regular file")
+    ]
+
+
+def test_process_command_does_not_hang_on_a_fifo_in_a_directory(tmp_path: Path) -> None:
+    """The real command, in a subprocess: nobody ever writes to the FIFO."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.jsonl").write_bytes(PAYLOAD[:1000])
+    os.mkfifo(logs / "stuck.jsonl")
+    run = subprocess.run(
+        [sys.executable, "-m", "logsieve.cli", "process", str(logs), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"note: skipped {logs / 'stuck.jsonl'}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("marker", ["_logsieve", "_delta_log"])
+def test_recursive_glob_skips_output_directories(tree: Path, marker: str) -> None:
+    """`logsieve process 'logs/**/*.jsonl' --out logs/out` must not read logs/out back."""
+    (tree / "out" / "errors" / marker).mkdir()
+    (tree / "old" / "clean" / marker).mkdir(parents=True)
+    (tree / "old" / "clean" / "part.jsonl").write_bytes(b"{}\n")
+    skipped: list[Path] = []
+    found, bad = resolve_local_inputs(
+        [str(tree / "**" / "*.jsonl")], exclude=[tree / "out"], skipped=skipped
+    )
+    assert bad == []
+    names = sorted(str(item.path.relative_to(tree.resolve())) for item in found if item.path)
+    assert names == ["_tmp/h.jsonl", "a.jsonl", "sub/e.jsonl"]
+    assert set(skipped) == {
+        tree / "out" / "errors" / "date=2025-01-01" / "x.jsonl",
+        tree / "old" / "clean" / "part.jsonl",
+    }
+    assert skip_reason(tree / "old" / "clean" / "part.jsonl") == (
+        "inside a logsieve output directory"
+    )
+
+
+def test_glob_skips_the_excluded_output_directory_without_a_marker(tree: Path) -> None:
+    skipped: list[Path] = []
+    found, _ = resolve_local_inputs(
+        [str(tree / "**" / "x.jsonl"), str(tree / "*")], exclude=[tree / "out"], skipped=skipped
+    )
+    assert [item.path for item in found if item.path and "out" in item.path.parts] == []
+    assert tree / "out" in skipped
+
+
+def test_directory_walk_skips_table_output(tree: Path) -> None:
+    (tree / "sub" / "table" / "_delta_log").mkdir(parents=True)
+    (tree / "sub" / "table" / "part.jsonl").write_bytes(b"{}\n")
+    skipped: list[Path] = []
+    found, _ = resolve_local_inputs([str(tree)], exclude=[tree / "out"], skipped=skipped)
+    assert not any("table" in item.path.parts for item in found if item.path)
+    assert skipped == [tree / "sub" / "table"]
 
 
 def test_directory_without_logs_is_reported(tmp_path: Path) -> None:

@@ -73,10 +73,13 @@ def process(
     Runs without the GIL and in parallel over line ranges for large inputs. `bytes` are read in
     place; other buffers are copied once. The three field names say where to find the required
     members (output columns keep their standard names). `first_line` numbers the first line of
-    `data` (for input cut into pieces); a UTF-8 BOM is ignored only when it is 1.
+    `data` (for input cut into pieces); a UTF-8 BOM is ignored only when it is 1. Line numbers
+    are int64 and must not wrap: `first_line` must be at least 1 and, since a line takes at
+    least one byte, `first_line + len(data) - 1` at most 2**63 - 1.
 
-    Raises `TypeError` for non-binary data, `logsieve.errors.ConfigError` for unusable field
-    names, `logsieve.errors.InputTooLargeError` beyond 2 GiB (use `process_stream`).
+    Raises `TypeError` for non-binary data, `logsieve.errors.ConfigError` (a `ValueError`) for
+    unusable field names or a `first_line` out of that range, and
+    `logsieve.errors.InputTooLargeError` beyond 2 GiB (use `process_stream`).
     """
 
 def process_lines(
@@ -91,6 +94,6 @@ def process_lines(
     """`process_stream`'s step: process the complete lines of `data[:length]` (all if `last`).
 
     A bytearray is read in place with the GIL released: the caller must not change it until
-    the call returns. Returns the batch (None when no line is complete yet) and how many bytes
-    it consumed.
+    the call returns. `first_line` is checked as in `process`, against the bytes processed.
+    Returns the batch (None when no line is complete yet) and how many bytes it consumed.
     """

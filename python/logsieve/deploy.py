@@ -16,10 +16,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
+import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from logsieve.errors import ConfigError
 
@@ -160,16 +164,17 @@ def build_artifact(
         out.mkdir(parents=True, exist_ok=True)
         target_dir = cargo_target_dir or Path(tempfile.gettempdir()) / "logsieve-deploy-target"
         log(f"building the logsieve wheel for {ARCHES[arch]} (release, manylinux2014, zig)...")
-        wheel = build_wheel(tree, arch, target_dir, out)
+        wheel = build_wheel(tree, arch, target_dir, out, log=log)
     elif not wheel.is_file():
         raise ConfigError(f"wheel {wheel} does not exist")
     check_wheel_arch(wheel, arch)
+    check_wheel_archive(wheel)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="logsieve-package-") as staging_name:
         staging = Path(staging_name)
         requirements = lambda_requirements(wheel)
         log(f"installing for Lambda ({arch}, Python {python_version}): {' '.join(requirements)}")
-        install_for_lambda(staging, wheel, requirements, arch, python_version)
+        install_for_lambda(staging, wheel, requirements, arch, python_version, log=log)
         trim(staging)
         zip_path = out / f"logsieve-lambda-{arch}.zip"
         files, unzipped = write_zip(staging, zip_path)
@@ -290,8 +295,17 @@ def sync_tree(tree: Path, destination: Path) -> None:
         shutil.copy2(source, target)
 
 
-def build_wheel(tree: Path, arch: str, cargo_target_dir: Path, out: Path) -> Path:
-    """`maturin build --release --zig --compatibility manylinux2014` in a copy of `tree`."""
+def build_wheel(
+    tree: Path,
+    arch: str,
+    cargo_target_dir: Path,
+    out: Path,
+    log: Callable[[str], None] = lambda text: None,
+) -> Path:
+    """`maturin build --release --zig --compatibility manylinux2014` in a copy of `tree`.
+
+    maturin's and cargo's lines go to `log` as they come: a first build takes minutes.
+    """
     copy = cargo_target_dir / "logsieve-source"
     sync_tree(tree, copy)
     with tempfile.TemporaryDirectory(prefix="logsieve-build-") as build_name:
@@ -313,18 +327,16 @@ def build_wheel(tree: Path, arch: str, cargo_target_dir: Path, out: Path) -> Pat
         env = {**os.environ, "CARGO_TARGET_DIR": str(cargo_target_dir)}
         # maturin finds zig through `python -m ziglang` when this interpreter's bin is on PATH.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        result = subprocess.run(
+        returncode, tail = run_logged(
             command,
+            "maturin",
+            log,
             cwd=copy,
             env=env,
-            capture_output=True,
-            text=True,
-            check=False,
             preexec_fn=_lower_priority if hasattr(os, "nice") else None,
         )
-        if result.returncode != 0:
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-            raise ConfigError(f"maturin build failed (exit {result.returncode}):\n{tail}")
+        if returncode != 0:
+            raise ConfigError(f"maturin build failed (exit {returncode}):\n" + "\n".join(tail))
         wheels = sorted(wheel_dir.glob("logsieve-*.whl"))
         if len(wheels) != 1:
             raise ConfigError(f"maturin built {len(wheels)} wheels, expected one: {wheels}")
@@ -333,9 +345,44 @@ def build_wheel(tree: Path, arch: str, cargo_target_dir: Path, out: Path) -> Pat
     return final
 
 
+def run_logged(
+    command: Sequence[str], name: str, log: Callable[[str], None], **popen: Any
+) -> tuple[int, list[str]]:
+    """Run `command`, passing each line it prints to `log` (as `  name: line`) as it comes.
+
+    Returns the exit status and the last lines, for an error message; ends with a line saying
+    how long the step took, so that a slow step is seen to be working rather than stuck.
+    """
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=15)
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        **popen,
+    ) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line := line.rstrip():
+                tail.append(line)
+                log(f"  {name}: {line}")
+    status = "done" if child.returncode == 0 else f"failed (exit {child.returncode})"
+    log(f"  {name}: {status} in {time.monotonic() - started:.1f} s")
+    return child.returncode, list(tail)
+
+
 def _lower_priority() -> None:
     """A release build takes minutes of CPU: let interactive work go first."""
     os.nice(10)
+
+
+def check_wheel_archive(wheel: Path) -> None:
+    """A wheel is a zip archive: refuse anything else before `zipfile` fails with a traceback."""
+    if not zipfile.is_zipfile(wheel):
+        raise ConfigError(f"wheel {wheel} is not a wheel: not a zip archive")
 
 
 def check_wheel_arch(wheel: Path, arch: str) -> None:
@@ -350,11 +397,14 @@ def check_wheel_arch(wheel: Path, arch: str) -> None:
 
 def wheel_requirements(wheel: Path) -> list[tuple[str, str]]:
     """(requirement, marker) pairs from the wheel's METADATA `Requires-Dist` lines."""
-    with zipfile.ZipFile(wheel) as archive:
-        names = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
-        if not names:
-            raise ConfigError(f"{wheel} has no METADATA: not a wheel")
-        metadata = archive.read(names[0]).decode("utf-8")
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+            if not names:
+                raise ConfigError(f"{wheel} has no METADATA: not a wheel")
+            metadata = archive.read(names[0]).decode("utf-8")
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"wheel {wheel} is damaged: {exc}") from exc
     pairs = []
     for line in metadata.splitlines():
         if line.startswith("Requires-Dist:"):
@@ -402,7 +452,12 @@ def manylinux_platforms(arch: str, python_version: str) -> list[str]:
 
 
 def install_for_lambda(
-    staging: Path, wheel: Path, requirements: Sequence[str], arch: str, python_version: str
+    staging: Path,
+    wheel: Path,
+    requirements: Sequence[str],
+    arch: str,
+    python_version: str,
+    log: Callable[[str], None] = lambda text: None,
 ) -> None:
     """pip for the Lambda's platform: binary wheels only, never this machine's own."""
     platform_args = [
@@ -413,7 +468,8 @@ def install_for_lambda(
         "-m",
         "pip",
         "install",
-        "--quiet",
+        "--progress-bar",
+        "off",
         "--disable-pip-version-check",
         "--target",
         str(staging),
@@ -424,16 +480,15 @@ def install_for_lambda(
         python_version,
         *platform_args,
     ]
-    _pip(common + list(requirements))
+    _pip(common + list(requirements), log)
     # The wheel's own dependencies were chosen above: --no-deps keeps moto & co. out.
-    _pip([*common, "--no-deps", str(wheel)])
+    _pip([*common, "--no-deps", str(wheel)], log)
 
 
-def _pip(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-10:])
-        raise ConfigError(f"pip could not install the Lambda dependencies:\n{tail}")
+def _pip(command: list[str], log: Callable[[str], None]) -> None:
+    returncode, tail = run_logged(command, "pip", log)
+    if returncode != 0:
+        raise ConfigError("pip could not install the Lambda dependencies:\n" + "\n".join(tail))
 
 
 def trim(staging: Path) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import glob
 import gzip
 import io
+import itertools
 import os
+import stat
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +31,13 @@ ZSTD_SUFFIXES: tuple[str, ...] = (".zst", ".zstd")
 _GZIP_ENCODINGS = {"gzip", "x-gzip"}
 _ZSTD_ENCODINGS = {"zstd"}
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_DEFLATE = 8  # CM, the header's third byte: the only compression method gzip defines
+_GZIP_RESERVED_FLAGS = 0xE0  # FLG bits 5-7, zero in every real gzip header
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZSTD_RESERVED_BIT = 0x08  # of the Frame_Header_Descriptor, the byte after the magic
+#: Bytes looked at to tell compressed from plain input: enough for the headers and the start of
+#: the first block, little enough that a trial decode of them stays small.
+_SNIFF_SIZE = 64
 _READ_SIZE = 1 << 20
 
 
@@ -49,26 +57,63 @@ def compression_of(name: str, content_encoding: str | None = None) -> str | None
 
 
 def sniff_compression(head: bytes) -> str | None:
-    """Compression named by magic bytes: neither can start JSON text, so this never misfires."""
-    if head.startswith(_GZIP_MAGIC):
+    """`"gzip"` or `"zstd"` when `head`, the first bytes of a stream, really starts one.
+
+    Magic bytes alone misfire on a plain log whose first line happens to start with them (it
+    must become one error record, not fail the whole file), so the header fields after the magic
+    are checked too (gzip: method deflate, reserved flags zero; zstd: the frame header's reserved
+    bit zero), as far as `head` holds them, and `head` must begin to decode without an error.
+    """
+    if head.startswith(_GZIP_MAGIC) and _gzip_header_ok(head) and _decodes("gzip", head):
         return "gzip"
-    if head.startswith(_ZSTD_MAGIC):
+    if head.startswith(_ZSTD_MAGIC) and _zstd_header_ok(head) and _decodes("zstd", head):
         return "zstd"
     return None
+
+
+def _gzip_header_ok(head: bytes) -> bool:
+    method, flags = head[2:3], head[3:4]
+    if method and method[0] != _GZIP_DEFLATE:
+        return False
+    return not (flags and flags[0] & _GZIP_RESERVED_FLAGS)
+
+
+def _zstd_header_ok(head: bytes) -> bool:
+    descriptor = head[4:5]
+    return not (descriptor and descriptor[0] & _ZSTD_RESERVED_BIT)
+
+
+def _decodes(kind: str, head: bytes) -> bool:
+    """Whether `head` decodes as the start of a `kind` stream (it may stop short of the end)."""
+    if kind == "gzip":
+        try:
+            zlib.decompressobj(wbits=31).decompress(head)
+        except zlib.error:
+            return False
+        return True
+    import zstandard
+
+    try:
+        zstandard.ZstdDecompressor().decompressobj().decompress(head)
+    except zstandard.ZstdError:
+        return False
+    return True
 
 
 def decompressing(raw: BinaryIO, name: str, content_encoding: str | None = None) -> BinaryIO:
     """Wrap `raw` so that reads return decompressed bytes; plain inputs come back unchanged.
 
     gzip (several members allowed) for `.gz` or Content-Encoding gzip, zstd (several frames
-    allowed) for `.zst` or Content-Encoding zstd, and either by its magic bytes when neither the
+    allowed) for `.zst` or Content-Encoding zstd, and either by its first bytes when neither the
     name nor the encoding says (a compressed upload without its suffix would otherwise become
-    one garbage error record per "line"). A stream that is corrupt or ends before its
-    end-of-stream marker raises `SourceError` naming `name`, at the read that finds out.
+    one garbage error record per "line"; see `sniff_compression` for why plain bytes that
+    merely start with a magic number stay plain). A stream named or sniffed as compressed that
+    is corrupt or ends before its end-of-stream marker raises `SourceError` naming `name`, at
+    the read that finds out.
     """
     kind = compression_of(name, content_encoding)
     if kind is None:
-        raw, head = _peek(raw, len(_ZSTD_MAGIC))
+        raw, head = _peek(raw, _SNIFF_SIZE)
         kind = sniff_compression(head)
     if kind == "gzip":
         return _GzipReader(raw, name)
@@ -344,9 +389,14 @@ def resolve_local_inputs(
     """Expand files, directories (recursively) and globs, in a stable order, without duplicates.
 
     Files named explicitly are taken whatever their suffix; inside directories only log files
-    (`is_log_file`) are, skipping hidden entries, anything under `exclude` (e.g. the output
-    directory, so re-runs never ingest their own error files) and any logsieve output directory
-    (one holding `_logsieve/`, e.g. an earlier run's `--out`), which are appended to `skipped`.
+    (`is_log_file`) are, skipping hidden entries. Directory walks and glob matches both pass
+    over, appending them to `skipped` (`skip_reason` says why): anything under `exclude` (the
+    output directory, so that re-runs never ingest their own output), logsieve and table output
+    directories (`is_output_dir`, e.g. an earlier run's `--out`) and what is not a regular
+    file: a FIFO, socket or device named `*.jsonl` would block the run or never end. Named
+    explicitly, a non-regular file is refused ("not a regular file", in the second list) rather
+    than read: a FIFO among files is far more often an accident than a stream (nobody writes to
+    it, and the run would wait forever), and a stream has its own spelling, `- < FIFO`.
     """
     excluded = [p.resolve() for p in exclude]
     skipped = [] if skipped is None else skipped
@@ -360,45 +410,106 @@ def resolve_local_inputs(
             seen.add(resolved)
             found.append(LocalInput(spec=spec, path=resolved))
 
+    def walk(spec: str, directory: Path, named: bool) -> None:
+        files = _log_files_under(directory, excluded, skipped)
+        for file in files:
+            add(str(file), file)
+        if not files and named:
+            bad.append(UnreadableInput(spec, "directory holds no log files"))
+
     for spec in specs:
         if spec == "-":
             if not any(item.is_stdin for item in found):
                 found.append(LocalInput(spec="-", path=None))
             continue
         path = Path(spec).expanduser()
-        if path.exists():
-            matches = [path]
-        elif glob.has_magic(spec):
-            matches = [Path(m) for m in sorted(glob.glob(os.path.expanduser(spec), recursive=True))]
-            if not matches:
-                bad.append(UnreadableInput(spec, "no file matches this pattern"))
-                continue
-        else:
+        if path.exists() or path.is_symlink():
+            if path.is_dir() and is_output_dir(path):
+                reason = "is a logsieve output directory; name its files to ingest them"
+                bad.append(UnreadableInput(spec, reason))
+            elif path.is_dir():
+                walk(spec, path, named=True)
+            elif path.is_file():
+                add(str(path), path)
+            else:
+                bad.append(UnreadableInput(str(path), "not a regular file"))
+            continue
+        if not glob.has_magic(spec):
             bad.append(UnreadableInput(spec, "no such file or directory"))
             continue
+        pattern = os.path.expanduser(spec)
+        matches = [Path(m) for m in sorted(glob.glob(pattern, recursive=True))]
+        if not matches:
+            bad.append(UnreadableInput(spec, "no file matches this pattern"))
         for match in matches:
-            if match.is_dir() and _is_output_dir(match):
-                if match == path:
-                    reason = "is a logsieve output directory; name its files to ingest them"
-                    bad.append(UnreadableInput(spec, reason))
-                else:
-                    skipped.append(match)
+            if _under_output(match, _glob_root(pattern), excluded) or not (
+                match.is_dir() or match.is_file()
+            ):
+                skipped.append(match)
             elif match.is_dir():
-                files = _log_files_under(match, excluded, skipped)
-                for file in files:
-                    add(str(file), file)
-                if not files and match == path:
-                    bad.append(UnreadableInput(spec, "directory holds no log files"))
-            elif match.is_file():
-                add(str(match), match)
+                walk(spec, match, named=False)
             else:
-                bad.append(UnreadableInput(str(match), "not a regular file"))
+                add(str(match), match)
     return found, bad
 
 
-def _is_output_dir(directory: Path) -> bool:
-    """Clean and error roots hold `_logsieve/` (manifests, staging); logs directories do not."""
-    return (directory / "_logsieve").is_dir()
+def is_output_dir(directory: Path) -> bool:
+    """Whether `directory` holds logsieve or table output, never to be read back as input.
+
+    Error roots hold `_logsieve/` (manifests, staging) and clean tables `_delta_log/` (a Delta
+    Lake table); logs directories hold neither.
+    """
+    return (directory / "_logsieve").is_dir() or (directory / "_delta_log").is_dir()
+
+
+def skip_reason(path: Path) -> str:
+    """Why `resolve_local_inputs` left `path` out, for the note a command prints about it."""
+    if path.is_dir():
+        return "a logsieve output directory"
+    if path.is_file():
+        return "inside a logsieve output directory"
+    return _not_regular(path)
+
+
+def _not_regular(path: Path) -> str:
+    """What kind of non-regular file `path` is, and why it is not read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken symbolic link (its target does not exist)"
+    kinds = {
+        stat.S_ISFIFO: "a named pipe (FIFO)",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    kind = next((name for test, name in kinds.items() if test(mode)), "special")
+    return f"{kind}, not a regular file: reading it could wait forever or never end"
+
+
+def _glob_root(pattern: str) -> Path:
+    """The directory a glob pattern searches: its leading parts without wildcards."""
+    parts = Path(pattern).parts
+    return Path(*itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+
+
+def _under_output(match: Path, root: Path, excluded: list[Path]) -> bool:
+    """Whether a glob match lies under `excluded` or in an output directory the glob reached.
+
+    Output directories count from the pattern's literal root down, so that a pattern aimed at
+    an earlier run's output skips it just as a directory walk would.
+    """
+    resolved = match.resolve()
+    if any(resolved == e or resolved.is_relative_to(e) for e in excluded):
+        return True
+    try:
+        below = match.relative_to(root).parts
+    except ValueError:
+        root, below = Path(), match.parts
+    directories = [root]
+    for part in below:
+        directories.append(directories[-1] / part)
+    return any(is_output_dir(directory) for directory in directories)
 
 
 def _log_files_under(directory: Path, excluded: list[Path], skipped: list[Path]) -> list[Path]:
@@ -409,12 +520,19 @@ def _log_files_under(directory: Path, excluded: list[Path], skipped: list[Path])
         for d in sorted(dirnames):
             if d.startswith((".", "_")) or (root_path / d).resolve() in excluded:
                 continue
-            if _is_output_dir(root_path / d):
+            if is_output_dir(root_path / d):
                 skipped.append(root_path / d)
             else:
                 keep.append(d)
         dirnames[:] = keep
-        files.extend(root_path / f for f in sorted(filenames) if is_log_file(root_path / f))
+        for name in sorted(filenames):
+            file = root_path / name
+            if not is_log_file(file):
+                continue
+            if file.is_file():
+                files.append(file)
+            else:
+                skipped.append(file)
     return files
 
 
@@ -423,10 +541,7 @@ def open_local_input(item: LocalInput) -> BinaryIO:
     raw = item.open_raw()
     if item.path is not None:
         return decompressing(raw, str(item.path))
-    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
-    kind = sniff_compression(buffered.peek(4)[:4])  # type: ignore[attr-defined]
-    suffix = {"gzip": ".gz", "zstd": ".zst"}.get(kind or "", "")
-    return decompressing(buffered, f"<stdin>{suffix}")
+    return decompressing(raw, "<stdin>")
 
 
 def iter_local_inputs(specs: list[str]) -> Iterator[tuple[str, BinaryIO]]:
@@ -450,9 +565,11 @@ __all__ = [
     "compression_of",
     "decompressing",
     "is_log_file",
+    "is_output_dir",
     "iter_local_inputs",
     "open_local_input",
     "open_s3_object",
     "resolve_local_inputs",
+    "skip_reason",
     "sniff_compression",
 ]

@@ -80,6 +80,10 @@ def _runs(fill: Callable[[memoryview], int], chunk_size: int) -> Iterator[_Run]:
     `process_stream` runs one item ahead per stage: run k+1 is read while run k is processed,
     and run k-1, the buffer's previous content, is done by then. A line longer than the buffer
     grows it, and the next run shrinks it back: memory is two chunks plus the longest line.
+
+    The growth is in place and by a quarter (`_grow`), not by doubling into a new buffer: that
+    held the old and the new buffer at once and up to twice the line, so a 300 MB line took a
+    512 MB buffer. Only the newly read bytes are searched for a line end.
     """
     buffers = [bytearray(chunk_size), bytearray(chunk_size)]
     current = 0
@@ -91,7 +95,7 @@ def _runs(fill: Callable[[memoryview], int], chunk_size: int) -> Iterator[_Run]:
         elif len(buffer) > chunk_size and len(carried) < chunk_size:  # long line done: shrink
             buffer = buffers[current] = bytearray(chunk_size)
         buffer[: len(carried)] = carried
-        filled = len(carried)
+        filled = searched = len(carried)  # a carried partial line holds no line end
         while True:
             with memoryview(buffer) as view:
                 while filled < len(buffer) and (n := fill(view[filled:])):
@@ -100,15 +104,24 @@ def _runs(fill: Callable[[memoryview], int], chunk_size: int) -> Iterator[_Run]:
                 if filled:
                     yield buffer, filled, True
                 return
-            end = buffer.rfind(b"\n", 0, filled) + 1
+            end = buffer.rfind(b"\n", searched, filled) + 1
             if end:
                 break
-            bigger = bytearray(2 * len(buffer))  # no line ends in it: a very long line
-            bigger[:filled] = buffer
-            buffer = buffers[current] = bigger
+            searched = filled
+            _grow(buffer, max(chunk_size, len(buffer) // 4))  # no line ends in it: a long line
         carried = memoryview(buffer)[end:filled]
         yield buffer, end, False
         current ^= 1
+
+
+def _grow(buffer: bytearray, size: int) -> None:
+    """Make `buffer` `size` bytes longer in place.
+
+    A big bytearray is resized with `realloc`, which moves its pages rather than copying them,
+    and the zeros come from a calloc'ed `bytes` whose pages are never touched: so the only new
+    memory is the part that reading then fills.
+    """
+    buffer += bytes(size)
 
 
 class _Filler:
