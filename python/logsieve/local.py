@@ -33,7 +33,7 @@ from logsieve.sources import (
     LocalInput,
     decompressing,
     resolve_local_inputs,
-    sniff_compression,
+    skip_reason,
 )
 from logsieve.table import file_url_path
 
@@ -121,8 +121,8 @@ def run_process(args: argparse.Namespace) -> int:
     out = Path(file_url_path(args.out) if args.out.startswith("file:") else args.out).expanduser()
     skipped: list[Path] = []
     found, bad = resolve_local_inputs(args.inputs, exclude=[out], skipped=skipped)
-    for directory in skipped:
-        print(f"note: skipped {directory}: a logsieve output directory", file=sys.stderr)
+    for path in skipped:
+        print(f"note: skipped {path}: {skip_reason(path)}", file=sys.stderr)
     if not found and not bad:
         raise ConfigError("no inputs given")
     clean_dir, error_dir = out / "clean", out / "errors"
@@ -294,8 +294,7 @@ def _candidate(
 
     if item.is_stdin:
         spooled, digest = _spool_stdin(stack)
-        kind = sniff_compression(spooled.peek(4)[:4]) if hasattr(spooled, "peek") else None
-        name = {"gzip": "stdin.gz", "zstd": "stdin.zst"}.get(kind or "", "stdin")
+        name = "stdin"  # compressed stdin is recognised by its first bytes (`decompressing`)
         size = spooled.seek(0, 2)
 
         def open_stdin() -> Any:
