@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -749,6 +750,17 @@ def test_trim_drops_what_lambda_never_loads_and_keeps_the_build_config(tmp_path:
         "orjson/__pycache__/x.pyc": b"",
         "starlette/src/kept.py": b"",
         "bin/logsieve": b"#!/usr/bin/python",
+        "pyarrow/libarrow_python.so": b"\x7fELF",
+        "pyarrow/libarrow_python.so.2600": b"\x7fELF",
+        "pyarrow/libarrow_python.so.2600.1.0": b"\x7fELF",
+        "pyarrow/libarrow_s3.so.2600": b"\x7fELF",
+        "pyarrow/_s3fs.cpython-312-x86_64-linux-gnu.so": b"\x7fELF",
+        "pyarrow/libarrow_flight.so.2600": b"\x7fELF",
+        "zstandard/_cffi.cpython-312-x86_64-linux-gnu.so": b"\x7fELF",
+        "zstandard/backend_c.cpython-312-x86_64-linux-gnu.so": b"\x7fELF",
+        "swagger_ui_bundle/vendor/swagger-ui-4.15.5/swagger-ui-bundle.js": b"js",
+        "swagger_ui_bundle/vendor/swagger-ui-4.15.5/swagger-ui-bundle.js.map": b"map",
+        "swagger_ui_bundle/vendor/swagger-ui-4.15.5/index.html": b"<html>",
     }
     for name, data in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -760,7 +772,10 @@ def test_trim_drops_what_lambda_never_loads_and_keeps_the_build_config(tmp_path:
     assert left == [
         "pyarrow/include/arrow/util/config.h",
         "pyarrow/lib.so",
+        "pyarrow/libarrow_python.so.2600",  # the name the loader asks for
         "starlette/src/kept.py",
+        "swagger_ui_bundle/vendor/swagger-ui-4.15.5/swagger-ui-bundle.js",  # /docs loads it
+        "zstandard/backend_c.cpython-312-x86_64-linux-gnu.so",
     ]
     assert (tmp_path / deploy.TRIM_KEEP[0]).read_bytes() == files[deploy.TRIM_KEEP[0]]
 
@@ -986,3 +1001,22 @@ def test_packaged_handler_processes_an_event_in_a_clean_virtualenv(
             assert response_json(response)["logins_today"] == log.logins[day]
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not (shutil.which("cc") and shutil.which("strip")), reason="needs cc and strip")
+def test_stripping_debug_symbols_keeps_a_library_loadable(tmp_path: Path) -> None:
+    import ctypes
+
+    source = tmp_path / "answer.c"
+    source.write_text("int answer(void) { return 42; }\n")
+    library = tmp_path / "pkg" / "libanswer.so"
+    library.parent.mkdir()
+    subprocess.run(["cc", "-g", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    (tmp_path / "pkg" / "fake.so").write_bytes(b"\x7fELF not really")  # left as it is
+    before = library.stat().st_size
+
+    assert deploy.strip_debug_symbols(tmp_path) == 1
+
+    assert library.stat().st_size < before
+    assert ctypes.CDLL(str(library)).answer() == 42
+    assert (tmp_path / "pkg" / "fake.so").read_bytes() == b"\x7fELF not really"

@@ -43,15 +43,37 @@ TRIM_ROOTS = ("pyarrow",)  # only trim dirs inside these packages: others may ne
 # Kept although trimmed above: the handler reads it to learn whether pyarrow has jemalloc
 # (logsieve.memory), 2 kB.
 TRIM_KEEP = ("pyarrow/include/arrow/util/config.h",)
-# pyarrow's optional RPC module (Flight): a fifth of its size, never imported by logsieve, and
-# needed by no other library in the wheel (Substrait, by contrast, is linked by libarrow_python).
-# Its Python module goes too, so `import pyarrow.flight` fails plainly, not half-way.
-TRIM_PYARROW = (
-    "_flight*",
-    "flight.py",
-    "libarrow_flight.so*",
-    "libarrow_python_flight.so*",
-)
+# Files of the packaged libraries that no function loads. delta-rs (about 128 MiB) made the
+# artifact 279 MiB; these bring it back under Lambda's 250 MiB:
+# - pyarrow's optional modules: Flight (RPC), the S3/GCS/Azure/HDFS filesystems (the functions
+#   reach S3 through delta-rs's object store, `deltalake.fs`), ORC, encryption, its C++ tests;
+#   the Python modules go too, so importing one fails plainly, not half-way. Substrait, Acero
+#   and Dataset stay: libarrow_python links them.
+# - the extra names of libarrow_python: a wheel holds its symlinks as copies; the loader asks for
+#   libarrow_python.so.2600 only.
+# - zstandard's cffi backend (its C backend is the one imported);
+# - of Swagger UI, all but the files `/docs` loads (`logsieve.api.DOCS_ASSETS`).
+TRIM_GLOBS = {
+    "pyarrow": (
+        "_flight*",
+        "flight.py",
+        "libarrow_flight.so*",
+        "libarrow_python_flight.so*",
+        "libarrow_s3.so*",
+        "_s3fs*",
+        "_gcsfs*",
+        "_azurefs*",
+        "_hdfs*",
+        "_orc*",
+        "orc.py",
+        "_dataset_orc*",
+        "*parquet_encryption*",
+        "_pyarrow_cpp_tests*",
+        "libarrow_python.so",
+        "libarrow_python.so.*.*",
+    ),
+    "zstandard": ("_cffi*", "backend_cffi.py"),
+}
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same inputs, same zip bytes
 
 
@@ -176,6 +198,9 @@ def build_artifact(
         log(f"installing for Lambda ({arch}, Python {python_version}): {' '.join(requirements)}")
         install_for_lambda(staging, wheel, requirements, arch, python_version, log=log)
         trim(staging)
+        stripped = strip_debug_symbols(staging)
+        if stripped:
+            log(f"stripped debug symbols from {stripped} shared libraries")
         zip_path = out / f"logsieve-lambda-{arch}.zip"
         files, unzipped = write_zip(staging, zip_path)
         packages = installed_distributions(staging)
@@ -503,8 +528,14 @@ def trim(staging: Path) -> None:
             shutil.rmtree(path)
         elif path.is_file() and path.name.endswith(TRIM_SUFFIXES) and relative[0] in TRIM_ROOTS:
             path.unlink()
-    for pattern in TRIM_PYARROW:
-        for path in (staging / "pyarrow").glob(pattern):
+    for package, patterns in TRIM_GLOBS.items():
+        for pattern in patterns:
+            for path in (staging / package).glob(pattern):
+                path.unlink()
+    from logsieve.api import DOCS_ASSETS
+
+    for path in (staging / "swagger_ui_bundle" / "vendor").glob("*/*"):
+        if path.is_file() and path.name not in DOCS_ASSETS:
             path.unlink()
     bin_dir = staging / "bin"  # console scripts with this machine's interpreter path
     if bin_dir.is_dir():
@@ -512,6 +543,27 @@ def trim(staging: Path) -> None:
     for name, data in kept.items():
         (staging / name).parent.mkdir(parents=True, exist_ok=True)
         (staging / name).write_bytes(data)
+
+
+def strip_debug_symbols(staging: Path) -> int:
+    """Strip the symbol tables some wheels ship (zstandard's 11 MiB backend holds 10 of them,
+    pyarrow's libraries a fifth): the dynamic symbols the loader needs stay. Returns how many
+    files got smaller; without binutils' `strip`, or for a file it cannot read (another
+    architecture's), nothing changes."""
+    strip = shutil.which("strip")
+    if strip is None:
+        return 0
+    count = 0
+    for path in sorted(staging.rglob("*.so*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        before = path.stat().st_size
+        result = subprocess.run(
+            [strip, "--strip-unneeded", str(path)], capture_output=True, check=False
+        )
+        if result.returncode == 0 and path.stat().st_size < before:
+            count += 1
+    return count
 
 
 def write_zip(staging: Path, zip_path: Path) -> tuple[int, int]:
