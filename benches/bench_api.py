@@ -1,14 +1,14 @@
 """How fast `/logins_today` answers: latency warm and cold, and throughput under load.
 
-The dataset has the clean layout and schema the pipeline writes (`date=YYYY-MM-DD/*.parquet`,
-zstd, dictionary columns, 128 Ki-row groups, four source files per day), generated directly with
-pyarrow because pushing 10 M rows through the pipeline would only measure the pipeline. It is
-cached under `.benchmarks/api/` (or `$LOGSIEVE_BENCH_DIR`).
+The dataset is the clean Delta table the pipeline writes (partitioned by `date`, the table's
+schema and writer properties, four sources per day, each appended in its own commit), generated
+with pyarrow and delta-rs because pushing 10 M rows through the pipeline would only measure the
+pipeline. It is cached under `.benchmarks/api/` (or `$LOGSIEVE_BENCH_DIR`).
 
 The server is the real `logsieve serve` in its own process; latencies are measured from this
 process one request at a time, throughput from a *second* process keeping many requests in
-flight. "Cold" is the first question about a day: its partition listing and files are read (the
-operating system's page cache may still hold them: this measures our work, not the disk);
+flight. "Cold" is the first question about a day: its files are read (the operating system's page
+cache may still hold them: this measures our work, not the disk);
 "warm" is a repeated question answered from the cache. The same per-day size is served with a
 short and a long history to show the cost follows one day, not the number of days.
 
@@ -38,7 +38,6 @@ import httpx
 
 FIRST_DAY = date(2025, 1, 1)
 FILES_PER_DAY = 4
-ROW_GROUP_ROWS = 128 * 1024
 ACTIONS = ["login", "logout", "view", "purchase", "search"]
 _TZ_SAMPLES = 20
 _ZONES = [
@@ -60,28 +59,31 @@ def bench_dir() -> Path:
 
 def build_dataset(rows: int, days: int, root: Path | None = None) -> Path:
     """`rows` rows spread evenly over `days` UTC days; reused when already built."""
-    clean = (root or bench_dir()) / f"rows{rows}-days{days}"
+    from logsieve.table import create_table
+
+    clean = (root or bench_dir()) / f"delta-rows{rows}-days{days}"
     marker = clean / "_complete.json"
     if marker.exists():
         return clean
     per_file = rows // (days * FILES_PER_DAY)
+    table = create_table(str(clean))
     seed = 0
     for i in range(days):
         day = FIRST_DAY + timedelta(days=i)
-        partition = clean / f"date={day.isoformat()}"
-        partition.mkdir(parents=True, exist_ok=True)
-        for f in range(FILES_PER_DAY):
+        for _ in range(FILES_PER_DAY):
             seed += 1
-            write_clean_file(partition / f"source-{f}.parquet", day, per_file, seed)
+            append_source(table, day, per_file, seed)
     marker.write_text(json.dumps({"rows": per_file * days * FILES_PER_DAY, "days": days}))
     return clean
 
 
-def write_clean_file(path: Path, day: date, rows: int, seed: int) -> None:
-    """One source's rows for one day, in random time order, as the pipeline writes them."""
+def append_source(table: Any, day: date, rows: int, seed: int) -> None:
+    """One source's rows for one day, in random time order, committed as the pipeline does."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    from deltalake import write_deltalake
+
+    from logsieve.table import table_schema, writer_properties
 
     def uniform_ints(high: int, salt: int) -> pa.Array:
         noise = pc.random(rows, initializer=seed * 7 + salt)
@@ -90,7 +92,8 @@ def write_clean_file(path: Path, day: date, rows: int, seed: int) -> None:
     midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     micros = pc.add(uniform_ints(86_400_000_000, 0), int(midnight.timestamp()) * 1_000_000)
     event_time = micros.cast(pa.timestamp("us", tz="UTC"))
-    table = pa.table(
+    source = f"source-{seed}"
+    data = pa.table(
         {
             "timestamp": pc.strftime(
                 pc.floor_temporal(event_time, unit="second").cast(pa.timestamp("s", tz="UTC")),
@@ -103,15 +106,15 @@ def write_clean_file(path: Path, day: date, rows: int, seed: int) -> None:
             ),
             "action": pa.array(ACTIONS).take(uniform_ints(len(ACTIONS), 2)),
             "extra": pa.nulls(rows, pa.string()),
-        }
+            "source_id": pa.array([source] * rows),
+            "source": pa.array([f"s3://in/{source}.jsonl"] * rows),
+            "source_version": pa.array(["1"] * rows),
+            "date": pa.array([day.isoformat()] * rows),
+        },
+        schema=table_schema(),
     )
-    pq.write_table(
-        table,
-        path,
-        compression="zstd",
-        use_dictionary=["day_of_week", "action", "user_id"],
-        write_statistics=True,
-        row_group_size=ROW_GROUP_ROWS,
+    write_deltalake(
+        table, data, partition_by=["date"], mode="append", writer_properties=writer_properties()
     )
 
 
@@ -164,12 +167,12 @@ def timed_get(client: httpx.Client, params: dict[str, str]) -> float:
 
 
 def cold_latencies(client: httpx.Client, days: list[str]) -> tuple[list[float], list[float]]:
-    """Each day's first UTC question (one partition); zone questions (two) after the TTL."""
+    """Each day's first UTC question (one partition); zone questions (two) after a refresh."""
     utc = [timed_get(client, {"date": day}) for day in days]
     zoned = []
     questions = [(day, zone) for zone in _ZONES for day in days[1:]][:_TZ_SAMPLES]
     for day, zone in questions:  # each asked once, so no answer comes from the cache
-        time.sleep(1.1)  # past the listing TTL, so both partitions are listed and read again
+        time.sleep(1.1)  # past the refresh interval, so the log is checked again
         zoned.append(timed_get(client, {"date": day, "tz": zone}))
     return utc, zoned
 

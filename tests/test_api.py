@@ -1,8 +1,9 @@
-"""The HTTP API against a real uvicorn server on loopback, over data the real pipeline stored.
+"""The HTTP API against a real uvicorn server on loopback, over Delta tables written with delta-rs.
 
-Expected counts come from the generated input (which records are valid logins and when they
-happened), never from the API's own arithmetic: the time-zone windows are recomputed here with
-zoneinfo record by record.
+Expected counts come from the generated rows (which are logins and when they happened), never
+from the API's own arithmetic: the time-zone windows are recomputed here with zoneinfo row by
+row. Tables are written with `deltalake.write_deltalake` in the clean table's schema, the way
+the pipeline commits: appends, predicate overwrites that replace one source's rows, compaction.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,125 +28,127 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
-from logsieve.api import ACCEPTED_PARAMETERS, BackgroundServer, create_app, openapi_document
-from logsieve.errors import SourceError
-from logsieve.storage import ingest
+from logsieve.api import (
+    ACCEPTED_PARAMETERS,
+    BackgroundServer,
+    CleanTable,
+    create_app,
+    day_window,
+    openapi_document,
+)
+from logsieve.table import storage_options, table_schema, table_uri
 
 UTC = timezone.utc
 BASE = datetime(2025, 8, 20, tzinfo=UTC)
 ZONES = ["UTC", "America/New_York", "Asia/Tokyo", "Pacific/Kiritimati", "Pacific/Pago_Pago"]
+ACTIONS = ["login", "login", "logout", "view", "LOGIN", "login "]
 
 
 @dataclass(frozen=True)
-class Record:
-    """One generated input line and what the pipeline must make of it."""
+class Row:
+    """One clean row: when it happened and what was done (only exactly 'login' counts)."""
 
-    line: str
-    instant: datetime | None  # None: the line is invalid and must not count
-    action: str | None
+    instant: datetime
+    action: str
 
     @property
     def is_login(self) -> bool:
-        return self.instant is not None and self.action == "login"
+        return self.action == "login"
 
 
-def _timestamp(instant: datetime, rng: random.Random) -> str | int:
-    """The same instant in one of the forms the record contract accepts."""
-    style = rng.randrange(5)
-    if style == 0:
-        return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if style == 1:
-        offset = timedelta(hours=rng.choice([-8, -3, 2, 9]), minutes=rng.choice([0, 30]))
-        local = instant.astimezone(timezone(offset))
-        return local.isoformat()
-    if style == 2:
-        return instant.strftime("%Y-%m-%d %H:%M:%S.%f")
-    whole = instant.replace(microsecond=0)
-    if style == 3:
-        return int(whole.timestamp())
-    return int(whole.timestamp()) * 1000
-
-
-def make_records(seed: int, count: int, start: datetime, span: timedelta) -> list[Record]:
-    """Valid records of several actions spread over [start, start + span), plus invalid ones."""
+def make_rows(seed: int, count: int, start: datetime, span: timedelta) -> list[Row]:
+    """Rows of several actions spread over [start, start + span), to the microsecond."""
     rng = random.Random(seed)
-    records = []
-    for i in range(count):
-        instant = start + timedelta(microseconds=rng.randrange(int(span.total_seconds() * 1e6)))
-        if isinstance(stamp := _timestamp(instant, rng), int):
-            instant = instant.replace(microsecond=0)
-        action = rng.choice(["login", "login", "logout", "view", "LOGIN", "login "])
-        roll = rng.random()
-        if roll < 0.05:  # invalid: a date without a time
-            line = json.dumps(
-                {"timestamp": instant.date().isoformat(), "user_id": i, "action": action}
-            )
-            records.append(Record(line, None, action))
-        elif roll < 0.08:  # invalid: no user
-            records.append(Record(json.dumps({"timestamp": stamp, "action": action}), None, action))
-        elif roll < 0.10:  # invalid: not JSON at all
-            records.append(Record(f'{{"timestamp": "{stamp}", "action": "login",', None, action))
-        else:
-            body = {"timestamp": stamp, "user_id": f"u{rng.randrange(500)}", "action": action}
-            if rng.random() < 0.3:
-                body["extra"] = {"ip": f"10.0.0.{rng.randrange(255)}"}
-            records.append(Record(json.dumps(body), instant, action))
-    return records
-
-
-def boundary_records() -> list[Record]:
-    """Logins on both sides of a UTC midnight, to the microsecond."""
-    midnight = datetime(2025, 8, 21, tzinfo=UTC)
-    instants = [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(seconds=1)]
+    micros = int(span.total_seconds() * 1e6)
     return [
-        Record(
-            json.dumps(
-                {"timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "user_id": 1, "action": "login"}
-            ),
-            t,
-            "login",
-        )
-        for t in instants
+        Row(start + timedelta(microseconds=rng.randrange(micros)), rng.choice(ACTIONS))
+        for _ in range(count)
     ]
 
 
-def expected_logins(records: list[Record], day: date, zone: str = "UTC") -> int:
+def boundary_rows() -> list[Row]:
+    """Logins on both sides of a UTC midnight, to the microsecond."""
+    midnight = datetime(2025, 8, 21, tzinfo=UTC)
+    instants = [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(seconds=1)]
+    return [Row(t, "login") for t in instants]
+
+
+def expected_logins(rows: list[Row], day: date, zone: str = "UTC") -> int:
     tz = ZoneInfo(zone)
-    return sum(1 for r in records if r.is_login and r.instant.astimezone(tz).date() == day)
+    return sum(1 for r in rows if r.is_login and r.instant.astimezone(tz).date() == day)
 
 
-def store(records: list[Record], path: Path, clean: Path, errors: Path) -> None:
-    """Write the records as a JSON Lines file and run it through the real pipeline."""
-    path.write_text("\n".join(r.line for r in records) + "\n\n", encoding="utf-8")
-    with path.open("rb") as stream:
-        result = ingest(stream, source=str(path), clean_uri=str(clean), error_uri=str(errors))
-    assert result.valid == sum(1 for r in records if r.instant is not None)
+def clean_table(rows: list[Row], source: str) -> pa.Table:
+    """The rows in the clean table's schema, as one source's ingest would commit them."""
+    instants = [r.instant for r in rows]
+    n = len(rows)
+    return pa.table(
+        {
+            "timestamp": [t.strftime("%Y-%m-%d %H:%M:%S") for t in instants],
+            "day_of_week": [t.strftime("%A") for t in instants],
+            "event_time": pa.array(instants, pa.timestamp("us", tz="UTC")),
+            "user_id": [f"u{i % 97}" for i in range(n)],
+            "action": [r.action for r in rows],
+            "extra": [None] * n,
+            "source_id": [source] * n,
+            "source": [f"s3://in/{source}.jsonl"] * n,
+            "source_version": ["v1"] * n,
+            "date": [t.date().isoformat() for t in instants],
+        },
+        schema=table_schema(),
+    )
+
+
+def append(location: str | DeltaTable, rows: list[Row], source: str) -> None:
+    write_deltalake(
+        location if isinstance(location, DeltaTable) else table_uri(location),
+        clean_table(rows, source),
+        partition_by=["date"],
+        mode="append",
+        storage_options=_options(location),
+    )
+
+
+def replace(location: str | DeltaTable, rows: list[Row], source: str) -> None:
+    """Replace every row of `source` by `rows` in one commit (files removed and added)."""
+    write_deltalake(
+        location if isinstance(location, DeltaTable) else table_uri(location),
+        clean_table(rows, source),
+        partition_by=["date"],
+        mode="overwrite",
+        predicate=f"source_id = '{source}'",
+        storage_options=_options(location),
+    )
+
+
+def _options(location: str | DeltaTable) -> dict[str, str] | None:
+    return None if isinstance(location, DeltaTable) else storage_options(table_uri(location))
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Record]]:
-    """Three days of history, a source around 'now' and exact-midnight logins, all stored."""
-    root = tmp_path_factory.mktemp("api")
-    clean, errors = root / "clean", root / "errors"
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Row]]:
+    """Three days of history, a source around 'now' and exact-midnight logins, in 5 commits."""
+    clean = tmp_path_factory.mktemp("api") / "clean"
     now = datetime.now(UTC)
     sources = {
-        "history-a.jsonl": make_records(1, 1500, BASE - timedelta(days=1), timedelta(days=3)),
-        "history-b.jsonl": make_records(2, 1500, BASE - timedelta(days=1), timedelta(days=3)),
-        "recent.jsonl": make_records(3, 800, now - timedelta(hours=40), timedelta(hours=80)),
-        "midnight.jsonl": boundary_records(),
+        "history-a": make_rows(1, 1500, BASE - timedelta(days=1), timedelta(days=3)),
+        "history-b": make_rows(2, 1500, BASE - timedelta(days=1), timedelta(days=3)),
+        "recent": make_rows(3, 800, now - timedelta(hours=40), timedelta(hours=80)),
+        "midnight": boundary_rows(),
     }
-    everything: list[Record] = []
-    for name, records in sources.items():
-        store(records, root / name, clean, errors)
-        everything.extend(records)
-    return clean, everything
+    for source, rows in sources.items():
+        append(str(clean), rows, source)
+    # history-b again, re-ingested: its rows replaced, not added
+    sources["history-b"] = make_rows(4, 1200, BASE - timedelta(days=1), timedelta(days=3))
+    replace(str(clean), sources["history-b"], "history-b")
+    return clean, [row for rows in sources.values() for row in rows]
 
 
 @pytest.fixture(scope="module")
-def client(dataset: tuple[Path, list[Record]]) -> Iterator[httpx.Client]:
+def client(dataset: tuple[Path, list[Row]]) -> Iterator[httpx.Client]:
     server = BackgroundServer(create_app(str(dataset[0])))
     with server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as http:
         yield http
@@ -156,29 +161,41 @@ def get_ok(client: httpx.Client, url: str, **params: str) -> dict:
     return response.json()
 
 
+def logins(client: httpx.Client, day: str, tz: str | None = None) -> int:
+    params = {"date": day, **({"tz": tz} if tz else {})}
+    return int(get_ok(client, "/logins_today", **params)["logins_today"])
+
+
+def wait_for(ask: Any, want: Any, timeout: float = 30) -> None:
+    """Ask until the answer is `want`: a commit shows up within the refresh interval."""
+    deadline = time.monotonic() + timeout
+    while (got := ask()) != want:
+        assert time.monotonic() < deadline, f"still {got}, want {want}"
+        time.sleep(0.05)
+
+
 # --- counts -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("day", ["2025-08-19", "2025-08-20", "2025-08-21", "2025-08-22"])
-def test_utc_day_counts_match_the_input(client: httpx.Client, dataset, day: str) -> None:
-    _, records = dataset
-    expected = expected_logins(records, date.fromisoformat(day))
+def test_utc_day_counts_match_the_rows(client: httpx.Client, dataset, day: str) -> None:
+    clean, rows = dataset
+    expected = expected_logins(rows, date.fromisoformat(day))
     assert expected > 0 or day == "2025-08-22"
     assert get_ok(client, "/logins_today", date=day) == {
         "logins_today": expected,
         "date": day,
         "tz": "UTC",
+        "version": DeltaTable(str(clean)).version(),
     }
 
 
 def test_midnight_belongs_to_the_day_it_starts(client: httpx.Client, dataset) -> None:
-    _, records = dataset
-    # the generated history alone would give these; the boundary records shift each by one or two
-    history = [r for r in records if r not in boundary_records()]
-    before = get_ok(client, "/logins_today", date="2025-08-20")["logins_today"]
-    after = get_ok(client, "/logins_today", date="2025-08-21")["logins_today"]
-    assert before == expected_logins(history, date(2025, 8, 20)) + 1
-    assert after == expected_logins(history, date(2025, 8, 21)) + 2
+    _, rows = dataset
+    # the generated history alone would give these; the boundary rows shift each by one or two
+    history = [r for r in rows if r not in boundary_rows()]
+    assert logins(client, "2025-08-20") == expected_logins(history, date(2025, 8, 20)) + 1
+    assert logins(client, "2025-08-21") == expected_logins(history, date(2025, 8, 21)) + 2
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -186,68 +203,50 @@ def test_midnight_belongs_to_the_day_it_starts(client: httpx.Client, dataset) ->
 def test_tz_day_spans_two_utc_partitions(
     client: httpx.Client, dataset, zone: str, day: str
 ) -> None:
-    _, records = dataset
+    _, rows = dataset
     body = get_ok(client, "/logins_today", date=day, tz=zone)
-    assert body == {
-        "logins_today": expected_logins(records, date.fromisoformat(day), zone),
-        "date": day,
-        "tz": zone,
-    }
+    assert body["logins_today"] == expected_logins(rows, date.fromisoformat(day), zone)
+    assert (body["date"], body["tz"]) == (day, zone)
 
 
 def test_tz_changes_the_answer(client: httpx.Client, dataset) -> None:
     """Guards the test above: the zones really do cut the data differently."""
-    answers = {
-        get_ok(client, "/logins_today", date="2025-08-20", tz=z)["logins_today"] for z in ZONES
-    }
-    assert len(answers) == len(ZONES)
+    assert len({logins(client, "2025-08-20", zone) for zone in ZONES}) == len(ZONES)
 
 
 @pytest.mark.parametrize("zone", [None, "Pacific/Kiritimati", "Pacific/Pago_Pago"])
 def test_default_is_today_in_the_zone(client: httpx.Client, dataset, zone: str | None) -> None:
-    _, records = dataset
+    _, rows = dataset
     tz = ZoneInfo(zone or "UTC")
     before = datetime.now(tz).date()
     body = get_ok(client, "/logins_today", **({"tz": zone} if zone else {}))
     after = datetime.now(tz).date()
     answered = date.fromisoformat(body["date"])
     assert answered in (before, after)
-    assert body["logins_today"] == expected_logins(records, answered, zone or "UTC") > 0
+    assert body["logins_today"] == expected_logins(rows, answered, zone or "UTC") > 0
 
 
 @pytest.mark.parametrize(
     ("day", "zone"), [("0001-01-01", "Pacific/Kiritimati"), ("9999-12-31", "Pacific/Pago_Pago")]
 )
 def test_days_at_the_ends_of_the_calendar(client: httpx.Client, day: str, zone: str) -> None:
-    assert get_ok(client, "/logins_today", date=day, tz=zone)["logins_today"] == 0
+    assert logins(client, day, zone) == 0
 
 
 def test_last_day_of_the_calendar_east_of_utc_ends_at_its_local_midnight(tmp_path: Path) -> None:
     """9999-12-31 in Tokyo ends at 14:59:59.999999 UTC, not at the end of datetime's range."""
-    partition = tmp_path / "clean" / "date=9999-12-31"
-    partition.mkdir(parents=True)
-    moments = [datetime(9999, 12, 31, hour, tzinfo=timezone.utc) for hour in (5, 20)]
-    table = pa.table(
-        {
-            "action": pa.array(["login", "login"]),
-            "event_time": pa.array(moments, pa.timestamp("us", tz="UTC")),
-        }
-    )
-    pq.write_table(table, partition / "end.parquet")
-    with BackgroundServer(create_app(str(tmp_path / "clean"))) as server:
+    moments = [datetime(9999, 12, 31, hour, tzinfo=UTC) for hour in (5, 20)]
+    append(str(tmp_path), [Row(t, "login") for t in moments], "end")
+    with (
+        BackgroundServer(create_app(str(tmp_path))) as server,
+        httpx.Client(base_url=server.url, trust_env=False) as http,
+    ):
         counts = {
-            tz: httpx.get(
-                f"{server.url}/logins_today",
-                params={"date": "9999-12-31", "tz": tz},
-                trust_env=False,
-            ).json()["logins_today"]
-            for tz in ("UTC", "Asia/Tokyo", "America/New_York")
+            tz: logins(http, "9999-12-31", tz) for tz in ("UTC", "Asia/Tokyo", "America/New_York")
         }
     # 20:00 UTC is already 10000-01-01 in Tokyo; in New York both are still 9999-12-31.
     assert counts == {"UTC": 2, "Asia/Tokyo": 1, "America/New_York": 2}
 
-
-# --- bad requests -----------------------------------------------------------------------------
 
 BAD_QUERIES = [
     ("date=2025-13-01", "date"),
@@ -314,6 +313,12 @@ def test_healthz(client: httpx.Client) -> None:
     assert get_ok(client, "/healthz") == {"status": "ok"}
 
 
+def test_readyz_names_the_loaded_version(client: httpx.Client, dataset) -> None:
+    clean, _ = dataset
+    version = DeltaTable(str(clean)).version()
+    assert get_ok(client, "/readyz") == {"status": "ready", "version": version}
+
+
 # --- documentation ----------------------------------------------------------------------------
 
 
@@ -323,10 +328,17 @@ def test_openapi_document_is_valid_and_complete(client: httpx.Client) -> None:
     document = get_ok(client, "/openapi.json")
     validate(document)
     assert document == json.loads(json.dumps(openapi_document()))
-    assert set(document["paths"]) == {"/logins_today", "/healthz", "/openapi.json", "/docs"}
+    assert set(document["paths"]) == {
+        "/logins_today",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+    }
     operation = document["paths"]["/logins_today"]["get"]
     assert {p["name"] for p in operation["parameters"]} == set(ACCEPTED_PARAMETERS)
     assert {"200", "400", "503"} <= set(operation["responses"])
+    assert {"200", "503"} <= set(document["paths"]["/readyz"]["get"]["responses"])
 
 
 class _Assets(HTMLParser):
@@ -372,160 +384,201 @@ def test_docs_load_everything_from_our_server(client: httpx.Client) -> None:
     assert re.search(r"validatorUrl:\s*null", script)  # no badge fetched from the internet
 
 
-# --- liveness of the data and odd datasets ----------------------------------------------------
+# --- commits while serving --------------------------------------------------------------------
 
 
-def test_new_file_is_noticed_while_serving(tmp_path: Path) -> None:
-    clean, errors = tmp_path / "clean", tmp_path / "errors"
-    first = make_records(10, 400, BASE, timedelta(days=1))
-    second = make_records(11, 300, BASE, timedelta(days=1))
-    store(first, tmp_path / "first.jsonl", clean, errors)
+def test_appends_and_a_predicate_overwrite_give_exact_counts(tmp_path: Path) -> None:
+    """The removed files of an overwrite are still on disk: only the log says they are gone."""
+    day = BASE.date()
+    a1 = make_rows(10, 400, BASE, timedelta(days=1))
+    b1 = make_rows(11, 300, BASE, timedelta(days=1))
+    append(str(tmp_path), a1, "a")
+    append(str(tmp_path), b1, "b")
+    table = CleanTable(str(tmp_path), refresh_interval=0)
+    utc, tokyo = day_window(day, ZoneInfo("UTC")), day_window(day, ZoneInfo("Asia/Tokyo"))
+    assert table.answer(utc).count == expected_logins(a1 + b1, day)
+    a2 = make_rows(12, 100, BASE + timedelta(hours=12), timedelta(days=1))  # into the next day
+    replace(str(tmp_path), a2, "a")
+    assert table.answer(utc).count == expected_logins(a2 + b1, day)
+    assert table.answer(tokyo).count == expected_logins(a2 + b1, day, "Asia/Tokyo")
+    assert len(list(tmp_path.rglob("*.parquet"))) > len(table.snapshot().files(day.isoformat()))
+
+
+def test_new_commits_are_noticed_while_serving(tmp_path: Path) -> None:
+    first = make_rows(10, 400, BASE, timedelta(days=1))
+    second = make_rows(11, 300, BASE, timedelta(days=1))
+    append(str(tmp_path), first, "first")
+    day = BASE.date().isoformat()
     with (
-        BackgroundServer(create_app(str(clean))) as server,
+        BackgroundServer(create_app(str(tmp_path))) as server,
         httpx.Client(base_url=server.url, trust_env=False) as http,
     ):
-        day = BASE.date().isoformat()
-        assert get_ok(http, "/logins_today", date=day)["logins_today"] == expected_logins(
-            first, BASE.date()
-        )
-        store(second, tmp_path / "second.jsonl", clean, errors)
-        want = expected_logins(first + second, BASE.date())
-        deadline = time.monotonic() + 30
-        while (got := get_ok(http, "/logins_today", date=day)["logins_today"]) != want:
-            assert time.monotonic() < deadline, f"still {got}, want {want}"
-            time.sleep(0.1)
-        # storing the same source again replaces it: the count must not grow
-        store(second, tmp_path / "second.jsonl", clean, errors)
-        time.sleep(1.5)  # past the listing's lifetime, so the replaced file is re-read
-        assert get_ok(http, "/logins_today", date=day)["logins_today"] == want
+        assert logins(http, day) == expected_logins(first, BASE.date())
+        append(str(tmp_path), second, "second")
+        wait_for(lambda: logins(http, day), expected_logins(first + second, BASE.date()))
+        # the same source again replaces it: the count must not grow
+        replace(str(tmp_path), second, "second")
+        DeltaTable(str(tmp_path)).optimize.compact()
+        version = DeltaTable(str(tmp_path)).version()
+        wait_for(lambda: get_ok(http, "/logins_today", date=day).get("version"), version)
+        assert logins(http, day) == expected_logins(first + second, BASE.date())
 
 
-@pytest.mark.parametrize("exists", [False, True])
-def test_missing_dataset_answers_zero_with_a_note(tmp_path: Path, exists: bool) -> None:
-    clean = tmp_path / "not-yet"
-    if exists:  # a directory, but not a dataset (yet): same note
-        (clean / "_logsieve" / "manifests").mkdir(parents=True)
-        (clean / "README.txt").write_text("not a partition")
-    with (
-        BackgroundServer(create_app(str(clean), listing_ttl=0.1)) as server,
-        httpx.Client(base_url=server.url, trust_env=False) as http,
-    ):
-        body = get_ok(http, "/logins_today", date="2025-08-20")
-        assert body["logins_today"] == 0 and str(clean) in body["note"]
-        records = make_records(12, 200, BASE, timedelta(hours=20))
-        store(records, tmp_path / "late.jsonl", clean, tmp_path / "errors")
-        time.sleep(0.3)
-        body = get_ok(http, "/logins_today", date="2025-08-20")
-        assert body == {
-            "logins_today": expected_logins(records, BASE.date()),
-            "date": "2025-08-20",
-            "tz": "UTC",
+def test_removed_files_leave_the_cache(tmp_path: Path) -> None:
+    rows = make_rows(13, 200, BASE, timedelta(hours=20))
+    for part in range(4):
+        append(str(tmp_path), rows[part::4], f"s{part}")
+    table = CleanTable(str(tmp_path), refresh_interval=0)
+    window = day_window(BASE.date(), ZoneInfo("UTC"))
+    assert table.answer(window).count == expected_logins(rows, BASE.date())
+    assert len(table._logins) == 4
+    DeltaTable(str(tmp_path)).optimize.compact()
+    assert table.answer(window).count == expected_logins(rows, BASE.date())
+    assert len(table._logins) == 1  # the compacted file; the four it replaced are forgotten
+
+
+class Model:
+    """The logins each committed version really holds, per question: the test's ground truth."""
+
+    QUESTIONS = (
+        ("2025-08-20", "UTC"),
+        ("2025-08-20", "Asia/Tokyo"),
+        ("2025-08-21", "Asia/Tokyo"),
+        ("2025-08-21", "UTC"),
+    )
+
+    def __init__(self) -> None:
+        self.sources: dict[str, list[Row]] = {}
+        self.by_version: dict[int, dict[tuple[str, str], int]] = {}
+
+    def record(self, version: int) -> None:
+        rows = [row for rows in self.sources.values() for row in rows]
+        self.by_version[version] = {
+            (day, tz): expected_logins(rows, date.fromisoformat(day), tz)
+            for day, tz in self.QUESTIONS
         }
 
 
-def test_file_removed_after_listing_is_noticed(tmp_path: Path) -> None:
-    """A listing cached just before a re-ingest names a file that is gone: list again, no 503."""
-    from logsieve.api import CleanDataset, day_window
+def commit_forever(path: Path, model: Model, stop: threading.Event) -> None:
+    """One writer: appends, overwrites of a source and compactions, until `stop`."""
+    table = DeltaTable(str(path))
+    rng = random.Random(7)
+    step = 0
+    while not stop.is_set():
+        step += 1
+        source = f"s{rng.randrange(6)}"
+        rows = make_rows(1000 + step, rng.randrange(5, 40), BASE, timedelta(hours=40))
+        if step % 7 == 0:
+            table.optimize.compact()
+        elif source in model.sources:
+            replace(table, rows, source)
+            model.sources[source] = rows
+        else:
+            append(table, rows, source)
+            model.sources[source] = rows
+        model.record(table.version())
 
-    clean, errors, source = tmp_path / "clean", tmp_path / "errors", tmp_path / "src.jsonl"
-    before = make_records(20, 300, BASE, timedelta(hours=10))
-    store(before, source, clean, errors)
-    dataset = CleanDataset(str(clean), listing_ttl=3600)
-    assert dataset.answer(day_window(BASE.date(), ZoneInfo("UTC"))).count == expected_logins(
-        before, BASE.date()
-    )
-    # the same source again, now only on the next day: its file for BASE's date is deleted
-    after = make_records(21, 300, BASE + timedelta(days=1), timedelta(hours=10))
-    store(after, source, clean, errors)
-    next_day = (BASE + timedelta(days=1)).date()
-    tokyo = day_window(next_day, ZoneInfo("Asia/Tokyo"))  # reads BASE's date and the next
-    assert dataset.answer(tokyo).count == expected_logins(after, next_day, "Asia/Tokyo") > 0
+
+def test_every_answer_is_one_committed_version_while_writers_and_compaction_commit(
+    tmp_path: Path,
+) -> None:
+    model = Model()
+    model.sources["s0"] = make_rows(999, 50, BASE, timedelta(hours=40))
+    append(str(tmp_path), model.sources["s0"], "s0")
+    model.record(DeltaTable(str(tmp_path)).version())
+    stop = threading.Event()
+    writer = threading.Thread(target=commit_forever, args=(tmp_path, model, stop), daemon=True)
+    answers: list[tuple[int, tuple[str, str], int]] = []
+
+    def ask(url: str) -> None:
+        with httpx.Client(base_url=url, trust_env=False, timeout=30) as http:
+            while not stop.is_set():
+                for day, tz in Model.QUESTIONS:
+                    body = get_ok(http, "/logins_today", date=day, tz=tz)
+                    answers.append((body["version"], (day, tz), body["logins_today"]))
+
+    with BackgroundServer(create_app(str(tmp_path), refresh_interval=0.02)) as server:
+        readers = [threading.Thread(target=ask, args=(server.url,)) for _ in range(4)]
+        writer.start()
+        for thread in readers:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(model.by_version) < 40 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        writer.join(60)
+        for thread in readers:
+            thread.join(60)
+    wrong = [
+        (version, question, count, model.by_version.get(version, {}).get(question))
+        for version, question, count in answers
+        if model.by_version.get(version, {}).get(question) != count
+    ]
+    assert not wrong, wrong[:10]
+    assert len({version for version, _, _ in answers}) > 5  # answers really spanned commits
 
 
-def test_unreadable_file_is_a_503_not_a_500(tmp_path: Path) -> None:
-    partition = tmp_path / "clean" / "date=2025-08-20"
-    partition.mkdir(parents=True)
-    (partition / "broken.parquet").write_bytes(b"this is not parquet")
-    with BackgroundServer(create_app(str(tmp_path / "clean"))) as server:
+# --- no table, broken tables, unreachable storage ---------------------------------------------
+
+
+def test_unreadable_data_file_is_a_503_naming_it(tmp_path: Path) -> None:
+    append(str(tmp_path), make_rows(20, 50, BASE, timedelta(hours=10)), "a")
+    (victim,) = tmp_path.rglob("*.parquet")
+    victim.write_bytes(b"this is not parquet")
+    with BackgroundServer(create_app(str(tmp_path))) as server:
         response = httpx.get(f"{server.url}/logins_today?date=2025-08-20", trust_env=False)
+        again = httpx.get(f"{server.url}/logins_today?date=2025-08-20", trust_env=False)
     assert response.status_code == 503
-    assert "cannot read the clean dataset" in response.json()["error"]
+    error = response.json()["error"]
+    assert "cannot read the Delta table" in error and str(victim) in error
+    assert "\n" not in error
+    assert again.json() == response.json()  # kept for this version, not read again
 
 
-@pytest.mark.parametrize(
-    ("column", "values"),
-    [
-        ("action", pa.array([1, 2], pa.int64())),
-        ("event_time", pa.array(["2025-08-20 01:00:00", "2025-08-20 02:00:00"])),
-    ],
-)
-def test_column_of_another_type_is_a_503_naming_the_file(
-    tmp_path: Path, column: str, values: pa.Array
-) -> None:
-    """Parquet written by something else into the dataset: say which file, never a 500."""
-    good = {
-        "action": pa.array(["login", "login"]),
-        "event_time": pa.array(
-            [datetime(2025, 8, 20, 1, tzinfo=timezone.utc)] * 2, pa.timestamp("us", tz="UTC")
-        ),
-    }
-    partition = tmp_path / "clean" / "date=2025-08-20"
-    partition.mkdir(parents=True)
-    pq.write_table(pa.table(good), partition / "fine.parquet")
-    pq.write_table(pa.table({**good, column: values}), partition / "foreign.parquet")
-    with BackgroundServer(create_app(str(tmp_path / "clean"))) as server:
-        # Tokyo's day needs event_time as well as action; UTC's day reads action alone.
-        for tz in ("UTC", "Asia/Tokyo"):
-            query = {"date": "2025-08-20", "tz": tz}
-            response = httpx.get(f"{server.url}/logins_today", params=query, trust_env=False)
-            if column == "event_time" and tz == "UTC":
-                assert response.status_code == 200  # the column is not read at all
-                continue
-            assert response.status_code == 503
-            error = response.json()["error"]
-            assert "cannot read the clean dataset" in error
-            assert str(partition / "foreign.parquet") in error
+def test_corrupt_log_is_a_503_and_not_ready(tmp_path: Path) -> None:
+    append(str(tmp_path), make_rows(21, 50, BASE, timedelta(hours=10)), "a")
+    with (
+        BackgroundServer(create_app(str(tmp_path), refresh_interval=0.05)) as server,
+        httpx.Client(base_url=server.url, trust_env=False) as http,
+    ):
+        assert get_ok(http, "/readyz")["status"] == "ready"
+        (tmp_path / "_delta_log" / f"{1:020d}.json").write_text("not json\n")
+        time.sleep(0.1)
+        response = http.get("/logins_today", params={"date": "2025-08-20"})
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert (
+            error.startswith(f"cannot read the Delta table at {tmp_path}: ") and "\n" not in error
+        )
+        ready = http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"error": error, "status": "not ready"}
+        assert get_ok(http, "/healthz") == {"status": "ok"}
 
 
-def test_unreachable_s3_is_a_503_without_a_second_round_of_requests(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The retry for files replaced since listing must not double the wait on a dead endpoint."""
-    import socket
-    import threading
-
-    from logsieve.api import CleanDataset, day_window
-
-    hangs_up = socket.socket()
-    hangs_up.bind(("127.0.0.1", 0))
-    hangs_up.listen(16)
-    connections = []
-
-    def accept_and_close() -> None:
-        while True:
-            try:
-                conn, _ = hangs_up.accept()
-            except OSError:
-                return
-            connections.append(conn)
-            conn.close()
-
-    threading.Thread(target=accept_and_close, daemon=True).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{hangs_up.getsockname()[1]}")
-    try:
-        dataset = CleanDataset("s3://lake/clean")
-        with pytest.raises(SourceError, match="NETWORK_CONNECTION"):
-            dataset.answer(day_window(date(2025, 8, 20), ZoneInfo("UTC")))
-    finally:
-        hangs_up.close()
-    # One listing, which the S3 client itself tries twice (max_attempts=2); not two listings.
-    assert len(connections) == 2
+def test_unreachable_s3_is_a_quick_503_and_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with (
+        BackgroundServer(create_app("s3://lake/clean")) as server,
+        httpx.Client(base_url=server.url, trust_env=False, timeout=60) as http,
+    ):
+        started = time.monotonic()
+        ready = http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "not ready"
+        assert "Connection refused" in ready.json()["error"]
+        answer = http.get("/logins_today", params={"date": "2025-08-20"})
+        assert answer.status_code == 503
+        assert answer.json()["error"].startswith("cannot read the Delta table at s3://lake/clean")
+        assert time.monotonic() - started < 30
+        assert get_ok(http, "/healthz") == {"status": "ok"}
 
 
-def test_s3_dataset_through_aws_endpoint_url(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import boto3
+@pytest.fixture
+def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's server on 127.0.0.1, reached through AWS_ENDPOINT_URL like real S3 would be."""
     from moto.server import ThreadedMotoServer
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -534,136 +587,37 @@ def test_s3_dataset_through_aws_endpoint_url(
         host, port = moto.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        s3.create_bucket(Bucket="lake")
-        with BackgroundServer(create_app("s3://lake/clean", listing_ttl=0.1)) as server:
-            url = f"{server.url}/logins_today"
-            empty = httpx.get(url, params={"date": "2025-08-20"}, trust_env=False).json()
-            assert empty["logins_today"] == 0 and "s3://lake/clean" in empty["note"]
-            records = make_records(13, 600, BASE - timedelta(hours=6), timedelta(hours=36))
-            path = tmp_path / "s3.jsonl"
-            path.write_text("\n".join(r.line for r in records) + "\n", encoding="utf-8")
-            with path.open("rb") as stream:
-                ingest(
-                    stream,
-                    source="s3://in/s3.jsonl",
-                    clean_uri="s3://lake/clean",
-                    error_uri="s3://lake/errors",
-                    s3_client=s3,
-                )
-            time.sleep(0.3)
-            for zone in ("UTC", "Asia/Tokyo"):
-                body = httpx.get(
-                    url, params={"date": "2025-08-20", "tz": zone}, trust_env=False
-                ).json()
-                assert body["logins_today"] == expected_logins(records, BASE.date(), zone) > 0
+        yield endpoint
     finally:
         moto.stop()
 
 
-class CountingProxy:
-    """An HTTP proxy on 127.0.0.1 in front of moto's server that counts the requests it relays."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        import http.client
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[tuple[str, str]] = []
-        proxy = self
-
-        class Relay(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def relay(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                proxy.requests.append((self.command, self.path))
-                upstream_conn = http.client.HTTPConnection(*upstream)
-                upstream_conn.request(self.command, self.path, body, dict(self.headers.items()))
-                response = upstream_conn.getresponse()
-                data = response.read()
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = relay
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def take(self) -> list[tuple[str, str]]:
-        taken, self.requests = self.requests, []
-        return taken
-
-
-def parquet_bytes(moments: list[datetime]) -> bytes:
-    table = pa.table(
-        {
-            "action": pa.array(["login"] * len(moments)),
-            "event_time": pa.array(moments, pa.timestamp("us", tz="UTC")),
-        }
-    )
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
-
-
-def test_s3_requests_stay_few_for_bad_files_and_empty_days(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A corrupt file costs one read per listing, not one per request; an empty day lists one
-    partition, not the whole history."""
+def test_s3_table_before_and_after_its_first_commit(moto_endpoint: str) -> None:
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    try:
-        host, port = moto.get_host_and_port()
-        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
-        s3.create_bucket(Bucket="lake-requests")  # moto's state is per process: a name of its own
-        for day in range(1, 31):  # a month of history
-            moment = datetime(2025, 8, day, 12, tzinfo=timezone.utc)
-            for part in range(2):
-                key = f"clean/date={moment.date()}/part{part}.parquet"
-                s3.put_object(Bucket="lake-requests", Key=key, Body=parquet_bytes([moment]))
-        broken_key = "clean/date=2025-08-20/zz.parquet"
-        s3.put_object(Bucket="lake-requests", Key=broken_key, Body=b"not parquet")
-        proxy = CountingProxy((host, port))
-        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        with BackgroundServer(create_app("s3://lake-requests/clean", listing_ttl=60)) as server:
-            url = f"{server.url}/logins_today"
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket="lake")
+    uri = "s3://lake/clean"
+    with (
+        BackgroundServer(create_app(uri, refresh_interval=0.1)) as server,
+        httpx.Client(base_url=server.url, trust_env=False, timeout=30) as http,
+    ):
+        empty = get_ok(http, "/logins_today", date="2025-08-20")
+        assert empty["logins_today"] == 0 and "no Delta table at s3://lake/clean" in empty["note"]
+        not_ready = http.get("/readyz")
+        assert not_ready.status_code == 503 and "no Delta table" in not_ready.json()["error"]
 
-            def ask(day: str) -> httpx.Response:
-                return httpx.get(url, params={"date": day}, trust_env=False)
+        first = make_rows(13, 600, BASE - timedelta(hours=6), timedelta(hours=36))
+        second = make_rows(14, 300, BASE - timedelta(hours=6), timedelta(hours=36))
+        append(uri, first, "first")
+        append(uri, second, "second")
+        for zone in ("UTC", "Asia/Tokyo"):
+            want = expected_logins(first + second, BASE.date(), zone)
+            wait_for(lambda zone=zone: logins(http, "2025-08-20", zone), want)
+        assert get_ok(http, "/readyz")["status"] == "ready"
 
-            assert ask("2025-08-19").json()["logins_today"] == 2
-            proxy.take()
-            broken = ask("2025-08-20")
-            assert broken.status_code == 503
-            assert "clean/date=2025-08-20/zz.parquet" in broken.json()["error"]
-            first = proxy.take()
-            # One listing, the three footers, one listing again to see whether a file changed.
-            assert len(first) <= 6, first
-            again = ask("2025-08-20")
-            assert again.status_code == 503 and again.json() == broken.json()
-            assert proxy.take() == []  # the same listing: the same answer, no storage touched
-
-            empty = ask("2025-09-15")
-            assert empty.json() == {"logins_today": 0, "date": "2025-09-15", "tz": "UTC"}
-            (listing,) = proxy.take()  # that day's partition only: a day was seen already
-            assert "date%3D2025-09-15" in listing[1] or "date=2025-09-15" in listing[1]
-    finally:
-        moto.stop()
+        replace(uri, second[:100], "second")
+        want = expected_logins(first + second[:100], BASE.date(), "Asia/Tokyo")
+        wait_for(lambda: logins(http, "2025-08-20", "Asia/Tokyo"), want)
 
 
 # --- the `logsieve serve` command -------------------------------------------------------------
@@ -683,7 +637,7 @@ def _logsieve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
 
 
 def test_serve_command_serves_until_sigterm(dataset) -> None:
-    clean, records = dataset
+    clean, rows = dataset
     proc = _logsieve("serve", "--port", "0", env={"LOGSIEVE_CLEAN_URI": str(clean)})
     try:
         assert proc.stdout is not None
@@ -693,7 +647,7 @@ def test_serve_command_serves_until_sigterm(dataset) -> None:
         body = httpx.get(
             f"{match.group(1)}/logins_today", params={"date": "2025-08-20"}, trust_env=False
         ).json()
-        assert body["logins_today"] == expected_logins(records, BASE.date())
+        assert body["logins_today"] == expected_logins(rows, BASE.date())
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert "stopped" in proc.stdout.read()
@@ -702,10 +656,24 @@ def test_serve_command_serves_until_sigterm(dataset) -> None:
         proc.wait()
 
 
+def serve_refuses(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run `logsieve serve ARGS --port 0`; it must exit 2 with one line on stderr, returned."""
+    proc = subprocess.run(
+        [*SERVE, "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ if env is None else env,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    return proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "no clean dataset given"),
+        ((), "no clean table given"),
         (("--clean", "ftp://host/x"), "not supported"),
         (("--clean", "s3://"), "names no bucket"),
         (("--clean", "s3://bucket//clean/"), "has an empty path segment"),
@@ -713,23 +681,30 @@ def test_serve_command_serves_until_sigterm(dataset) -> None:
         (("--clean", "file://[x/data"), "is not a local file URL"),
         (("--clean", "file:///data?version=2"), "is not a local file URL"),
         (("--clean", "file:///da%00ta"), "is not a local file URL"),
-        (("--clean", ".", "--listing-ttl", "-1"), "listing TTL must be"),
-        (("--clean", ".", "--host", "no-such-host.invalid"), "cannot listen on no-such-host"),
+        (("--clean", "{table}", "--refresh-interval", "-1"), "refresh interval must be"),
+        (("--clean", "{table}", "--host", "no-such-host.invalid"), "cannot listen on no-such-host"),
     ],
 )
-def test_serve_command_refuses_bad_settings(args: tuple[str, ...], message: str) -> None:
+def test_serve_command_refuses_bad_settings(dataset, args: tuple[str, ...], message: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LOGSIEVE_CLEAN_URI"}
-    assert message in serve_refuses(*args, env=env)
+    filled = [arg.format(table=dataset[0]) for arg in args]
+    assert message in serve_refuses(*filled, env=env)
 
 
-def serve_refuses(*args: str, env: dict[str, str]) -> str:
-    """Run `logsieve serve ARGS --port 0`; it must exit 2 with one line on stderr, returned."""
-    proc = subprocess.run(
-        [*SERVE, "--port", "0", *args], capture_output=True, text=True, env=env, timeout=60
+def test_serve_command_refuses_a_missing_local_table(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    assert f"no Delta table at {missing}: the directory does not exist" in serve_refuses(
+        "--clean", str(missing)
     )
-    assert proc.returncode == 2
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    return proc.stderr
+    (tmp_path / "date=2025-08-20").mkdir()  # Parquet partitions without a log are no table
+    assert "holds no _delta_log/" in serve_refuses("--clean", str(tmp_path))
+
+
+def test_serve_command_points_at_the_table_inside_an_output_folder(tmp_path: Path) -> None:
+    """`logsieve process --out DIR` puts the table at DIR/clean: say so when given DIR."""
+    append(str(tmp_path / "clean"), make_rows(22, 10, BASE, timedelta(hours=1)), "a")
+    stderr = serve_refuses("--clean", str(tmp_path))
+    assert f"did you mean --clean {tmp_path / 'clean'}" in stderr
 
 
 @pytest.mark.parametrize(
@@ -752,21 +727,12 @@ def test_serve_command_refuses_an_endpoint_that_cannot_work(endpoint: str, probl
 
 @pytest.mark.parametrize("form", ["file://localhost{}", "file:{}", "file://{}"])
 def test_file_urls_name_the_local_directory(tmp_path: Path, form: str) -> None:
-    partition = tmp_path / "clean" / "date=2025-08-20"
-    partition.mkdir(parents=True)
-    moment = datetime(2025, 8, 20, 9, tzinfo=timezone.utc)
-    table = pa.table(
-        {
-            "action": pa.array(["login"]),
-            "event_time": pa.array([moment], pa.timestamp("us", tz="UTC")),
-        }
-    )
-    pq.write_table(table, partition / "one.parquet")
-    with BackgroundServer(create_app(form.format(tmp_path / "clean"))) as server:
-        body = httpx.get(
-            f"{server.url}/logins_today", params={"date": "2025-08-20"}, trust_env=False
-        ).json()
-    assert body["logins_today"] == 1
+    append(str(tmp_path), [Row(datetime(2025, 8, 20, 9, tzinfo=UTC), "login")], "one")
+    with (
+        BackgroundServer(create_app(form.format(tmp_path))) as server,
+        httpx.Client(base_url=server.url, trust_env=False) as http,
+    ):
+        assert logins(http, "2025-08-20") == 1
 
 
 def test_serve_command_refuses_a_port_out_of_range() -> None:
@@ -776,14 +742,14 @@ def test_serve_command_refuses_a_port_out_of_range() -> None:
     assert proc.returncode == 2 and "'70000' is not a port number 0-65535" in proc.stderr
 
 
-def test_serve_command_reports_a_busy_port(tmp_path: Path) -> None:
+def test_serve_command_reports_a_busy_port(dataset) -> None:
     from logsieve.api import bind_socket
 
     busy = bind_socket("127.0.0.1", 0)
     busy.listen()
     try:
         proc = subprocess.run(
-            [*SERVE, "--clean", str(tmp_path), "--port", str(busy.getsockname()[1])],
+            [*SERVE, "--clean", str(dataset[0]), "--port", str(busy.getsockname()[1])],
             capture_output=True,
             text=True,
             timeout=60,

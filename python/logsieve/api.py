@@ -1,16 +1,19 @@
-"""The HTTP API over the clean dataset: /logins_today, /healthz, /openapi.json and /docs.
+"""The HTTP API over the clean Delta table: /logins_today, /readyz, /healthz, /openapi.json, /docs.
 
-A request reads only the `date=YYYY-MM-DD` partitions its day touches (one, or two when a time
-zone moves the day across UTC midnight) and only the `action` and `event_time` columns, so its
-cost follows the size of one day, not the length of the history. Answers are cached per day and
-time zone and stay valid while those partitions' file listings are unchanged; a listing is read
-again once it is `listing_ttl` seconds old, which is how files written while we serve show up.
+Every answer is counted from one committed snapshot of the table: the data files live at one
+version, as the Delta log says (the directory also holds files that overwrites and compaction
+have removed). One `DeltaTable` is kept and moved forward with `update_incremental()` at most
+once per `refresh_interval` (1 s), which reads only the new commits' log entries. A question
+reads only the files of the one or two `date` partitions its day touches, skips files whose
+statistics rule it out, and keeps each file's login times by path: data files never change once
+written, so after a commit only the files it added are read, and the ones it removed drop out.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -18,38 +21,58 @@ import socket
 import sys
 import threading
 import time
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as time_of_day
+from itertools import accumulate
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from logsieve.errors import ConfigError, InternalError, QueryParameterError, SourceError
-from logsieve.storage import file_url_path
+from logsieve.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
 
 if TYPE_CHECKING:
+    import pyarrow
     import pyarrow.fs
+    import pyarrow.parquet
+    from deltalake import DeltaTable
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
 
 CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
-DEFAULT_LISTING_TTL = 1.0
+DEFAULT_REFRESH_INTERVAL = 1.0
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 """Log levels `serve` and `up` accept (uvicorn's names)."""
 LOGIN_ACTION = "login"
 _CACHE_ENTRIES = 4096
+#: Login times kept for files read (8 bytes each): 16 Mi, 128 MiB at most.
+_FILE_CACHE_TIMES = 16 << 20
+#: S3 files read at once, so that request latencies overlap.
+_READ_THREADS = 16
+#: Files up to this size are read whole in one request before parsing.
+_WHOLE_FILE_BYTES = 4 << 20
 _UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _ONE_US = timedelta(microseconds=1)
+_MS_TRUNCATION = 999
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: How Arrow's S3 filesystem words a failure to reach the endpoint (refused, reset, timed out).
 _NETWORK_ERROR = "AWS Error NETWORK_CONNECTION"
+#: Seconds an S3 request may take, for delta-rs and for pyarrow.
+_S3_TIMEOUT = 5
 _FOREVER = float("inf")
 _NOT_ZONE_NAMES = re.compile(r"(localtime|posixrules|(posix|right)/.*)\Z")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BACKTRACE = re.compile(r"([0-9]+: |stack backtrace)", re.IGNORECASE)
+_MESSAGE_LIMIT = 400
 
 #: What each query parameter of /logins_today accepts, as told to a client that got it wrong.
 ACCEPTED_PARAMETERS: dict[str, str] = {
@@ -165,11 +188,8 @@ def _shorten(value: str, limit: int = 80) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# The data: partitions listed on demand, counted with pyarrow.dataset, answers cached
+# The data: one committed snapshot of the Delta table per answer, read file by file, cached
 
-#: One file of a partition as listed: (path, size, mtime in ns). A change in any means new data.
-FileEntry = tuple[str, int, int]
-Listing = tuple[FileEntry, ...]
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -196,236 +216,591 @@ class _BoundedCache(Generic[K, V]):
             while len(self._data) > self._size:
                 self._data.popitem(last=False)
 
-    def clear(self) -> None:
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    """One live data file of a snapshot, as its add action in the Delta log describes it.
+
+    Statistics are None where the writer recorded none; then nothing is pruned on them.
+    """
+
+    path: str  #: relative to the table root and URL-encoded, as in the log (or an absolute URI)
+    size: int
+    rows: int | None
+    first: int | None  #: smallest event_time, microseconds since the epoch
+    last: int | None  #: largest event_time
+    min_action: str | None
+    max_action: str | None
+
+    def excludes(self, window: DayWindow, covered: bool) -> bool:
+        """Whether the statistics prove the file holds no login inside the window."""
+        lowest, highest = self.min_action, self.max_action
+        if lowest is not None and highest is not None and not lowest <= LOGIN_ACTION <= highest:
+            return True
+        if covered or self.first is None or self.last is None:
+            return False
+        return self.last < _micros(window.first) or self.first > _micros(window.last)
+
+    def inside(self, window: DayWindow, covered: bool) -> bool:
+        """Whether every row of the file lies in the window (its partition or its statistics)."""
+        if covered:
+            return True
+        return (
+            self.first is not None
+            and self.last is not None
+            and _micros(window.first) <= self.first
+            and self.last <= _micros(window.last)
+        )
+
+    @property
+    def only_logins(self) -> bool:
+        """Whether the statistics prove every row is a login, so `rows` is the count."""
+        return self.rows is not None and self.min_action == self.max_action == LOGIN_ACTION
+
+
+@dataclass(frozen=True, slots=True)
+class FileLogins:
+    """What /logins_today needs of one data file: its logins' event times, sorted.
+
+    Data files never change once written, so this is read once per file and serves every
+    window; the cache keyed by the file's path is exact as long as the file is live.
+    """
+
+    times: array[int]  #: microseconds since the epoch, ascending
+
+    @property
+    def count(self) -> int:
+        return len(self.times)
+
+    def within(self, window: DayWindow) -> int:
+        """The logins inside the window."""
+        last, first = _micros(window.last), _micros(window.first)
+        return bisect_right(self.times, last) - bisect_left(self.times, first)
+
+
+class _FileCache:
+    """Per-file logins, least recently used first out once `budget` event times are held."""
+
+    def __init__(self, budget: int = _FILE_CACHE_TIMES) -> None:
+        self._budget = budget
+        self._held = 0
+        self._data: OrderedDict[str, FileLogins] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, paths: Iterable[str]) -> dict[str, FileLogins]:
+        """The cached entries among `paths` (missing ones are left out)."""
+        found = {}
         with self._lock:
-            self._data.clear()
+            for path in paths:
+                entry = self._data.get(path)
+                if entry is not None:
+                    self._data.move_to_end(path)
+                    found[path] = entry
+        return found
+
+    def put_many(self, entries: dict[str, FileLogins]) -> None:
+        with self._lock:
+            for path, entry in entries.items():
+                previous = self._data.pop(path, None)
+                self._held += _weight(entry) - (_weight(previous) if previous else 0)
+                self._data[path] = entry
+            while self._held > self._budget and self._data:
+                _, dropped = self._data.popitem(last=False)
+                self._held -= _weight(dropped)
+
+    def discard(self, paths: Iterable[str]) -> None:
+        """Forget files a commit removed: they will never be asked about again."""
+        with self._lock:
+            for path in paths:
+                dropped = self._data.pop(path, None)
+                if dropped is not None:
+                    self._held -= _weight(dropped)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _weight(entry: FileLogins) -> int:
+    return 1 + len(entry.times)
+
+
+#: The add-action columns a snapshot keeps (get_add_actions(flatten=True) names -> ours).
+_ACTION_COLUMNS = {
+    "path": "path",
+    "size_bytes": "size",
+    "num_records": "rows",
+    "min.event_time": "first",
+    "max.event_time": "last",
+    "min.action": "min_action",
+    "max.action": "max_action",
+}
+_PARTITION_FIELD = f"partition.{PARTITION_COLUMN}"
+
+
+class Snapshot:
+    """The live files of one table version, grouped by `date` partition on demand.
+
+    Immutable once built, so a request that took it counts exactly the rows of that version,
+    whatever commits land while it reads. `version` is None when there is no table yet.
+    """
+
+    def __init__(self, version: int | None, actions: pyarrow.Table | None = None) -> None:
+        self.version = version
+        self._actions = actions
+        self.partitioned = actions is not None and _PARTITION_FIELD in actions.column_names
+        self._by_partition: dict[str | None, tuple[DataFile, ...]] = {}
+
+    @classmethod
+    def of(cls, version: int, add_actions: Any) -> Snapshot:
+        """From `DeltaTable.get_add_actions(flatten=True)`, keeping only the columns we use."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        actions = pa.table(add_actions)
+        columns = {}
+        for name, ours in _ACTION_COLUMNS.items():
+            if name not in actions.column_names:
+                columns[ours] = pa.nulls(actions.num_rows)
+            elif ours in ("first", "last"):
+                micros = actions[name].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+                # The log keeps milliseconds, cut down: the real largest time may be later.
+                columns[ours] = pc.add(micros, _MS_TRUNCATION) if ours == "last" else micros
+            else:
+                columns[ours] = actions[name]
+        if _PARTITION_FIELD in actions.column_names:
+            columns[_PARTITION_FIELD] = actions[_PARTITION_FIELD]
+        return cls(version, pa.table(columns))
+
+    def files(self, partition: str | None) -> tuple[DataFile, ...]:
+        """The files of one partition (every file when the table has no `date` partitions)."""
+        hit = self._by_partition.get(partition)
+        if hit is None:
+            hit = self._by_partition[partition] = self._select(partition)
+        return hit
+
+    def _select(self, partition: str | None) -> tuple[DataFile, ...]:
+        import pyarrow.compute as pc
+
+        actions = self._actions
+        if actions is None:
+            return ()
+        if partition is not None and self.partitioned:
+            actions = actions.filter(pc.equal(actions[_PARTITION_FIELD], partition))
+        values = (actions[name].to_pylist() for name in _ACTION_COLUMNS.values())
+        return tuple(DataFile(*row) for row in zip(*values))
 
 
 @dataclass(frozen=True)
 class LoginAnswer:
-    """A count and, when there is no dataset at all, a note saying so."""
+    """A count, the table version it was read from and, when there is no table, a note."""
 
     count: int
+    version: int | None = None
     note: str | None = None
 
 
-class CleanDataset:
-    """The clean Parquet dataset at a local directory or `s3://bucket/prefix`, read by day."""
+@dataclass(frozen=True)
+class _Outcome:
+    """A computed answer or the failure it met, valid for one (day, tz) at one version."""
 
-    def __init__(self, uri: str, *, listing_ttl: float = DEFAULT_LISTING_TTL) -> None:
-        if not 0 <= listing_ttl < float("inf"):
-            raise ConfigError(f"listing TTL must be a number of seconds >= 0, not {listing_ttl}")
-        self.uri = uri
-        self.listing_ttl = listing_ttl
-        self._fs, self._root = open_clean_location(uri)
-        self._listings: _BoundedCache[str, tuple[float, Listing]] = _BoundedCache()
-        self._answers: _BoundedCache[tuple[date, str], tuple[tuple[Listing, ...], int]]
-        self._answers = _BoundedCache()
-        self._root_seen: tuple[float, bool] = (-1.0, False)  # (fresh until, any day stored)
-        #: Per (day, tz): the listings a read failed on and the message, until they change.
-        self._failures: _BoundedCache[tuple[date, str], tuple[tuple[Listing, ...], str]]
-        self._failures = _BoundedCache()
+    version: int | None
+    answer: LoginAnswer | None = None
+    error: str | None = None
+
+    def result(self) -> LoginAnswer:
+        if self.answer is None:
+            raise SourceError(self.error or "unknown failure")
+        return self.answer
+
+
+@dataclass(frozen=True)
+class _TableState:
+    """The latest snapshot, or why it could not be brought up to date, and when that was seen."""
+
+    snapshot: Snapshot | None
+    error: str | None
+    checked: float
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What /readyz reports: whether a snapshot is loaded, at which version, or why not."""
+
+    ready: bool
+    version: int | None = None
+    reason: str | None = None
+
+
+class CleanTable:
+    """The clean Delta table at a local directory or `s3://bucket/prefix`, read by day.
+
+    One `DeltaTable` is kept and moved forward with `update_incremental()` at most once per
+    `refresh_interval` seconds, so a new commit is seen about that long after it lands and only
+    its log entries are read. Each answer counts the files of one snapshot (`Snapshot`).
+    """
+
+    def __init__(self, uri: str, *, refresh_interval: float = DEFAULT_REFRESH_INTERVAL) -> None:
+        if not 0 <= refresh_interval < float("inf"):
+            raise ConfigError(
+                f"refresh interval must be a number of seconds >= 0, not {refresh_interval}"
+            )
+        self.uri = table_uri(uri)
+        self.refresh_interval = refresh_interval
+        self._fs, self._root = open_clean_location(self.uri)
+        self._options = _delta_storage_options(self.uri)
+        self._table: DeltaTable | None = None
+        self._state = _TableState(None, None, -_FOREVER)
+        self._refresh_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._logins = _FileCache()
+        self._answers: _BoundedCache[tuple[date, str], _Outcome] = _BoundedCache()
+        #: The paths last seen in each partition, to drop the files commits removed.
+        self._partition_paths: dict[str | None, frozenset[str]] = {}
+        self._partition_versions: dict[str | None, int] = {}
+        self._index_lock = threading.Lock()
+        self._readers: ThreadPoolExecutor | None = None
+        if self.uri.startswith("s3://"):
+            self._readers = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="logsieve-read")
+        if not self.uri.startswith("s3://"):
+            self._open_local()
+
+    # --- the snapshot ---------------------------------------------------------------------
+
+    def _open_local(self) -> None:
+        """Load a local table now: a path without one is a mistake to report at start-up."""
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            self._table = self._open()
+        except TableNotFoundError:
+            raise ConfigError(missing_table_message(self.uri)) from None
+        except Exception as exc:  # a corrupt log: serve, and say so per request and on /readyz
+            self._state = _TableState(None, self._failure(exc), time.monotonic())
+            return
+        self._state = _TableState(self._take_snapshot(None), None, time.monotonic())
+
+    def _open(self) -> DeltaTable:
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.uri, storage_options=self._options)
+
+    def snapshot(self) -> Snapshot:
+        """The latest snapshot, reading the log at most once per `refresh_interval`."""
+        state = self._state
+        if not self._is_fresh(state):
+            with self._refresh_lock:
+                state = self._state
+                if not self._is_fresh(state):
+                    state = self._state = self._refresh(state)
+        if state.error is not None or state.snapshot is None:
+            raise SourceError(state.error or f"the Delta table at {self.uri} is not loaded")
+        return state.snapshot
+
+    def _is_fresh(self, state: _TableState) -> bool:
+        return time.monotonic() - state.checked < self.refresh_interval
+
+    def _refresh(self, state: _TableState) -> _TableState:
+        """Bring the table forward; a failure is kept (and answered) until the next check."""
+        from deltalake.exceptions import TableNotFoundError
+
+        checked = time.monotonic()
+        try:
+            if self._table is None:
+                self._table = self._open()
+            else:
+                self._table.update_incremental()
+            return _TableState(self._take_snapshot(state.snapshot), None, checked)
+        except TableNotFoundError:
+            if self.uri.startswith("s3://"):  # the pipeline creates it with its first object
+                return _TableState(Snapshot(None), None, checked)
+            return _TableState(None, missing_table_message(self.uri), checked)
+        except Exception as exc:  # delta-rs: OSError, DeltaError, DeltaProtocolError ...
+            self._table = None  # start again from the latest checkpoint next time
+            return _TableState(None, self._failure(exc), checked)
+
+    def _take_snapshot(self, previous: Snapshot | None) -> Snapshot:
+        assert self._table is not None
+        version = self._table.version()
+        if previous is not None and previous.version == version:
+            return previous
+        return Snapshot.of(version, self._table.get_add_actions(flatten=True))
+
+    def _failure(self, exc: BaseException) -> str:
+        return f"cannot read the Delta table at {self.uri}: {_first_line(exc)}"
+
+    def readiness(self) -> Readiness:
+        """Whether the table's latest snapshot could be loaded (checked like any request)."""
+        try:
+            snapshot = self.snapshot()
+        except SourceError as exc:
+            return Readiness(False, reason=str(exc))
+        if snapshot.version is None:
+            return Readiness(False, reason=self._no_table_note())
+        return Readiness(True, snapshot.version)
+
+    def _no_table_note(self) -> str:
+        return f"no Delta table at {self.uri} yet: the pipeline creates it with its first object"
+
+    # --- answers --------------------------------------------------------------------------
 
     def cached_answer(self, window: DayWindow) -> LoginAnswer | None:
-        """The answer if every listing it rests on is fresh and unchanged; never touches storage."""
-        now = time.monotonic()
-        listings = []
-        for partition in window.partitions:
-            entry = self._listings.get(partition)
-            if entry is None or entry[0] < now:
-                return None
-            listings.append(entry[1])
-        if not any(listings):
-            fresh_until, exists = self._root_seen
-            return self._empty_answer(exists) if fresh_until >= now else None
-        hit = self._answers.get((window.day, window.tz))
-        return LoginAnswer(hit[1]) if hit is not None and hit[0] == tuple(listings) else None
+        """The answer if the snapshot is fresh and the answer was computed from it; no I/O."""
+        state = self._state
+        if not self._is_fresh(state) or state.error is not None or state.snapshot is None:
+            return None
+        if state.snapshot.version is None:
+            return LoginAnswer(0, note=self._no_table_note())
+        outcome = self._answers.get((window.day, window.tz))
+        if outcome is None or outcome.version != state.snapshot.version:
+            return None
+        return outcome.result()
 
     def answer(self, window: DayWindow) -> LoginAnswer:
-        """Count logins in the window, reading storage only where the listing changed."""
-        import pyarrow as pa
-
-        # OSError and ArrowInvalid (a ValueError) for unreadable files; ArrowNotImplementedError
-        # and ArrowTypeError for a column of another type than logsieve writes.
-        unreadable = (OSError, ValueError, pa.ArrowException)
+        """Count logins in the window at the latest snapshot, reading only files not cached."""
+        snapshot = self.snapshot()
+        if snapshot.version is None:
+            return LoginAnswer(0, note=self._no_table_note())
         key = (window.day, window.tz)
-        listings: tuple[Listing, ...] = ()
+        outcome = self._answers.get(key)
+        if outcome is None or outcome.version != snapshot.version:
+            outcome = self._compute(snapshot, window)
+            self._answers.put(key, outcome)
+        return outcome.result()
+
+    def _compute(self, snapshot: Snapshot, window: DayWindow) -> _Outcome:
+        """The count, or the unreadable file that prevents it (kept for this version)."""
         try:
-            listings = self._window_listings(window)
-            failed = self._failures.get(key)
-            if failed is not None and failed[0] == listings:  # the same bad file, still there
-                raise SourceError(failed[1])
-            try:
-                return self._answer(window, listings)
-            except unreadable as exc:
-                if _NETWORK_ERROR in str(exc):  # storage unreachable: don't wait twice
-                    raise
-                # A file replaced or removed since it was listed? Only then is a retry worth it.
-                self._listings.clear()
-                fresh = self._window_listings(window)
-                if fresh == listings:
-                    raise
-                listings = fresh
-                return self._answer(window, listings)
-        except unreadable as exc:
-            network = _NETWORK_ERROR in str(exc)
-            detail = _first_line(exc) if network else self._culprit(window, listings, exc)
-            message = f"cannot read the clean dataset at {self.uri}: {detail}"
-            if listings and not network:  # until the listing changes, the answer is the same
-                self._failures.put(key, (listings, message))
-            raise SourceError(message) from exc
+            count = self._count(self._candidates(snapshot, window), window)
+        except UnreadableFileError as exc:
+            message = f"cannot read the Delta table at {self.uri}: {exc}"
+            if exc.network:  # storage unreachable: the next request tries again
+                raise SourceError(message) from exc
+            return _Outcome(snapshot.version, error=message)
+        return _Outcome(snapshot.version, LoginAnswer(count, snapshot.version))
 
-    def _window_listings(self, window: DayWindow) -> tuple[Listing, ...]:
-        return tuple(self._listing(partition) for partition in window.partitions)
+    def _candidates(self, snapshot: Snapshot, window: DayWindow) -> list[tuple[DataFile, bool]]:
+        """Files that may hold logins of the window, each with whether its partition is inside."""
+        if not snapshot.partitioned:
+            pairs = [(f, False) for f in self._partition_files(snapshot, None)]
+        else:
+            pairs = [
+                (f, window.covers(partition))
+                for partition in window.partitions
+                for f in self._partition_files(snapshot, partition)
+            ]
+        return [(f, covered) for f, covered in pairs if not f.excludes(window, covered)]
 
-    def _answer(self, window: DayWindow, listings: tuple[Listing, ...]) -> LoginAnswer:
-        if not any(listings):
-            return self._empty_answer(self._root_exists())
-        self._root_seen = (_FOREVER, True)
-        key = (window.day, window.tz)
-        hit = self._answers.get(key)
-        if hit is not None and hit[0] == listings:
-            return LoginAnswer(hit[1])
-        count = sum(self._count_logins(files, scope) for files, scope in _split(window, listings))
-        self._answers.put(key, (listings, count))
-        return LoginAnswer(count)
+    def _partition_files(self, snapshot: Snapshot, partition: str | None) -> tuple[DataFile, ...]:
+        """The partition's files, forgetting cached files of it that are no longer live."""
+        files = snapshot.files(partition)
+        assert snapshot.version is not None
+        with self._index_lock:
+            if self._partition_versions.get(partition, -1) < snapshot.version:
+                paths = frozenset(f.path for f in files)
+                self._logins.discard(self._partition_paths.get(partition, frozenset()) - paths)
+                self._partition_paths[partition] = paths
+                self._partition_versions[partition] = snapshot.version
+        return files
 
-    def _culprit(self, window: DayWindow, listings: tuple[Listing, ...], exc: Exception) -> str:
-        """The message, naming the file: if pyarrow's does not, the first that fails on its own."""
+    def _count(self, candidates: list[tuple[DataFile, bool]], window: DayWindow) -> int:
+        inside = {f.path: f.inside(window, covered) for f, covered in candidates}
+        to_read = [f for f, _ in candidates if not (f.only_logins and inside[f.path])]
+        logins = self._file_logins(to_read)
+        total = 0
+        for f, _ in candidates:
+            if f.only_logins and inside[f.path]:
+                total += f.rows or 0
+            elif inside[f.path]:
+                total += logins[f.path].count
+            else:
+                total += logins[f.path].within(window)
+        return total
+
+    def _file_logins(self, files: list[DataFile]) -> dict[str, FileLogins]:
+        """Each file's logins: from the cache, else read (one reader at a time, so a second
+        request for the same new files waits for the first instead of reading them again)."""
+        found = self._logins.get_many(f.path for f in files)
+        if len(found) == len(files):
+            return found
+        with self._read_lock:
+            found = self._logins.get_many(f.path for f in files)
+            missing = [f for f in files if f.path not in found]
+            if missing:
+                read = self._read_logins(missing)
+                self._logins.put_many(read)
+                found.update(read)
+        return found
+
+    def _read_logins(self, files: list[DataFile]) -> dict[str, FileLogins]:
+        """The logins of `files`, read one by one, then sorted out by file in a few vectorised
+        steps. On S3 the reads overlap in threads; locally, where a small file costs mostly
+        Python time under the GIL, threads only add contention."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        if any(path in str(exc) for listing in listings for path, _, _ in listing):
-            return _first_line(exc)
-        for files, scope in _split(window, listings):
-            for entry in files:
-                try:
-                    self._count_logins([entry], scope)
-                except (OSError, ValueError, pa.ArrowException) as culprit:
-                    return f"{entry[0]}: {_first_line(culprit)}"
-        return _first_line(exc)
-
-    def _empty_answer(self, root_exists: bool) -> LoginAnswer:
-        if root_exists:
-            return LoginAnswer(0)
-        return LoginAnswer(
-            0, f"no clean dataset at {self.uri} yet: no date=YYYY-MM-DD partitions stored"
+        if self._readers is not None and len(files) > 1:
+            tables = list(self._readers.map(self._read_file, files))
+        else:
+            tables = [self._read_file(f) for f in files]
+        rows = pa.concat_tables(tables)
+        table = pa.table(
+            {
+                "file": _run_numbers([t.num_rows for t in tables]),
+                "micros": rows["event_time"].cast(pa.int64()),
+            }
         )
+        is_login = pc.and_(pc.equal(rows["action"], LOGIN_ACTION), pc.is_valid(table["micros"]))
+        table = table.filter(is_login).sort_by([("file", "ascending"), ("micros", "ascending")])
+        logins = {f.path: FileLogins(array("q")) for f in files}
+        micros = table["micros"].combine_chunks()
+        start = 0  # sorted by file: each file's logins are one run
+        for run in pc.value_counts(table["file"]).to_pylist():
+            count = run["counts"]
+            logins[files[run["values"]].path] = FileLogins(_int64s(micros.slice(start, count)))
+            start += count
+        return logins
 
-    def _listing(self, partition: str) -> Listing:
-        """The partition's Parquet files, re-read once the cached listing is `listing_ttl` old."""
-        now = time.monotonic()
-        entry = self._listings.get(partition)
-        if entry is not None and entry[0] >= now:
-            return entry[1]
-        listing = self._list_partition(partition)
-        self._listings.put(partition, (now + self.listing_ttl, listing))
-        return listing
-
-    def _list_partition(self, partition: str) -> Listing:
-        import pyarrow.fs as pafs
-
-        selector = pafs.FileSelector(f"{self._root}/date={partition}", allow_not_found=True)
-        files = [
-            (info.path, info.size or 0, info.mtime_ns or 0)
-            for info in self._fs.get_file_info(selector)
-            if info.type == pafs.FileType.File
-            and info.base_name.endswith(".parquet")
-            and not info.base_name.startswith((".", "_"))  # writers' temporary files
-        ]
-        return tuple(sorted(files))
-
-    def _root_exists(self) -> bool:
-        """Whether any day is stored at all, re-checked like a listing.
-
-        Looks for `date=` partitions rather than the root itself, so that an existing but wrong
-        directory (or a prefix holding only `_logsieve/`) gets the same note as a missing one.
-        """
-        import pyarrow.fs as pafs
-
-        now = time.monotonic()
-        fresh_until, exists = self._root_seen
-        if fresh_until < now:
-            selector = pafs.FileSelector(self._root, allow_not_found=True)
-            exists = any(
-                info.type == pafs.FileType.Directory
-                and info.base_name.startswith("date=")
-                and _DATE_RE.fullmatch(info.base_name[len("date=") :]) is not None
-                for info in self._fs.get_file_info(selector)
-            )
-            # Once a day was seen, it is never listed again: that listing grows with history.
-            self._root_seen = (_FOREVER if exists else now + self.listing_ttl, exists)
-        return exists
-
-    def _count_logins(self, files: list[FileEntry], window: DayWindow | None) -> int:
-        """Rows with action == login in `files`, and inside `window` unless it is None.
-
-        Only `action` is read (as dictionary indices, not strings) and, when rows must be
-        checked against the window, `event_time`. Files of a partition the window covers
-        whole need no time check: the layout puts a row under the UTC date of its event_time.
-        """
-        if not files:
-            return 0
+    def _read_file(self, file: DataFile) -> pyarrow.Table:
+        """`action` and `event_time` of the row groups whose statistics allow a login."""
         import pyarrow as pa
-        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
 
-        time_type = pa.timestamp("us", tz="UTC")
-        columns = [("action", pa.dictionary(pa.int32(), pa.string()))]
-        condition = ds.field("action") == LOGIN_ACTION
-        if window is not None:
-            columns.append(("event_time", time_type))
-            event_time = ds.field("event_time")
-            condition &= (event_time >= pa.scalar(window.first, time_type)) & (
-                event_time <= pa.scalar(window.last, time_type)
-            )
-        parquet = ds.ParquetFileFormat(
-            read_options=ds.ParquetReadOptions(dictionary_columns=["action"])
-        )
-        # Known sizes spare S3 a HEAD request per file before its footer is read.
-        fragments = [
-            parquet.make_fragment(path, filesystem=self._fs, file_size=size)
-            for path, size, _ in files
-        ]
-        dataset = ds.FileSystemDataset(fragments, pa.schema(columns), parquet, self._fs)
-        return int(dataset.count_rows(filter=condition))
+        location = self.location(file.path)
+        columns = ["action", "event_time"]
+        try:
+            with contextlib.ExitStack() as closing:
+                if file.size <= _WHOLE_FILE_BYTES:  # one read (on S3: one GET), not one per part
+                    with self._fs.open_input_stream(location) as stream:
+                        source: Any = pa.BufferReader(stream.read())
+                else:
+                    source = closing.enter_context(self._fs.open_input_file(location))
+                parquet = pq.ParquetFile(source)
+                if parquet.num_row_groups == 1:  # the add action's statistics pruned it already
+                    table = parquet.read(columns=columns, use_threads=False)
+                else:
+                    groups = _login_row_groups(parquet)
+                    table = parquet.read_row_groups(groups, columns=columns, use_threads=False)
+                schema = _read_schema()
+                return table if table.schema == schema else table.cast(schema)
+        # OSError and ArrowInvalid (a ValueError) for unreadable files; ArrowNotImplementedError,
+        # ArrowTypeError and KeyError for a column missing or of another type than we write.
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+            raise UnreadableFileError(location, exc) from exc
+
+    def location(self, path: str) -> str:
+        """Where an add action's file is on the pyarrow filesystem: the log's path, decoded."""
+        if ":" not in path:  # the usual case: relative to the table root
+            return f"{self._root}/{unquote(path)}"
+        parts = urlsplit(path)
+        if parts.scheme in ("s3", "s3a"):  # an absolute URI (a shallow clone's files)
+            return unquote(f"{parts.netloc}{parts.path}")
+        if parts.scheme == "file":
+            return file_url_path(path)
+        return f"{self._root}/{unquote(path)}"
 
 
-def _split(
-    window: DayWindow, listings: tuple[Listing, ...]
-) -> list[tuple[list[FileEntry], DayWindow | None]]:
-    """Files of partitions the window covers whole (no time check), then the others."""
-    whole: list[FileEntry] = []
-    partial: list[FileEntry] = []
-    for partition, listing in zip(window.partitions, listings):
-        (whole if window.covers(partition) else partial).extend(listing)
-    return [(whole, None), (partial, window)]
+class UnreadableFileError(Exception):
+    """A data file the log names could not be read as logsieve writes them."""
+
+    def __init__(self, location: str, cause: BaseException) -> None:
+        super().__init__(f"{location}: {_first_line(cause)}")
+        self.network = _NETWORK_ERROR in str(cause)
+
+
+@functools.cache
+def _read_schema() -> pyarrow.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("action", pa.string()), ("event_time", pa.timestamp("us", tz="UTC"))])
+
+
+def _login_row_groups(parquet: pyarrow.parquet.ParquetFile) -> list[int]:
+    """The row groups whose `action` statistics do not rule out a login (all, without them)."""
+    metadata = parquet.metadata
+    column = parquet.schema_arrow.get_field_index("action")
+    if column < 0:
+        return list(range(metadata.num_row_groups))
+    groups = []
+    for number in range(metadata.num_row_groups):
+        stats = metadata.row_group(number).column(column).statistics
+        if stats is None or not stats.has_min_max or stats.min <= LOGIN_ACTION <= stats.max:
+            groups.append(number)
+    return groups
+
+
+def _run_numbers(lengths: list[int]) -> pyarrow.Array:
+    """[0] * lengths[0] + [1] * lengths[1] + ...: which file each concatenated row came from."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    runs = [(number, length) for number, length in enumerate(lengths) if length]
+    if not runs:
+        return pa.array([], pa.int64())
+    ends = pa.array(list(accumulate(length for _, length in runs)), pa.int64())
+    numbers = pa.array([number for number, _ in runs], pa.int64())
+    return pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, numbers))
+
+
+def _int64s(values: pyarrow.Array) -> array[int]:
+    """An Arrow int64 array without nulls as a Python `array('q')`, copied in one go."""
+    out = array("q")
+    if len(values):
+        data = values.buffers()[1]
+        assert data is not None
+        start = values.offset * 8
+        out.frombytes(memoryview(data)[start : start + len(values) * 8])
+    return out
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch, as Arrow stores `timestamp[us, UTC]`."""
+    return (moment - _EPOCH) // _ONE_US
+
+
+def missing_table_message(uri: str) -> str:
+    """Why a local path is not served, in one line, with the likely right path if there is one."""
+    hint = ""
+    nested = os.path.join(uri, "clean")
+    if os.path.isdir(os.path.join(nested, "_delta_log")):
+        hint = f": did you mean --clean {nested} (where `logsieve process` puts the table)?"
+    elif not os.path.exists(uri):
+        hint = ": the directory does not exist"
+    elif not os.path.isdir(uri):
+        hint = ": it is a file, not a directory"
+    else:
+        hint = ": it holds no _delta_log/ (pass the directory of the clean table)"
+    return f"no Delta table at {uri}{hint}"
+
+
+def _delta_storage_options(uri: str) -> dict[str, str] | None:
+    """delta-rs's options for `uri`, with bounded timeouts and retries so that an unreachable
+    endpoint is a 503 within seconds, not after object_store's minutes of retrying."""
+    options = storage_options(uri, timeout_seconds=_S3_TIMEOUT)
+    if options is None:
+        return None
+    return {**options, "max_retries": "1", "retry_timeout": f"{2 * _S3_TIMEOUT}s"}
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The message of `exc` on one line: delta-rs prints one cause per line, coloured."""
+    causes = []
+    for line in _ANSI.sub("", str(exc)).splitlines():
+        line = line.strip().lstrip("\u21b3").strip()
+        if _BACKTRACE.match(line):  # a Rust backtrace follows the message
+            break
+        if line:
+            causes.append(line)
+    text = ": ".join(causes)
+    return text[:_MESSAGE_LIMIT] if text else type(exc).__name__
 
 
 def open_clean_location(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    """A pyarrow filesystem and root path for a local directory or `s3://bucket/prefix`."""
+    """A pyarrow filesystem and root path for a table location as `table_uri` gives it."""
     import pyarrow.fs as pafs
 
     if uri.startswith("s3://"):
-        root = uri[len("s3://") :].strip("/")
-        if not root:
-            raise ConfigError(f"clean URI {uri!r} names no bucket: use s3://bucket/prefix")
-        if "//" in root:
-            raise ConfigError(f"clean URI {uri!r} has an empty path segment ('//')")
-        return _s3_filesystem(), root
-    if uri.startswith("file:"):
-        uri = file_url_path(uri)
-    elif "://" in uri:
-        raise ConfigError(
-            f"clean URI {uri!r} is not supported: use a local directory or s3://bucket/prefix"
-        )
-    path = os.path.abspath(os.path.expanduser(uri))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"clean dataset {path} is a file, not a directory")
-    return pafs.LocalFileSystem(), path
+        return _s3_filesystem(), uri[len("s3://") :]
+    return pafs.LocalFileSystem(), uri
 
 
 def _s3_filesystem() -> pyarrow.fs.S3FileSystem:
@@ -436,17 +811,13 @@ def _s3_filesystem() -> pyarrow.fs.S3FileSystem:
     options: dict[str, Any] = {
         "region": region,  # explicit, so the SDK never asks the EC2 metadata service
         "connect_timeout": 2.0,
-        "request_timeout": 5.0,
+        "request_timeout": float(_S3_TIMEOUT),
         "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
     }
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         options.update(_endpoint_options(endpoint))
     return pafs.S3FileSystem(**options)
-
-
-# ----------------------------------------------------------------------------------------------
-# The web application
 
 
 def _endpoint_options(endpoint: str) -> dict[str, str]:
@@ -470,12 +841,20 @@ def _endpoint_options(endpoint: str) -> dict[str, str]:
     return {"scheme": parts.scheme, "endpoint_override": parts.netloc}
 
 
+# ----------------------------------------------------------------------------------------------
+# The web application
+
+
 def create_app(
-    clean_uri: str | None = None, *, listing_ttl: float = DEFAULT_LISTING_TTL
+    clean_uri: str | None = None, *, refresh_interval: float = DEFAULT_REFRESH_INTERVAL
 ) -> Starlette:
-    """The Starlette app over `clean_uri` (default: $LOGSIEVE_CLEAN_URI)."""
+    """The Starlette app over the table at `clean_uri` (default: $LOGSIEVE_CLEAN_URI).
+
+    A local path without a Delta table is refused here (ConfigError), so a wrong `--clean`
+    fails at start-up; an `s3://` location without one is served (the pipeline creates it).
+    """
     import anyio.to_thread
-    import pyarrow.dataset  # noqa: F401  (imported now, not on the first request)
+    import pyarrow.parquet  # noqa: F401  (imported now, not on the first request)
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.responses import HTMLResponse
@@ -483,30 +862,38 @@ def create_app(
     from starlette.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
 
-    dataset = CleanDataset(resolve_clean_uri(clean_uri), listing_ttl=listing_ttl)
+    table = CleanTable(resolve_clean_uri(clean_uri), refresh_interval=refresh_interval)
 
     async def logins_today(request: Request) -> Response:
         try:
             window = parse_logins_query(request.query_params.multi_items(), datetime.now(_UTC))
         except QueryParameterError as exc:
             return error_response(400, str(exc), parameter=exc.parameter, accepted=exc.accepted)
-        answer = dataset.cached_answer(window)
-        if answer is None:
-            try:
-                answer = await anyio.to_thread.run_sync(dataset.answer, window)
-            except SourceError as exc:
-                return error_response(503, str(exc))
+        try:
+            answer = table.cached_answer(window)
+            if answer is None:
+                answer = await anyio.to_thread.run_sync(table.answer, window)
+        except SourceError as exc:
+            return error_response(503, str(exc))
         body: dict[str, Any] = {
             "logins_today": answer.count,
             "date": window.day.isoformat(),
             "tz": window.tz,
         }
+        if answer.version is not None:
+            body["version"] = answer.version
         if answer.note:
             body["note"] = answer.note
         return json_response(body)
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        readiness = await anyio.to_thread.run_sync(table.readiness)
+        if not readiness.ready:
+            return error_response(503, readiness.reason or "not ready", status="not ready")
+        return json_response({"status": "ready", "version": readiness.version})
 
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document())
@@ -533,6 +920,7 @@ def create_app(
     routes = [
         Route("/logins_today", logins_today, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/docs/assets/{name}", docs_asset, methods=["GET", "HEAD"]),
@@ -541,15 +929,15 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
-    app.state.dataset = dataset
+    app.state.table = table
     return app
 
 
 def resolve_clean_uri(clean_uri: str | None) -> str:
-    """The clean dataset's location: the argument, else $LOGSIEVE_CLEAN_URI, else an error."""
+    """The clean table's location: the argument, else $LOGSIEVE_CLEAN_URI, else an error."""
     uri = clean_uri or os.environ.get(CLEAN_URI_ENV, "").strip()
     if not uri:
-        raise ConfigError(f"no clean dataset given: pass --clean URI or set {CLEAN_URI_ENV}")
+        raise ConfigError(f"no clean table given: pass --clean URI or set {CLEAN_URI_ENV}")
     return uri
 
 
@@ -617,7 +1005,7 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "logsieve API",
             "version": __version__,
-            "description": "Questions about the clean, date-partitioned log dataset.",
+            "description": "Questions about the clean log table (Delta Lake, by date).",
         },
         "paths": {
             "/logins_today": {
@@ -626,8 +1014,9 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Count logins on one day",
                     "description": (
                         "Rows whose action is `login` and whose event time falls on the given "
-                        "day in the given time zone (by default: today, UTC). Reads only the "
-                        "one or two UTC date partitions that day touches."
+                        "day in the given time zone (by default: today, UTC), counted in one "
+                        "committed version of the Delta table, at most about a second old. "
+                        "Reads only the one or two UTC date partitions that day touches."
                     ),
                     "parameters": [
                         {
@@ -654,8 +1043,30 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": error_400,
                         "503": {
-                            "description": "The clean dataset could not be read.",
+                            "description": "The table's log or a data file could not be read.",
                             "content": json_content("Error"),
+                        },
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Readiness check",
+                    "description": (
+                        "Whether the latest snapshot of the table could be loaded: the log is "
+                        "reachable and readable, and the table exists."
+                    ),
+                    "responses": {
+                        "200": {
+                            "description": "The snapshot is loaded; its version.",
+                            "content": json_content("Ready"),
+                        },
+                        "503": {
+                            "description": (
+                                "Not ready: storage unreachable, a corrupt log, or no table yet."
+                            ),
+                            "content": json_content("NotReady"),
                         },
                     },
                 }
@@ -706,9 +1117,14 @@ def openapi_document() -> dict[str, Any]:
                         "logins_today": {"type": "integer", "minimum": 0},
                         "date": {"type": "string", "format": "date"},
                         "tz": {"type": "string", "description": "The zone the day is in."},
+                        "version": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "The table version counted (absent without a table).",
+                        },
                         "note": {
                             "type": "string",
-                            "description": "Present when there is no dataset yet (count 0).",
+                            "description": "Present when there is no table yet (count 0).",
                         },
                     },
                 },
@@ -716,6 +1132,22 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["status"],
                     "properties": {"status": {"type": "string", "enum": ["ok"]}},
+                },
+                "Ready": {
+                    "type": "object",
+                    "required": ["status", "version"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ready"]},
+                        "version": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "NotReady": {
+                    "type": "object",
+                    "required": ["status", "error"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["not ready"]},
+                        "error": {"type": "string", "description": "Why, in one line."},
+                    },
                 },
                 "Error": {
                     "type": "object",
@@ -847,16 +1279,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--clean",
         metavar="URI",
         default=None,
-        help=f"clean dataset: a directory or s3://bucket/prefix (default: ${CLEAN_URI_ENV})",
+        help=f"clean Delta table: a directory or s3://bucket/prefix (default: ${CLEAN_URI_ENV})",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=port_number, default=8000, help="port (0: a free one)")
     parser.add_argument(
-        "--listing-ttl",
+        "--refresh-interval",
         type=float,
-        default=DEFAULT_LISTING_TTL,
+        default=DEFAULT_REFRESH_INTERVAL,
         metavar="SECONDS",
-        help="how long a partition listing is trusted before new files are looked for",
+        help="how often the Delta log is checked for new commits (default: 1)",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
@@ -886,13 +1318,13 @@ def is_wildcard(host: str) -> bool:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly."""
-    app = create_app(args.clean, listing_ttl=args.listing_ttl)
+    app = create_app(args.clean, refresh_interval=args.refresh_interval)
     server = BackgroundServer(
         app, args.host, args.port, log_level=args.log_level, access_log=args.access_log
     )
     with shutdown_signals() as stop, server:
         print(
-            f"logsieve serve: {app.state.dataset.uri} on {server.url}"
+            f"logsieve serve: {app.state.table.uri} on {server.url}"
             f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
             f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
             f"  API docs: {server.url}/docs   (Ctrl-C stops)",

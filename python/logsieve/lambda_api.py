@@ -3,8 +3,9 @@
 API Gateway (HTTP API, payload format 2.0) invokes `handler`; mangum turns the event into an ASGI
 request for `logsieve.api.create_app` and the response back into what API Gateway expects. The app
 is built on the first request, not at import, and then kept for the warm container's lifetime, so
-its per-day answer cache and file listings carry over between invocations. Configuration is the
-same as `logsieve serve`: LOGSIEVE_CLEAN_URI names the clean dataset (`s3://bucket/prefix`).
+its `DeltaTable` (moved forward by incremental log reads) and per-file login cache carry over
+between invocations. Configuration is the same as `logsieve serve`: LOGSIEVE_CLEAN_URI names the
+clean Delta table (`s3://bucket/prefix`).
 """
 
 from __future__ import annotations
