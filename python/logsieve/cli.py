@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "process": ("logsieve.local", "process local files into partitioned Parquet + error JSONL"),
     "serve": ("logsieve.api", "serve the HTTP API (/logins_today, /docs) over a clean dataset"),
     "up": ("logsieve.live", "run the live pipeline on a local moto server, worker and API"),
+    "compact": ("logsieve.compact", "rewrite the clean table's small files, sorted; vacuum"),
     "template": ("logsieve.deploy", "print the CloudFormation template for real AWS"),
     "package": ("logsieve.deploy", "build the Lambda deployment artifact"),
 }

@@ -3,7 +3,9 @@
 moto's HTTP server stands in for AWS on loopback, so any S3 client (boto3, the AWS CLI) can upload
 to the input bucket; S3 notifies SQS, a worker thread drains the queue through the same handler a
 Lambda would run, and the HTTP API reads the clean bucket, noticing new files within about two
-seconds. Everything runs in this one process; SIGINT or SIGTERM stops it all in order.
+seconds. A compaction thread rewrites the clean table's small files every `--compact-every`
+seconds, as the scheduled Lambda does on AWS. Everything runs in this one process; SIGINT or
+SIGTERM stops it all in order.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +32,16 @@ from logsieve.errors import ConfigError
 
 if TYPE_CHECKING:
     from logsieve.aws import HandlerOutcome
+    from logsieve.compact import CompactionReport
     from logsieve.infra import Resources
 
 #: Seconds one SQS long poll waits; also the longest a stop waits for the worker.
 _WORKER_WAIT_SECONDS = 1
+#: Default seconds between compactions of the clean table.
+COMPACT_EVERY_SECONDS = 60
+#: How long a stop waits for a compaction under way. Not longer: a compaction cut short commits
+#: nothing (each partition is one atomic commit) and leaves only unreferenced files behind.
+_COMPACT_STOP_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,24 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         choices=LOG_LEVELS,
         help="log level of the worker, handler and web server",
     )
+    parser.add_argument(
+        "--compact-every",
+        type=seconds,
+        default=COMPACT_EVERY_SECONDS,
+        metavar="SECONDS",
+        help="compact the clean table this often (default %(default)s; 0: never)",
+    )
+
+
+def seconds(text: str) -> float:
+    """argparse type for an interval: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -120,7 +147,9 @@ def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) 
     )
     app = create_app(resources.clean_uri)
     api = BackgroundServer(app, args.host, args.port, log_level=args.log_level)
+    compactor = Compactor(resources.clean_uri, args.compact_every, s3_client=clients.s3)
     worker_thread.start()
+    compactor.start()
     try:
         with api:
             print(instructions(Endpoints(aws_url, api.url), resources), flush=True)
@@ -130,8 +159,86 @@ def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) 
                     return 1
     finally:
         worker_stop.set()
+        compactor.stop()
         worker_thread.join(_WORKER_WAIT_SECONDS + 30)
+        compactor.join(_COMPACT_STOP_SECONDS)
     return 0
+
+
+class Compactor:
+    """Compacts the clean table every `every` seconds on a daemon thread until `stop()`.
+
+    One console line per run that rewrote or deleted something; a failed run (moto busy) is one
+    line too, and the next run tries again. Before the first upload there is no table, and a
+    `logsieve compact` run by hand may hold the table's compaction lock: neither is worth a
+    line.
+    """
+
+    def __init__(
+        self,
+        clean_uri: str,
+        every: float,
+        *,
+        s3_client: Any = None,
+        retention_hours: int | None = None,
+        output: Callable[[str], None] | None = None,
+    ) -> None:
+        self.clean_uri = clean_uri
+        self.every = every
+        self.s3_client = s3_client
+        self.retention_hours = retention_hours
+        self.output = output or _print_line
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="logsieve-compact", daemon=True)
+
+    def start(self) -> None:
+        if self.every > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run_once(self) -> CompactionReport | None:
+        """One compaction; its report, or None when there is no table or it failed."""
+        from logsieve.compact import (
+            DEFAULT_RETENTION_HOURS,
+            CompactionLockedError,
+            NoTableError,
+            compact,
+        )
+
+        retention = self.retention_hours
+        try:
+            report = compact(
+                self.clean_uri,
+                s3_client=self.s3_client,
+                retention_hours=DEFAULT_RETENTION_HOURS if retention is None else retention,
+            )
+        except (NoTableError, CompactionLockedError):  # nothing yet, or a manual run is on it
+            return None
+        except Exception as exc:
+            if not self._stop.is_set():  # moto going away under a stop is no news
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                self.output(f"compaction failed: {first} (next try in {self.every:g} s)")
+            return None
+        finally:
+            self.runs += 1
+        if report.changed:
+            self.output(f"compacted {report.summary()}")
+        return report
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.run_once()
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
 
 
 def report_outcome(outcome: HandlerOutcome) -> None:

@@ -21,6 +21,9 @@ Json = dict[str, Any]
 
 WORKER_HANDLER = "logsieve.aws.handler"
 API_HANDLER = "logsieve.lambda_api.handler"
+COMPACT_HANDLER = "logsieve.compact.handler"
+#: The compaction Lambda's timeout: the longest Lambda allows (a run is a few partitions).
+COMPACT_TIMEOUT = 900
 CLEAN_PREFIX = "clean"
 ERROR_PREFIX = "errors"
 MAX_RECEIVE_COUNT = 3
@@ -31,7 +34,8 @@ MAX_BATCHING_WINDOW = 20
 WORKER_TIMEOUTS = (30, 60, 120, 300, 600, 900)
 ALARM_PERIOD = 300
 
-# The clean dataset's columns as Athena/Glue types (design.md, record contract v1).
+# The clean Delta table's data columns as Athena/Glue types, in the table's order
+# (logsieve.table.table_schema(): record contract v1, then lineage; `date` is the partition key).
 CLEAN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("timestamp", "string", "UTC instant as YYYY-MM-DD HH:MM:SS (fraction truncated)"),
     ("day_of_week", "string", "English weekday of the UTC date"),
@@ -39,6 +43,9 @@ CLEAN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("user_id", "string", "user id (integers stored as decimal text)"),
     ("action", "string", "action as given"),
     ("extra", "string", "every other member as compact JSON object text, or null"),
+    ("source_id", "string", "identity of the source object or file the row was read from"),
+    ("source", "string", "name the source was read under (s3://bucket/key, path)"),
+    ("source_version", "string", "version of the source ingested (ETag, content hash)"),
 )
 # The error stream's JSON Lines records.
 ERROR_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -98,6 +105,7 @@ def bucket_arn(logical_id: str, suffix: str = "") -> Json:
 
 WORKER_NAME = "${NamePrefix}-worker"
 API_NAME = "${NamePrefix}-api"
+COMPACT_NAME = "${NamePrefix}-compact"
 
 
 def log_group_arn(function_name: str) -> Json:
@@ -203,6 +211,29 @@ def parameters() -> Json:
             "Default": "",
             "Description": "E-mail address subscribed to the alert topic (empty: none)",
         },
+        "CompactMemory": {
+            "Type": "Number",
+            "Default": 2048,
+            "MinValue": 512,
+            "MaxValue": 10240,
+            "Description": "Compaction function memory in MB (a partition below the target "
+            "size is sorted in memory)",
+        },
+        "CompactTmpStorage": {
+            "Type": "Number",
+            "Default": 4096,
+            "MinValue": 512,
+            "MaxValue": 10240,
+            "Description": "Compaction /tmp in MB: sorting a partition spills there (about 13x "
+            "its Parquet size beyond 256 MB of memory)",
+        },
+        "CompactSchedule": {
+            "Type": "String",
+            "Default": "rate(1 hour)",
+            "AllowedPattern": "^(rate|cron)\\(.+\\)$",
+            "Description": "When the clean table's small files of yesterday and today are "
+            "compacted: an EventBridge rate() or cron() expression",
+        },
         "ApiMemory": {
             "Type": "Number",
             "Default": 1024,
@@ -245,8 +276,9 @@ def parameters() -> Json:
         "PartitionRange": {
             "Type": "String",
             "Default": "2000-01-01,NOW",
-            "Description": "Dates Athena's partition projection covers (records dated outside "
-            "stay in S3 but are invisible to Athena)",
+            "Description": "Dates Athena's partition projection covers for the errors table "
+            "(records dated outside stay in S3 but are invisible to Athena; the clean Delta table "
+            "needs no projection)",
         },
         "AthenaScanLimitBytes": {
             "Type": "Number",
@@ -480,6 +512,39 @@ def worker_policy() -> Json:
     }
 
 
+def compact_policy() -> Json:
+    """The clean table's prefix only: read the log and files, write new ones, delete vacuumed.
+
+    delta-rs lists the log under the prefix, commits with conditional PutObject (no lock
+    table), uploads large files in parts (AbortMultipartUpload cleans up a failed one) and
+    deletes only what vacuum finds expired.
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            logs_statement(COMPACT_NAME),
+            {
+                "Sid": "ListCleanTable",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn("CleanBucket"),
+                "Condition": {"StringLike": {"s3:prefix": [f"{CLEAN_PREFIX}/*"]}},
+            },
+            {
+                "Sid": "RewriteCleanTable",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                ],
+                "Resource": bucket_arn("CleanBucket", f"/{CLEAN_PREFIX}/*"),
+            },
+        ],
+    }
+
+
 def api_policy() -> Json:
     return {
         "Version": "2012-10-17",
@@ -512,7 +577,7 @@ def role(policy_name: str, policy: Json) -> Json:
 
 
 def function(part: str, name: str, handler: str, memory: str, timeout: Any, env: Json) -> Json:
-    """A function of `part` ("Worker", "Api"), using its `<part>Role` and `<part>LogGroup`.
+    """A function of `part` ("Worker", "Api", "Compact"), with its `<part>Role`, `<part>LogGroup`.
 
     It depends on its log group so Lambda never creates one itself (without a retention limit).
     """
@@ -546,7 +611,7 @@ def log_group(function_name: str) -> Json:
 def worker_environment() -> Json:
     """The variables `logsieve.aws.handler` reads its configuration from."""
     return {
-        "LOGSIEVE_CLEAN_URI": sub(f"s3://${{CleanBucket}}/{CLEAN_PREFIX}"),
+        "LOGSIEVE_CLEAN_URI": clean_uri(),
         "LOGSIEVE_ERROR_URI": sub(f"s3://${{ErrorBucket}}/{ERROR_PREFIX}"),
         "LOGSIEVE_ALERT_TOPIC_ARN": ref("AlertTopic"),
         "LOGSIEVE_ERROR_RATE_ALERT": ref("ErrorRateAlert"),
@@ -585,6 +650,61 @@ def worker_resources() -> Json:
     }
 
 
+def clean_uri() -> Json:
+    """The clean table's location, as every function reads it from LOGSIEVE_CLEAN_URI."""
+    return sub(f"s3://${{CleanBucket}}/{CLEAN_PREFIX}")
+
+
+def compact_resources() -> Json:
+    """The compaction Lambda (same artifact as the worker), run on a schedule.
+
+    EventBridge invokes it asynchronously; a failed run is not retried (the next scheduled run
+    does the same work), and runs that overlap are safe (each partition is one commit, retried
+    from the new snapshot when it loses).
+    """
+    compactor = function(
+        "Compact",
+        COMPACT_NAME,
+        COMPACT_HANDLER,
+        "CompactMemory",
+        COMPACT_TIMEOUT,
+        {"LOGSIEVE_CLEAN_URI": clean_uri()},
+    )
+    compactor["Properties"]["EphemeralStorage"] = {"Size": ref("CompactTmpStorage")}
+    return {
+        "CompactRole": role("logsieve-compact", compact_policy()),
+        "CompactLogGroup": log_group(COMPACT_NAME),
+        "CompactFunction": compactor,
+        "CompactInvokeConfig": {
+            "Type": "AWS::Lambda::EventInvokeConfig",
+            "Properties": {
+                "FunctionName": ref("CompactFunction"),
+                "Qualifier": "$LATEST",
+                "MaximumRetryAttempts": 0,
+            },
+        },
+        "CompactScheduleRule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "Name": sub(COMPACT_NAME),
+                "Description": "Compact the clean table's small files (yesterday and today)",
+                "ScheduleExpression": ref("CompactSchedule"),
+                "State": "ENABLED",
+                "Targets": [{"Id": "compact", "Arn": get_att("CompactFunction", "Arn")}],
+            },
+        },
+        "CompactInvokePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "Action": "lambda:InvokeFunction",
+                "FunctionName": ref("CompactFunction"),
+                "Principal": "events.amazonaws.com",
+                "SourceArn": get_att("CompactScheduleRule", "Arn"),
+            },
+        },
+    }
+
+
 def api_resources() -> Json:
     """The HTTP API: one Lambda (starlette app through mangum) behind an API Gateway HTTP API."""
     return {
@@ -596,7 +716,7 @@ def api_resources() -> Json:
             API_HANDLER,
             "ApiMemory",
             ref("ApiTimeout"),
-            {"LOGSIEVE_CLEAN_URI": sub(f"s3://${{CleanBucket}}/{CLEAN_PREFIX}")},
+            {"LOGSIEVE_CLEAN_URI": clean_uri()},
         ),
         "HttpApi": {
             "Type": "AWS::ApiGatewayV2::Api",
@@ -724,6 +844,18 @@ def alarm_resources() -> Json:
                 "Period": ALARM_PERIOD,
             },
         ),
+        "CompactErrorsAlarm": alarm(
+            "compact-errors",
+            "The compaction function failed (crash, timeout or out of memory)",
+            0,
+            {
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Errors",
+                "Dimensions": [{"Name": "FunctionName", "Value": ref("CompactFunction")}],
+                "Statistic": "Sum",
+                "Period": ALARM_PERIOD,
+            },
+        ),
         "ApiErrorsAlarm": alarm(
             "api-errors",
             "The API function failed (crash, timeout or out of memory)",
@@ -774,8 +906,39 @@ def glue_table(name: str, description: str, columns: tuple, location: Json, fmt:
     }
 
 
+def delta_glue_table(name: str, description: str, columns: tuple, location: Json) -> Json:
+    """A native Delta Lake table for Athena (engine 3): it reads files from the Delta log.
+
+    Athena needs only the location and `table_type` = `DELTA` (what its own CREATE EXTERNAL
+    TABLE ... TBLPROPERTIES ('table_type'='DELTA') stores); the columns and partition key are
+    the log's schema, kept in Glue for views and for tools that show the catalog.
+    """
+    return {
+        "Type": "AWS::Glue::Table",
+        "Properties": {
+            "CatalogId": ref("AWS::AccountId"),
+            "DatabaseName": ref("GlueDatabase"),
+            "TableInput": {
+                "Name": name,
+                "Description": description,
+                "TableType": "EXTERNAL_TABLE",
+                "Parameters": {"table_type": "DELTA"},
+                "PartitionKeys": [{"Name": "date", "Type": "string"}],
+                "StorageDescriptor": {
+                    "Location": location,
+                    "Columns": [
+                        {"Name": col, "Type": kind, "Comment": comment}
+                        for col, kind, comment in columns
+                    ],
+                },
+            },
+        },
+    }
+
+
 def catalog_resources() -> Json:
-    """Glue tables over the Hive partitions, with partition projection: no crawler, no MSCK."""
+    """The clean Delta table (files from its log), and the error stream's Hive partitions
+    with partition projection: no crawler, no MSCK."""
     clean_location = sub(f"s3://${{CleanBucket}}/{CLEAN_PREFIX}/")
     error_location = sub(f"s3://${{ErrorBucket}}/{ERROR_PREFIX}/")
     return {
@@ -789,12 +952,11 @@ def catalog_resources() -> Json:
                 },
             },
         },
-        "CleanTable": glue_table(
+        "CleanTable": delta_glue_table(
             "clean",
-            "Valid records, one row each (record contract v1)",
+            "Valid records, one row each (record contract v1), a Delta Lake table",
             CLEAN_COLUMNS,
             clean_location,
-            PARQUET_FORMAT,
         ),
         "ErrorTable": glue_table(
             "errors",
@@ -824,12 +986,16 @@ def catalog_resources() -> Json:
 def outputs() -> Json:
     values = {
         "InputBucketName": (ref("InputBucket"), "Put JSON Lines objects here (.gz/.zst ok)"),
-        "CleanLocation": (sub(f"s3://${{CleanBucket}}/{CLEAN_PREFIX}/"), "Clean Parquet"),
+        "CleanLocation": (
+            sub(f"s3://${{CleanBucket}}/{CLEAN_PREFIX}/"),
+            "Clean Delta Lake table",
+        ),
         "ErrorLocation": (sub(f"s3://${{ErrorBucket}}/{ERROR_PREFIX}/"), "Error JSON Lines"),
         "WorkQueueUrl": (ref("WorkQueue"), "S3 notifications waiting for the worker"),
         "DeadLetterQueueUrl": (ref("DeadLetterQueue"), "Notifications that failed 3 times"),
         "AlertTopicArn": (ref("AlertTopic"), "Subscribe here for alerts"),
         "WorkerFunctionName": (ref("WorkerFunction"), "The worker Lambda"),
+        "CompactFunctionName": (ref("CompactFunction"), "The scheduled compaction Lambda"),
         "ApiUrl": (
             sub("https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"),
             "Base URL of the HTTP API",
@@ -849,14 +1015,15 @@ def build_template() -> Json:
         alert_resources,
         worker_resources,
         api_resources,
+        compact_resources,
         alarm_resources,
         catalog_resources,
     ):
         resources.update(part())
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": "logsieve: S3 -> SQS -> Lambda JSON Lines ingestion into Parquet, "
-        "with alerts, Athena tables and an HTTP API",
+        "Description": "logsieve: S3 -> SQS -> Lambda JSON Lines ingestion into a Delta Lake "
+        "table, compacted on a schedule, with alerts, Athena tables and an HTTP API",
         "Parameters": parameters(),
         "Mappings": mappings(),
         "Conditions": conditions(),
