@@ -1,4 +1,4 @@
-"""Provisioning and the SQS worker, in-process (mock_aws) and against a moto server on loopback."""
+"""Provisioning and the SQS worker, on the session's moto server and on one of their own."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from logsieve.infra import (
     read_dead_letters,
 )
 from logsieve.samples import join_lines, mobile_lines, utc_today, web_lines
+from logsieve.table import open_table
 from logsieve.worker import Worker
 
 TODAY = utc_today()
@@ -176,6 +177,8 @@ def test_against_a_moto_server_on_loopback() -> None:
         assert results["over http/x.jsonl"].ok
         result = results["over http/x.jsonl"].result
         assert result is not None and result.valid == sum(line.expect == "valid" for line in lines)
+        stored = open_table(res.clean_uri, clients.s3)  # the Delta table, read over HTTP
+        assert stored is not None and stored.to_pyarrow_table().num_rows == result.valid
         assert not results["over http/broken.jsonl.gz"].ok
         assert len(read_dead_letters(clients, res)) == 1
         assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == [

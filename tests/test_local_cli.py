@@ -5,14 +5,15 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
-import pyarrow.dataset as ds
 import pytest
 import zstandard
+from deltalake import DeltaTable
 
 from logsieve.cli import main
 from logsieve.storage import raw_bytes, source_id
@@ -66,17 +67,21 @@ def write(path: Path, lines: list[bytes], compress: str | None = None) -> Path:
 
 
 def clean_rows(out: Path) -> list[dict]:
-    if not any((out / "clean").rglob("*.parquet")):
+    """The rows of the Delta table DIR/clean (its current snapshot), none if there is no table."""
+    if not DeltaTable.is_deltatable(str(out / "clean")):
         return []
-    return ds.dataset(out / "clean", format="parquet", partitioning="hive").to_table().to_pylist()
+    return DeltaTable(str(out / "clean")).to_pyarrow_table().to_pylist()
+
+
+def error_files(out: Path) -> list[Path]:
+    """The error-record files (not the per-source ledgers under `_logsieve/`)."""
+    return sorted(
+        p for p in (out / "errors").rglob("*.jsonl") if "_logsieve" not in p.relative_to(out).parts
+    )
 
 
 def error_records(out: Path) -> list[dict]:
-    return [
-        orjson.loads(line)
-        for p in sorted((out / "errors").rglob("*.jsonl"))
-        for line in p.read_bytes().splitlines()
-    ]
+    return [orjson.loads(line) for p in error_files(out) for line in p.read_bytes().splitlines()]
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
@@ -109,7 +114,6 @@ def test_process_directory_accounts_for_every_line(tmp_path: Path, logs, capsys)
     for item in report["inputs"]:
         counts = expected_counts(logs[item["source"]])
         assert {k: item[k] for k in counts} == counts, item["source"]
-        assert item["source_id"] == source_id(item["source"])
     totals = report["totals"]
     assert totals["inputs"] == len(logs)
     assert totals["valid"] == sum(expected_counts(lines)["valid"] for lines in logs.values())
@@ -126,6 +130,18 @@ def test_process_directory_accounts_for_every_line(tmp_path: Path, logs, capsys)
     ]
     expected_users = sorted(orjson.loads(line)["user_id"] for line in valid_lines)
     assert sorted(int(row["user_id"]) for row in rows) == expected_users
+    # Lineage: every row names the file it came from and that file's identity, which is made
+    # from its content (not its path) and is what the report's source_id abbreviates.
+    reported = {item["source"]: item["source_id"] for item in report["inputs"]}
+    identities = set()
+    for path, lines in logs.items():
+        mine = [row for row in rows if row["source"] == path]
+        assert len(mine) == expected_counts(lines)["valid"]
+        (identity,) = {row["source_id"] for row in mine}
+        assert identity.startswith("local:") and Path(path).name not in identity
+        assert reported[path] == source_id(identity)
+        identities.add(identity)
+    assert len(identities) == len(logs)
 
 
 def test_rerunning_does_not_duplicate_output(tmp_path: Path, logs, capsys) -> None:
@@ -360,3 +376,131 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert b"processing" in terminal  # the bar was drawn on the terminal (stderr) ...
     assert b"processing" not in proc.stdout  # ... and never mixed into the piped summary
     assert b"a.jsonl" in proc.stdout
+
+
+# --- many inputs, copies, growth, reruns -------------------------------------------------------
+
+
+def table_version(out: Path) -> int:
+    return DeltaTable(str(out / "clean")).version()
+
+
+def live_data_files(out: Path) -> list[str]:
+    """The data files of the table's current snapshot (not the removed ones still on disk)."""
+    return DeltaTable(str(out / "clean")).file_uris()
+
+
+def non_blank(lines: list[bytes]) -> int:
+    return sum(1 for line in lines if line.strip())
+
+
+@pytest.fixture
+def many_logs(tmp_path: Path) -> dict[str, list[bytes]]:
+    """200 small files (about 20 lines each, some invalid, some blank), each its own first line."""
+    files = {}
+    for seed in range(1, 201):
+        lines = make_lines(seed, valid=17)
+        path = write(tmp_path / "many" / f"app-{seed:03d}.jsonl", lines)
+        files[str(path.resolve())] = lines
+    return files
+
+
+def test_many_small_files_make_few_files_and_account_for_every_line(
+    tmp_path: Path, many_logs, capsys
+) -> None:
+    out = tmp_path / "out"
+    code, report, err = run_json(capsys, str(tmp_path / "many"), "--out", str(out))
+
+    assert code == 0, err
+    assert report["totals"]["inputs"] == len(many_logs) == 200
+    assert len(live_data_files(out)) < 10  # committed in groups, not a file per input and date
+    assert 0 < len(error_files(out)) < 10
+    rows, errors = clean_rows(out), error_records(out)
+    assert len(rows) + len(errors) == sum(non_blank(lines) for lines in many_logs.values())
+    for path, lines in many_logs.items():
+        assert sum(row["source"] == path for row in rows) == expected_counts(lines)["valid"]
+    for record in errors:  # each error record is exactly its input line, even in a shared file
+        assert raw_bytes(record) == many_logs[record["source"]][record["line"] - 1]
+
+
+def test_renamed_or_copied_input_replaces_its_rows(tmp_path: Path, many_logs, capsys) -> None:
+    out = tmp_path / "out"
+    assert run_json(capsys, str(tmp_path / "many"), "--out", str(out))[0] == 0
+    before = len(clean_rows(out))
+    original = tmp_path / "many" / "app-007.jsonl"
+    valid = expected_counts(many_logs[str(original.resolve())])["valid"]
+
+    renamed = original.rename(tmp_path / "rotated.jsonl.1")  # same content, size and mtime
+    code, report, _ = run_json(capsys, str(renamed), "--out", str(out))
+    assert code == 0
+    assert report["inputs"][0]["already_ingested"] is True
+    assert len(clean_rows(out)) == before
+
+    (tmp_path / "elsewhere").mkdir()
+    copy = shutil.copy(renamed, tmp_path / "elsewhere" / "copy.log")  # a new mtime: a new version
+    code, report, _ = run_json(capsys, str(copy), "--out", str(out))
+    assert code == 0
+    assert "already_ingested" not in report["inputs"][0]
+    rows = clean_rows(out)
+    assert len(rows) == before
+    assert sum(row["source"] == str(Path(copy).resolve()) for row in rows) == valid
+    assert not any(row["source"] == str(original.resolve()) for row in rows)
+
+
+def test_a_file_that_grew_replaces_its_earlier_rows(tmp_path: Path, many_logs, capsys) -> None:
+    out = tmp_path / "out"
+    assert run_json(capsys, str(tmp_path / "many"), "--out", str(out))[0] == 0
+    path = tmp_path / "many" / "app-042.jsonl"
+    name = str(path.resolve())
+    appended = [INVALID[0], VALID.format(day=22, hour=3, uid=1, act="login").encode()]
+    with path.open("ab") as file:
+        file.write(b"".join(line + b"\n" for line in appended))
+    grown = many_logs[name] = many_logs[name] + appended
+
+    code, report, err = run_json(capsys, str(path), "--out", str(out))
+
+    assert code == 0, err
+    (item,) = report["inputs"]
+    assert {k: item[k] for k in ("processed", "valid", "errors")} == {
+        k: expected_counts(grown)[k] for k in ("processed", "valid", "errors")
+    }
+    rows, errors = clean_rows(out), error_records(out)
+    assert sum(row["source"] == name for row in rows) == expected_counts(grown)["valid"]
+    mine = sorted(r["line"] for r in errors if r["source"] == name)
+    assert mine == [i for i, line in enumerate(grown, 1) if line in INVALID]
+    assert len(rows) + len(errors) == sum(non_blank(lines) for lines in many_logs.values())
+
+
+def test_a_copy_named_with_its_original_is_stored_once_with_a_note(tmp_path: Path, capsys) -> None:
+    lines = make_lines(9)
+    a = write(tmp_path / "a.jsonl", lines)
+    b = Path(shutil.copy(a, tmp_path / "b.jsonl"))
+    out = tmp_path / "out"
+
+    code, report, err = run_json(capsys, str(a), str(b), "--out", str(out))
+
+    assert code == 0
+    assert [item["source"] for item in report["inputs"]] == [str(a.resolve())]
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and str(b) in notes[0] and "same content" in notes[0]
+    assert len(clean_rows(out)) == expected_counts(lines)["valid"]
+    assert len(error_records(out)) == expected_counts(lines)["errors"]
+
+
+def test_a_second_run_on_the_same_inputs_changes_nothing(tmp_path: Path, logs, capsys) -> None:
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "logs"), "--out", str(out)]
+    code, first, _ = run_json(capsys, *argv)
+    assert code == 0
+    version, files = table_version(out), sorted(live_data_files(out))
+
+    code, second, err = run_json(capsys, *argv)
+
+    assert (code, err) == (0, "")
+    assert table_version(out) == version
+    assert sorted(live_data_files(out)) == files
+    assert sorted(item["source"] for item in second["inputs"]) == sorted(logs)
+    assert all(item["already_ingested"] is True for item in second["inputs"])
+    for name in ("processed", "valid", "errors", "blank"):
+        assert second["totals"][name] == first["totals"][name]
+    assert len(clean_rows(out)) == first["totals"]["valid"]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as ds
 import pytest
+from deltalake import DeltaTable
 
 from logsieve.cli import main
 from logsieve.samples import sample_objects
@@ -36,16 +40,37 @@ def _expected_from_samples(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def simulate_command(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`logsieve simulate` in a fresh process, as a user runs it.
+
+    Not in this process: moto's server keeps its state in moto's process-wide backends, which
+    other tests' moto servers share, and the demo must start from an empty S3.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "logsieve.cli", "simulate", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def copied_table(out: Path) -> DeltaTable:
+    assert DeltaTable.is_deltatable(str(out)), f"no Delta table at {out}"
+    return DeltaTable(str(out))
+
+
 @pytest.fixture(scope="module")
 def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("simulate") / "clean"
-    capture = tmp_path_factory.mktemp("stdout") / "report.json"
-    import contextlib
-
-    with capture.open("w") as handle, contextlib.redirect_stdout(handle):
-        status = main(["simulate", "--json", "--out", str(out)])
-    report = json.loads(capture.read_text())
-    assert status == 0, report["unexpected"]
+    done = simulate_command("--json", "--out", str(out))
+    assert done.returncode == 0, done.stderr + done.stdout[-2000:]
+    report = json.loads(done.stdout)
     return report, out
 
 
@@ -91,24 +116,41 @@ def test_metrics_and_alerts(json_run: tuple[dict[str, Any], Path]) -> None:
 def test_clean_dataset_copied_for_the_api(json_run: tuple[dict[str, Any], Path]) -> None:
     report, out = json_run
     expected = _expected_from_samples(report)
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
+    copy = copied_table(out)
+    files = sorted(str(Path(f).relative_to(out)) for f in copy.file_uris())
     assert files == sorted(report["clean_copy"]["files"])
-    assert all(f.startswith("date=") for f in files)
-    table = ds.dataset(out, format="parquet", partitioning="hive").to_table()
-    assert table.num_rows == expected["rows"]
-    assert report["clean_copy"]["logins_today"] == expected["logins_today"]
-    written = [k for k in report["keys_written"]["clean"] if "/date=" in k]
-    assert len(written) == len(files)
+    assert files and all(f.startswith("date=") for f in files)
+    rows = copy.to_pyarrow_table()
+    assert rows.num_rows == expected["rows"] == report["clean_copy"]["rows"]
+    today = report["today"]
+    logins = sum(
+        action == "login" and day == today
+        for action, day in zip(rows["action"].to_pylist(), rows["date"].to_pylist())
+    )
+    assert logins == report["clean_copy"]["logins_today"] == expected["logins_today"]
+    # Each object's rows, per date, are what its Lambda result said it committed.
+    held = Counter(zip(rows["source"].to_pylist(), rows["date"].to_pylist()))
+    reported = {
+        (entry["object"], day): count
+        for entry in report["objects"]
+        for day, count in entry.get("rows_by_date", {}).items()
+    }
+    assert dict(held) == reported
+    # In S3 the clean data is a Delta table too: data files under date=, and its log.
+    written = report["keys_written"]["clean"]
+    assert any("/_delta_log/" in k for k in written)
+    assert any("/date=" in k and k.endswith(".parquet") for k in written)
 
 
-def test_text_report_and_rerun_without_duplicates(
-    json_run: tuple[dict[str, Any], Path], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_text_report_and_rerun_without_duplicates(json_run: tuple[dict[str, Any], Path]) -> None:
     report, out = json_run
-    before = sorted(p.name for p in out.rglob("*.parquet"))
+    before = copied_table(out)
+    sort = [("source", "ascending"), ("timestamp", "ascending"), ("user_id", "ascending")]
+    rows_before = before.to_pyarrow_table().sort_by(sort)
 
-    assert main(["simulate", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
+    done = simulate_command("--out", str(out))
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
 
     expected = _expected_from_samples(report)
     for uri, counts in expected["ok"].items():
@@ -118,9 +160,12 @@ def test_text_report_and_rerun_without_duplicates(
     assert "CloudWatch metrics" in text and "RecordsInvalid" in text
     assert "SNS alerts received (2)" in text
     assert f"Dead-letter queue (1 message)\n  {expected['failing'][0]} (received 3 times)" in text
-    # Same sources, same file names: the second run replaced the first copy.
-    assert sorted(p.name for p in out.rglob("*.parquet")) == before
-    assert ds.dataset(out, format="parquet", partitioning="hive").count_rows() == expected["rows"]
+    # The second run replaced the first copy in one commit: the same rows, once.
+    after = copied_table(out)
+    assert after.version() == before.version() + 1
+    rows_after = after.to_pyarrow_table().sort_by(sort)
+    assert rows_after.num_rows == expected["rows"]
+    assert rows_after.equals(rows_before)
 
 
 @pytest.mark.parametrize(
