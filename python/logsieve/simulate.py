@@ -173,10 +173,16 @@ def simulate(
 @contextlib.contextmanager
 def _moto_server(start_moto: Any) -> Iterator[str]:
     """moto's server on a free port of 127.0.0.1 for the demo's lifetime; yields its URL."""
+    import urllib.request
+
     server = start_moto("127.0.0.1", 0)
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        url = f"http://{host}:{port}"
+        # moto's backends are per process, not per server: a second demo in one process would
+        # find the first one's buckets, table and metrics.
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+        yield url
     finally:
         server.stop()
 
