@@ -45,10 +45,10 @@ TRIM_ROOTS = ("pyarrow",)  # only trim dirs inside these packages: others may ne
 TRIM_KEEP = ("pyarrow/include/arrow/util/config.h",)
 # Files of the packaged libraries that no function loads. delta-rs (about 128 MiB) made the
 # artifact 279 MiB; these bring it back under Lambda's 250 MiB:
-# - pyarrow's optional modules: Flight (RPC), the S3/GCS/Azure/HDFS filesystems (the functions
-#   reach S3 through delta-rs's object store, `deltalake.fs`), ORC, encryption, its C++ tests;
-#   the Python modules go too, so importing one fails plainly, not half-way. Substrait, Acero
-#   and Dataset stay: libarrow_python links them.
+# - pyarrow's optional modules: Flight (RPC), the GCS/Azure/HDFS filesystems, ORC, encryption,
+#   its C++ tests; the Python modules go too, so importing one fails plainly, not half-way.
+#   S3 stays (the API reads data files with it), and so do Substrait, Acero and Dataset:
+#   libarrow_python links them.
 # - the extra names of libarrow_python: a wheel holds its symlinks as copies; the loader asks for
 #   libarrow_python.so.2600 only.
 # - zstandard's cffi backend (its C backend is the one imported);
@@ -59,8 +59,6 @@ TRIM_GLOBS = {
         "flight.py",
         "libarrow_flight.so*",
         "libarrow_python_flight.so*",
-        "libarrow_s3.so*",
-        "_s3fs*",
         "_gcsfs*",
         "_azurefs*",
         "_hdfs*",
