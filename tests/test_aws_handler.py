@@ -447,12 +447,6 @@ def test_object_replaced_while_ingested_ends_with_its_latest_version(
     assert set(rows["source_version"].to_pylist()) == {etag}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: an older version's run that loses its commit to a newer version has "
-    "already published its error file (under the key the newer version's uses) and its ledger "
-    "(storage._GroupWriter._publish_errors) and nothing takes them back",
-)
 @pytest.mark.parametrize(
     ("during", "new_lines"),
     [(RACE_POINTS["ledger"], mobile_lines), (RACE_POINTS["error records"], web_lines)],

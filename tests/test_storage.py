@@ -31,6 +31,7 @@ from logsieve.storage import (
     raw_bytes,
     source_id,
     stored_result,
+    version_tag,
 )
 
 CLEAN_COLUMNS = ["timestamp", "day_of_week", "event_time", "user_id", "action", "extra"]
@@ -93,6 +94,15 @@ def make_log(days: int = 3, per_day: int = 40, start: datetime | None = None) ->
     for raw, code in BAD_LINES:
         log.add_invalid(raw, code)
     return log
+
+
+def error_name(source: str, version: str) -> str:
+    """A single source's error file name: its slug and its version's tag."""
+    return f"{source_id(source)}-{tag(version)}.jsonl"
+
+
+def tag(version: str) -> str:
+    return version_tag(table.version_number(version))
 
 
 def read_clean(location: str | Path, s3_client: Any = None) -> pa.Table:
@@ -205,7 +215,7 @@ def test_ingest_writes_a_delta_table_partitioned_by_date_and_error_lines(tmp_pat
     for row in rows.to_pylist():
         assert row["date"] == row["event_time"].strftime("%Y-%m-%d") == row["timestamp"][:10]
     assert error_files(tmp_path / "errors") == [
-        f"date=2025-09-02/{source_id('/logs/app.jsonl')}.jsonl"
+        f"date=2025-09-02/{error_name('/logs/app.jsonl', 'v1')}"
     ]
     assert result.table_version == snapshot.version()
 
@@ -341,7 +351,7 @@ def test_a_new_version_replaces_the_old_rows_in_one_commit(tmp_path: Path) -> No
     assert sorted(seqs_of(theirs)) == sorted(other.valid)
     # the old version's error file went (no errors now); the other source's stays
     assert error_files(tmp_path / "errors") == [
-        f"date=2025-09-02/{source_id('/logs/other.jsonl')}.jsonl"
+        f"date=2025-09-02/{error_name('/logs/other.jsonl', 'o1')}"
     ]
     # the previous snapshot still reads the old rows: nothing was rewritten in place
     old = DeltaTable(str(tmp_path / "clean"), version=before).to_pyarrow_table()
@@ -352,8 +362,9 @@ def test_a_new_arrival_moves_the_error_file(tmp_path: Path) -> None:
     log = make_log(days=1)
     run(log, tmp_path, arrival=datetime(2025, 9, 1, 12, tzinfo=timezone.utc), source_version="a")
     run(log, tmp_path, arrival=datetime(2025, 9, 3, 12, tzinfo=timezone.utc), source_version="b")
-    sid = source_id("/logs/app.jsonl")
-    assert error_files(tmp_path / "errors") == [f"date=2025-09-03/{sid}.jsonl"]
+    assert error_files(tmp_path / "errors") == [
+        f"date=2025-09-03/{error_name('/logs/app.jsonl', 'b')}"
+    ]
     assert len(read_errors(tmp_path / "errors")) == len(log.invalid)
 
 
@@ -442,7 +453,7 @@ def test_a_tampered_ledger_never_deletes_foreign_files(tmp_path: Path) -> None:
     victim.write_text("not ours")
     outside = tmp_path / "precious.txt"
     outside.write_text("keep me")
-    path = tmp_path / "errors" / ledger_key(source_id("/logs/app.jsonl"))
+    path = tmp_path / "errors" / ledger_key(source_id("/logs/app.jsonl"), tag("1"))
     ledger = orjson.loads(path.read_bytes())
     ledger["files"] += ["date=2025-09-02/someone-else.txt", "../precious.txt", "../../precious.txt"]
     path.write_bytes(orjson.dumps(ledger))
@@ -713,7 +724,7 @@ def test_s3_table_and_error_records(s3: Any) -> None:
     }
     assert_accounted(log, read_clean(CLEAN_URI, s3), s3_errors(s3))
     assert result.error_keys == [
-        f"errors/date=2025-09-02/{source_id('s3://input/app.jsonl')}.jsonl"
+        f"errors/date=2025-09-02/{error_name('s3://input/app.jsonl', 'e1')}"
     ]
 
 
@@ -780,7 +791,7 @@ def test_s3_missing_buckets_are_output_errors(s3: Any) -> None:
 def test_s3_a_failed_cleanup_after_the_commit_is_finished_by_the_next_delivery(s3: Any) -> None:
     """The commit stands when removing the old version's error file fails; a repeat cleans up."""
     run_s3(s3, make_log(days=1), version="e1")
-    old_error = f"errors/date=2025-09-02/{source_id('s3://input/app.jsonl')}.jsonl"
+    old_error = f"errors/date=2025-09-02/{error_name('s3://input/app.jsonl', 'e1')}"
     later = make_log(days=1)
     later_arrival = datetime(2025, 9, 9, tzinfo=timezone.utc)
 

@@ -17,10 +17,11 @@ Guarantees:
   number derived from its version). A version already committed is not written again, and
   two deliveries of one version racing each other cannot both commit: the loser's commit
   conflicts, and its retry finds the version stored (`IngestResult.already_ingested`).
-* Error records first: a source's error files are published before its rows are committed, so
-  a crash between the two leaves every invalid line stored and the next ingest repairs the
-  rest; files of the source's previous version that the new one did not rewrite are removed
-  after the commit (the per-source ledger names them until then).
+* Error records with their rows: before the commit, a ledger for the source's version names
+  the error files it will have (`complete: false`); the run that commits writes them, removes
+  the previous version's and marks the ledger complete. A run that loses the commit race has
+  written no error file. A committed version whose ledger stays incomplete (its run died in
+  between) is ingested again by its next delivery, so no invalid line is lost.
 * All or nothing per source: a source that fails mid-way (a truncated gzip) commits nothing,
   its previous rows stay; in a group the others are committed without it.
 * Bounded memory: rows stream from the core into delta-rs's writer a chunk at a time.
@@ -218,7 +219,15 @@ class _Sink:
         """Replace `key` whole: readers see the old content or the new, never half."""
         raise NotImplementedError
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Write `key` only if it does not exist yet (atomically); False if it did."""
+        raise NotImplementedError
+
     def delete(self, keys: Iterable[str]) -> None:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, age in seconds) of every file under `prefix` (a directory, ending in `/`)."""
         raise NotImplementedError
 
     def display(self, key: str) -> str:
@@ -261,11 +270,34 @@ class _LocalSink(_Sink):
         temp.write_bytes(data)
         os.replace(temp, target)
 
+    def create(self, key: str, data: bytes) -> bool:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
+        temp.write_bytes(data)
+        try:
+            os.link(temp, target)  # fails if the target exists: a create-only rename
+        except FileExistsError:
+            return False
+        finally:
+            temp.unlink()
+        return True
+
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             target = self.root / key
             target.unlink(missing_ok=True)
             _remove_empty_dir(target.parent, self.root)
+
+    def list(self, prefix: str) -> list[tuple[str, float]]:
+        now = time.time()
+        found = []
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in (self.root / prefix).iterdir():
+                with contextlib.suppress(OSError):
+                    if entry.is_file():
+                        found.append((prefix + entry.name, now - entry.stat().st_mtime))
+        return found
 
     def display(self, key: str) -> str:
         return str(self.root / key)
@@ -328,12 +360,43 @@ class _S3Sink(_Sink):
             Bucket=self.bucket, Key=self._key(key), Body=data, ContentType="application/json"
         )
 
+    def create(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType="application/json",
+                IfNoneMatch="*",  # S3's conditional write: only if absent
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return False
+            raise
+        return True
+
     def delete(self, keys: Iterable[str]) -> None:
         objects = [{"Key": self._key(k)} for k in keys]
         for start in range(0, len(objects), 1000):
             self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
             )
+
+    def list(self, prefix: str) -> list[tuple[str, float]]:
+        now = datetime.now(timezone.utc)
+        full = self._key(prefix)
+        found = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                key = prefix + item["Key"][len(full) :]
+                found.append((key, (now - item["LastModified"]).total_seconds()))
+        return found
 
     def display(self, key: str) -> str:
         return self._key(key)
@@ -369,10 +432,6 @@ def raw_bytes(record: dict[str, Any]) -> bytes:
 
 def error_key(date: str, name: str) -> str:
     return f"date={date}/{name}.jsonl"
-
-
-def ledger_key(slug: str) -> str:
-    return f"{LEDGER_DIR}/{slug}.json"
 
 
 @dataclass
@@ -430,30 +489,42 @@ class _ErrorFiles:
                 file.close()
 
 
-# --- ledger: which error files each source has ----------------------------------------------
+# --- ledgers: which error files each version of a source has ---------------------------------
+
+
+def version_tag(number: int) -> str:
+    """A source version's Delta transaction number as it names files: 16 hex digits."""
+    return f"{number:016x}"
+
+
+def ledger_key(slug: str, tag: str) -> str:
+    return f"{LEDGER_DIR}/{slug}/{tag}.json"
 
 
 @dataclass(frozen=True)
 class Ledger:
-    """The error files of a source's committed (or committing) version, and what it counted.
+    """One version of a source: the error files holding its invalid lines, what it counted, and
+    the version it replaces (`previous`, a version tag), whose leftovers its commit makes stale.
 
-    `stale` lists files of the previous version still to remove (or, for files shared with
-    other sources, to rid of this source's lines); `complete` is False from just before the
-    commit until those are gone.
+    A ledger is written before the commit, under the version's own key, so racing versions never
+    overwrite each other's; the error files are written after the commit, by the run that made
+    it, and `complete` turns True once they are there and the previous version's files are gone.
+    `shared` says the files also hold other sources' lines (a group's files).
     """
 
     identity: str
     name: str
     version: str
     files: list[str]
-    shared: list[str]
-    stale: list[str]
-    stale_shared: dict[str, str]
+    shared: bool
     stats: dict[str, int]
     error_counts: dict[str, int]
     rows_by_date: dict[str, int]
+    previous: str | None
     complete: bool
+    written_at: float = 0.0
     content: ContentMark | None = None
+    errors_written: bool = False
 
     def to_json(self) -> bytes:
         fields = {**self.__dict__, "content": self.content and self.content.__dict__}
@@ -465,20 +536,22 @@ class Ledger:
             return None
         try:
             raw = orjson.loads(data)
+            content = raw.get("content")
             return cls(
                 identity=str(raw["identity"]),
                 name=str(raw["name"]),
                 version=str(raw["version"]),
                 files=[str(k) for k in raw["files"]],
-                shared=[str(k) for k in raw.get("shared", [])],
-                stale=[str(k) for k in raw.get("stale", [])],
-                stale_shared={str(k): str(v) for k, v in raw.get("stale_shared", {}).items()},
+                shared=bool(raw["shared"]),
                 stats={str(k): int(v) for k, v in raw["stats"].items()},
                 error_counts={str(k): int(v) for k, v in raw["error_counts"].items()},
-                rows_by_date={str(k): int(v) for k, v in raw.get("rows_by_date", {}).items()},
+                rows_by_date={str(k): int(v) for k, v in raw["rows_by_date"].items()},
+                previous=str(raw["previous"]) if raw.get("previous") else None,
                 complete=bool(raw["complete"]),
-                content=ContentMark(int(raw["content"]["length"]), str(raw["content"]["sha256"]))
-                if raw.get("content")
+                written_at=float(raw.get("written_at", 0.0)),
+                errors_written=bool(raw.get("errors_written", False)),
+                content=ContentMark(int(content["length"]), str(content["sha256"]))
+                if content
                 else None,
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
@@ -486,6 +559,13 @@ class Ledger:
 
 
 _ERROR_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[A-Za-z0-9._-]+\.jsonl")
+_TAG = re.compile(r"[0-9a-f]{16}")
+#: A committed version whose ledger is still incomplete after this long lost its run between the
+#: commit and writing its error records (which takes milliseconds): it is ingested again.
+IN_PROGRESS_SECONDS = 60
+#: A ledger of a version that is not the committed one and older than this belongs to a run that
+#: died between publishing and committing (no run lives longer than Lambda's 15 minutes).
+ORPHAN_SECONDS = 3600
 
 
 def _owned(keys: Iterable[str]) -> list[str]:
@@ -493,14 +573,42 @@ def _owned(keys: Iterable[str]) -> list[str]:
     return [k for k in keys if _ERROR_FILE.fullmatch(k)]
 
 
-def _finish_ledger(sink: _Sink, slug: str, ledger: Ledger) -> None:
-    """Remove the previous version's leftovers, then mark the ledger complete."""
-    sink.delete(_owned(ledger.stale))
-    for key, name in ledger.stale_shared.items():
-        if _ERROR_FILE.fullmatch(key):
-            _drop_source_lines(sink, key, name)
-    done = Ledger(**{**ledger.__dict__, "stale": [], "stale_shared": {}, "complete": True})
-    sink.write(ledger_key(slug), done.to_json())
+def _read_ledger(sink: _Sink, slug: str, tag: str) -> Ledger | None:
+    return Ledger.parse(sink.read(ledger_key(slug, tag)))
+
+
+def _remove_version(sink: _Sink, slug: str, tag: str) -> None:
+    """A version's error lines and its ledger, gone (lines only, from files shared with others)."""
+    ledger = _read_ledger(sink, slug, tag)
+    if ledger is not None:
+        _remove_lines(sink, ledger)
+    sink.delete([ledger_key(slug, tag)])
+
+
+def _remove_lines(sink: _Sink, ledger: Ledger) -> None:
+    """The error lines a ledger's version wrote: its files, or its lines in shared ones."""
+    if ledger.shared:
+        for key in _owned(ledger.files):
+            _drop_source_lines(sink, key, ledger.name)
+    else:
+        sink.delete(_owned(ledger.files))
+
+
+def _finish(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
+    """After the commit of `ledger`'s version and its error files: remove the version it replaced
+    and versions whose runs died before committing, then mark it complete."""
+    if ledger.previous and ledger.previous != tag:
+        _remove_version(sink, slug, ledger.previous)
+    for other, age in sink.list(f"{LEDGER_DIR}/{slug}/"):
+        other_tag = other.rsplit("/", 1)[-1].removesuffix(".json")
+        orphan = other_tag not in (tag, ledger.previous) and age > ORPHAN_SECONDS
+        if orphan and _TAG.fullmatch(other_tag):
+            with contextlib.suppress(Exception):  # orphans go when they can: no matter if not
+                _remove_version(sink, slug, other_tag)
+    done = Ledger(
+        **{**ledger.__dict__, "complete": True, "errors_written": True, "written_at": time.time()}
+    )
+    sink.write(ledger_key(slug, tag), done.to_json())
 
 
 def _drop_source_lines(sink: _Sink, key: str, name: str) -> None:
@@ -666,13 +774,14 @@ def _ingest_once(
         held = {one.identity for one in todo if recorded[one.identity] is not None}
         held |= _files_may_hold(snapshot, [o.identity for o in todo if o.identity not in held])
         writer = _GroupWriter(todo, error_sink, staging, snapshot, chunk_size, fields, held)
+        writer.replaced = {one.identity: recorded[one.identity] for one in todo}
         failure = writer.write(clean_uri)
         if failure is not None:
             return done, failure
         elapsed = time.perf_counter() - started
         for one in todo:
             done[one.identity] = writer.result(one, elapsed)
-        writer.finish_ledgers()
+        writer.publish()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return done, None
@@ -702,13 +811,19 @@ def _stored(
     """
     if committed is None or committed != table.version_number(one.version):
         return None
-    slug = one.slug
+    slug, tag = one.slug, version_tag(committed)
     with _output_errors(f"read the ledger of {one.name}"):
-        ledger = Ledger.parse(sink.read(ledger_key(slug)))
-    if ledger is not None and ledger.version == one.version and not ledger.complete:
-        # The committing run stopped after its commit: finish its clean-up now.
+        ledger = _read_ledger(sink, slug, tag)
+    if ledger is not None and not ledger.complete and ledger.errors_written:
+        # Its run stopped after writing the error files: remove the previous version's now.
         with _output_errors(f"remove the previous error records of {one.name}"):
-            _finish_ledger(sink, slug, ledger)
+            _finish(sink, slug, tag, ledger)
+    elif ledger is not None and not ledger.complete:
+        if time.time() - ledger.written_at < IN_PROGRESS_SECONDS:
+            raise ConcurrentIngestError(
+                f"{one.name}: another run committed this version and is writing its error records"
+            )
+        return None  # that run died after its commit: ingest again, writing them this time
     recorded = ledger if ledger is not None and ledger.version == one.version else None
     stats = recorded.stats if recorded else {}
     return IngestResult(
@@ -756,9 +871,15 @@ class _GroupWriter:
         self.stream_error: BaseException | None = None
         self.old: dict[str, Ledger | None] = {}
         self.ledgers: dict[str, Ledger] = {}
-        self.error_name = sources[0].slug if len(sources) == 1 else _group_name(sources)
-        self.published: dict[str, str] = {}
+        self.error_name = (
+            f"{sources[0].slug}-{_tag_of(sources[0])}"
+            if len(sources) == 1
+            else _group_name(sources)
+        )
+        self.staged: dict[str, Path] = {}
         self.version: int | None = None
+        #: The transaction number each source's earlier version is committed under, if any.
+        self.replaced: dict[str, int | None] = {}
 
     def write(self, clean_uri: str) -> SourceFailure | None:
         """Commit the group; a SourceFailure (nothing committed) if one source was unreadable."""
@@ -806,7 +927,7 @@ class _GroupWriter:
         return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more sources"
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        """Every source's clean rows with lineage; errors published at the end, before commit."""
+        """Every source's clean rows with lineage; errors staged, ledgers written at the end."""
         for one in self.sources:
             tally = self.tallies[one.identity]
             error_date = _utc_date(one.arrival)
@@ -827,47 +948,94 @@ class _GroupWriter:
                 self.failure = SourceFailure(one, exc)
                 raise _SourceFailed(one.name) from exc
         try:
-            self._publish_errors()
+            self._write_intents()
         except Exception as exc:
             self.stream_error = exc
             raise
 
-    def _publish_errors(self) -> None:
-        """Error files and the ledgers' intent, before the rows they complete are committed."""
-        staged = self.errors.finish()
+    def _write_intents(self) -> None:
+        """Before the commit: each source's ledger names the error files its version will have
+        (`complete: false`), so that a commit whose error records never got written is known."""
+        self.staged = self.errors.finish()
         shared = len(self.sources) > 1
-        with _output_errors(f"write error records to {self.sink.display('')}"):
-            for date, path in staged.items():
-                key = error_key(date, self.error_name)
-                self.sink.publish(path, key)
-                self.published[date] = key
+        with _output_errors(f"write the ledgers under {self.sink.display(LEDGER_DIR)}"):
             for one in self.sources:
                 tally = self.tallies[one.identity]
-                files = [self.published[tally.error_date]] if tally.has_errors else []
-                old = Ledger.parse(self.sink.read(ledger_key(one.slug)))
-                stale = [k for k in (old.files if old else []) if k not in files]
-                stale_own = [k for k in stale if k not in old.shared] if old else []
-                stale_shared = {k: old.name for k in stale if old and k in old.shared}
-                if old is not None and not old.complete:
-                    stale_own += [k for k in old.stale if k not in files]
-                    stale_shared.update(old.stale_shared)
+                previous = self._previous(one)
+                date = tally.error_date
                 ledger = Ledger(
                     identity=one.identity,
                     name=one.name,
                     version=one.version,
-                    files=files,
-                    shared=files if shared else [],
-                    stale=sorted(set(stale_own)),
-                    stale_shared=stale_shared,
+                    files=[error_key(date, self.error_name)] if date and tally.has_errors else [],
+                    shared=shared,
                     stats={name: int(tally.totals[name]) for name in _STAT_NAMES},
                     error_counts=dict(tally.error_counts),
                     rows_by_date=dict(sorted(tally.rows_by_date.items())),
-                    # Nothing of an older version to remove: complete already (one write, not two).
-                    complete=not stale_own and not stale_shared,
+                    previous=previous,
+                    complete=False,
+                    written_at=time.time(),
                     content=one.content,
                 )
-                self.sink.write(ledger_key(one.slug), ledger.to_json())
+                # Create-only: another run of this version may have committed and completed it
+                # already (then this run will lose its commit), or an earlier run's intent is
+                # there (the same files and counts).
+                self.sink.create(ledger_key(one.slug, _tag_of(one)), ledger.to_json())
                 self.ledgers[one.identity] = ledger
+
+    def _superseded(self) -> set[str]:
+        """The sources whose committed version is no longer this run's (a newer one won since)."""
+        try:
+            self.snapshot.update_incremental()
+        except Exception:  # then the newer run's own clean-up, or the next delivery, sees to it
+            return set()
+        return {
+            one.identity
+            for one in self.sources
+            if self.snapshot.transaction_version(table.app_id(one.identity))
+            != table.version_number(one.version)
+        }
+
+    def _previous(self, one: Source) -> str | None:
+        """The tag of the version this commit replaces. Ingesting the committed version again
+        (its run died before writing its error records) replaces what that run replaced."""
+        replaced = self.replaced.get(one.identity)
+        if replaced is None:
+            return None
+        if replaced != table.version_number(one.version):
+            return version_tag(replaced)
+        earlier = _read_ledger(self.sink, one.slug, version_tag(replaced))
+        return earlier.previous if earlier is not None else None
+
+    def publish(self) -> None:
+        """After the commit: the error files, then the previous versions' leftovers go and the
+        ledgers are complete. Raises OutputError if the error files cannot be written: the rows
+        stand, and the next delivery of the source, finding its ledger incomplete, ingests it
+        again and writes them."""
+        with _output_errors(
+            f"write the error records to {self.sink.display('')} (the rows are committed; "
+            "ingesting the source again writes them)"
+        ):
+            for date, path in self.staged.items():
+                self.sink.publish(path, error_key(date, self.error_name))
+        superseded = self._superseded()
+        for one in self.sources:
+            ledger, tag = self.ledgers[one.identity], _tag_of(one)
+            if one.identity in superseded:
+                # A newer version committed meanwhile; its run may have cleaned up before these
+                # files were there, so they go now.
+                with contextlib.suppress(Exception):
+                    _remove_lines(self.sink, ledger)  # its ledger may be gone already
+                    self.sink.delete([ledger_key(one.slug, tag)])
+                continue
+            try:
+                if ledger.previous and ledger.previous != tag:
+                    # Its error files are written; what is left is removing the previous ones.
+                    ledger = Ledger(**{**ledger.__dict__, "errors_written": True})
+                    self.sink.write(ledger_key(one.slug, tag), ledger.to_json())
+                _finish(self.sink, one.slug, tag, ledger)
+            except Exception as exc:  # the next delivery of the source finishes it
+                logger.warning("%s: could not remove its previous error records: %s", one.name, exc)
 
     def result(self, one: Source, elapsed: float) -> IngestResult:
         tally = self.tallies[one.identity]
@@ -883,19 +1051,6 @@ class _GroupWriter:
             rows_by_date=dict(sorted(tally.rows_by_date.items())),
             table_version=self.version,
         )
-
-    def finish_ledgers(self) -> None:
-        """After the commit: the previous versions' error files go. A failure here is logged,
-        not raised: the rows are committed, and the next ingest of the source finishes it."""
-        for one in self.sources:
-            if self.ledgers[one.identity].complete:
-                continue
-            try:
-                _finish_ledger(self.sink, one.slug, self.ledgers[one.identity])
-            except Exception as exc:
-                logger.warning(
-                    "%s: could not finish its ledger after the commit: %s", one.name, exc
-                )
 
 
 def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[Batch]:
@@ -939,6 +1094,10 @@ def _chunk_size(chunk_size: int, source_size: int | None) -> int:
     if source_size is None:
         return chunk_size
     return min(chunk_size, max(_MIN_CHUNK, source_size + 1))
+
+
+def _tag_of(one: Source) -> str:
+    return version_tag(table.version_number(one.version))
 
 
 def _group_name(sources: Sequence[Source]) -> str:
@@ -1047,12 +1206,25 @@ def _reason(exc: BaseException) -> str:
     return table.delta_reason(exc)
 
 
-def stored_content(identity: str, *, error_uri: str, s3_client: Any = None) -> ContentMark | None:
-    """How the stored version of the source with this identity begins, if recorded."""
-    sink = open_sink(error_uri, s3_client)
-    with _output_errors(f"read the ledger of {identity}"):
-        ledger = Ledger.parse(sink.read(ledger_key(source_id(identity))))
-    return ledger.content if ledger is not None else None
+class StoredContent:
+    """How the stored version of a source begins (`ContentMark`), by identity: one table
+    snapshot, read once, for many questions (`logsieve process` asks once per input)."""
+
+    def __init__(self, *, clean_uri: str, error_uri: str, s3_client: Any = None) -> None:
+        self.sink = open_sink(error_uri, s3_client)
+        with _output_errors(f"open the clean table at {clean_uri}"):
+            _refuse_old_layout(clean_uri)
+            self.snapshot = table.open_table(clean_uri, s3_client)
+
+    def __call__(self, identity: str) -> ContentMark | None:
+        if self.snapshot is None:
+            return None
+        committed = self.snapshot.transaction_version(table.app_id(identity))
+        if committed is None:
+            return None
+        with _output_errors(f"read the ledger of {identity}"):
+            ledger = _read_ledger(self.sink, source_id(identity), version_tag(committed))
+        return ledger.content if ledger is not None else None
 
 
 def stored_result(
@@ -1078,6 +1250,7 @@ __all__ = [
     "IngestResult",
     "Source",
     "SourceFailure",
+    "StoredContent",
     "error_record",
     "file_url_path",
     "ingest",
@@ -1085,6 +1258,5 @@ __all__ = [
     "open_sink",
     "raw_bytes",
     "source_id",
-    "stored_content",
     "stored_result",
 ]
