@@ -76,5 +76,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The `logsieve` command: `main`, then an immediate exit once output is flushed.
+
+    delta-rs and pyarrow together can abort the interpreter while it tears down at exit
+    ("terminate called without an active exception", in one run of four after reading a table
+    with `to_pyarrow_table`): their thread pools outlive Python. Every command has finished its
+    work and closed its files by then, so the command skips that teardown.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 1
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
