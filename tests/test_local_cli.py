@@ -504,3 +504,41 @@ def test_a_second_run_on_the_same_inputs_changes_nothing(tmp_path: Path, logs, c
     for name in ("processed", "valid", "errors", "blank"):
         assert second["totals"][name] == first["totals"][name]
     assert len(clean_rows(out)) == first["totals"]["valid"]
+
+
+def test_a_file_name_that_is_not_utf8_is_processed(tmp_path: Path) -> None:
+    """The name is kept with its bytes escaped, in the rows' lineage and the error records."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    name = os.fsencode(logs) + b"/bad\xff name.jsonl"
+    lines = make_lines(7)
+    with open(name, "wb") as file:
+        file.write(b"".join(line + b"\n" for line in lines))
+    out = tmp_path / "out"
+
+    result = cli_subprocess(str(logs), "--out", str(out), "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    expected = expected_counts(lines)
+    rows, errors = clean_rows(out), error_records(out)
+    assert len(rows) == expected["valid"] and len(errors) == expected["errors"]
+    shown = os.fsdecode(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    assert {row["source"] for row in rows} == {r["source"] for r in errors} == {shown}
+    assert "\\xff" in shown
+
+
+def test_an_output_that_cannot_be_written_is_reported_once(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    for number in range(13):
+        write(logs / f"f{number}.jsonl", make_lines(number))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "errors").write_text("a file where the error records' directory must go")
+
+    result = cli_subprocess(str(logs), "--out", str(out))
+
+    assert result.returncode == 2
+    (line,) = result.stderr.decode().splitlines()
+    assert line.startswith("logsieve process: error: cannot create output directory")
+    assert not (out / "clean").exists() or not clean_rows(out)

@@ -38,7 +38,7 @@ from logsieve.sources import (
 from logsieve.table import file_url_path
 
 if TYPE_CHECKING:
-    from logsieve.storage import IngestResult, Source
+    from logsieve.storage import IngestResult, Source, StoredContent
 
 DEFAULT_OUT = "data"
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
@@ -132,7 +132,12 @@ def run_process(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with ExitStack() as stack, _progress(show_progress, found) as advance:
         planned, outcomes = _plan(
-            found, stack, error_uri=str(error_dir), stdin_name=args.stdin_name, advance=advance
+            found,
+            stack,
+            clean_uri=str(clean_dir),
+            error_uri=str(error_dir),
+            stdin_name=args.stdin_name,
+            advance=advance,
         )
         for note in (o for o in outcomes if o.note):
             print(f"note: {note.input}: {note.note}", file=sys.stderr)
@@ -186,6 +191,7 @@ def _plan(
     found: list[LocalInput],
     stack: ExitStack,
     *,
+    clean_uri: str,
     error_uri: str,
     stdin_name: str | None,
     advance: Any,
@@ -208,6 +214,9 @@ def _plan(
         except OSError as exc:
             error = f"cannot read: {exc.strerror or exc}"
             outcomes.append(_Outcome(input=item.spec, order=order, error=error))
+    from logsieve.storage import StoredContent
+
+    stored = StoredContent(clean_uri=clean_uri, error_uri=error_uri)
     planned: list[_Planned] = []
     kept: dict[str, list[_Candidate]] = {}
     # Largest first: a smaller input that the larger begins with is a copy or an earlier self.
@@ -218,7 +227,7 @@ def _plan(
             note = f"skipped: same content as {holder.item.spec}"
             outcomes.append(_Outcome(input=candidate.item.spec, order=candidate.order, note=note))
             continue
-        identity = _identity(candidate, bool(same), error_uri)
+        identity = _identity(candidate, bool(same), stored)
         same.append(candidate)
         planned.append(candidate.planned(identity, advance))
     return sorted(planned, key=lambda p: p.order), outcomes
@@ -273,18 +282,16 @@ class _Candidate:
         return _Planned(self.order, item, source, self.size)
 
 
-def _identity(candidate: _Candidate, taken: bool, error_uri: str) -> str:
+def _identity(candidate: _Candidate, taken: bool, stored: StoredContent) -> str:
     """The candidate's identity: its first line's fingerprint if the source stored under it
     (or planned in this run) is this file's earlier self; else that plus its head's hash."""
-    from logsieve.storage import stored_content
-
     if candidate.source is not None:
         return candidate.source.identity
     own = f"{candidate.base}:{hashlib.sha256(candidate.head).hexdigest()[:16]}"
     if taken:
         return own
-    stored = stored_content(candidate.base, error_uri=error_uri)
-    return candidate.base if stored is None or stored.begins(candidate.head) else own
+    mark = stored(candidate.base)
+    return candidate.base if mark is None or mark.begins(candidate.head) else own
 
 
 def _candidate(
@@ -533,13 +540,13 @@ def _json_report(
     inputs = []
     for outcome in succeeded:
         assert outcome.result is not None
-        inputs.append({"input": outcome.input, **outcome.result.summary()})
+        inputs.append({"input": _printable(outcome.input), **outcome.result.summary()})
     return {
-        "out": str(out),
-        "clean": str(out / "clean"),
-        "errors": str(out / "errors"),
+        "out": _printable(str(out)),
+        "clean": _printable(str(out / "clean")),
+        "errors": _printable(str(out / "errors")),
         "inputs": inputs,
-        "failed": [{"input": f.input, "error": f.error} for f in failures],
+        "failed": [{"input": _printable(f.input), "error": f.error} for f in failures],
         "totals": _totals(succeeded, elapsed),
     }
 
