@@ -926,3 +926,28 @@ def test_logs_are_one_line_json(aws_stack: Any, caplog: pytest.LogCaptureFixture
     processed = next(e for e in events if e["event"] == "object_processed")
     assert processed["object"] == f"s3://{res.names.input_bucket}/log me.jsonl"
     assert processed["errors"] == expected_counts(every_error_lines(TODAY))["errors"]
+
+
+def test_a_failed_check_after_the_commit_keeps_the_result_and_its_metrics(aws_stack: Any) -> None:
+    """The HEAD that looks for a newer version runs after the commit: its failure must not fail
+    the object (a retry would find the version stored and its metrics would never go out)."""
+    clients, res = aws_stack
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    lines = web_lines(TODAY)
+    (message,) = upload(clients, res, "checked/app.jsonl", join_lines(lines))
+
+    def refuse(**kwargs: Any) -> None:
+        raise RuntimeError("simulated: the endpoint went away")
+
+    clients.s3.meta.events.register("before-call.s3.HeadObject", refuse)
+    try:
+        outcome = aws.Pipeline.from_clients(aws.HandlerConfig.from_env(), clients).handle(
+            sqs_event([message])
+        )
+    finally:
+        clients.s3.meta.events.unregister("before-call.s3.HeadObject", refuse)
+
+    assert outcome.failed_message_ids == []
+    assert sorted(clean_table(clients, res)["user_id"].to_pylist()) == valid_users(lines)
+    processed = sum(1 for line in lines if line.expect != "blank")
+    assert metric_total(clients, res, "RecordsProcessed", since) == processed
