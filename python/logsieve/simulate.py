@@ -173,8 +173,10 @@ def simulate(
 @contextlib.contextmanager
 def _moto_server(start_moto: Any) -> Iterator[str]:
     """moto's server on a free port of 127.0.0.1 for the demo's lifetime; yields its URL."""
+    import logging
     import urllib.request
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request otherwise
     server = start_moto("127.0.0.1", 0)
     try:
         host, port = server.get_host_and_port()
