@@ -748,7 +748,7 @@ def test_up_compacts_the_clean_table_and_stops_on_ctrl_c() -> None:
         assert ready.wait(120), lines
         text = "".join(lines)
         aws = re.search(r"AWS endpoint \(moto\): (http://127\.0\.0\.1:\d+)", text).group(1)  # type: ignore[union-attr]
-        clean = re.search(r"clean data: +(s3://\S+?)/date=", text).group(1)  # type: ignore[union-attr]
+        clean = re.search(r"clean table: +(s3://\S+?)/ ", text).group(1)  # type: ignore[union-attr]
         client = boto3.client(
             "s3",
             endpoint_url=aws,

@@ -266,7 +266,7 @@ def instructions(endpoints: Endpoints, resources: Resources) -> str:
             f"  AWS endpoint (moto): {endpoints.aws}  region {resources.region}, any credentials",
             f"  HTTP API:            {endpoints.api}  (docs: {endpoints.api}/docs)",
             f"  input bucket:        s3://{bucket}/",
-            f"  clean data:          {resources.clean_uri}/date=YYYY-MM-DD/",
+            f"  clean table:         {resources.clean_uri}/ (Delta Lake, by date)",
             f"  errors:              {resources.error_uri}/date=YYYY-MM-DD/",
             "",
             "upload with the AWS CLI:",
