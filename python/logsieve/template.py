@@ -359,6 +359,18 @@ def storage_resources() -> Json:
             ref("AWS::NoValue"),
         ]
     }
+    for logical_id in ("CleanBucket", "ErrorBucket"):
+        # delta-rs uploads data files above 5 MiB in parts: a worker stopped mid-upload (a
+        # timeout) leaves parts that are billed until removed.
+        resources[logical_id]["Properties"]["LifecycleConfiguration"] = {
+            "Rules": [
+                {
+                    "Id": "abort-incomplete-uploads",
+                    "Status": "Enabled",
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
+        }
     resources["AthenaResultsBucket"]["Properties"]["LifecycleConfiguration"] = {
         "Rules": [{"Id": "expire-query-results", "Status": "Enabled", "ExpirationInDays": 7}]
     }
@@ -469,7 +481,7 @@ def worker_policy() -> Json:
                 "Resource": bucket_arn("InputBucket", "/*"),
             },
             {
-                # ListBucket makes a missing manifest a 404 instead of a 403.
+                # The Delta log and the ledgers are listed; a missing key is then a 404, not a 403.
                 "Sid": "ListOutputs",
                 "Effect": "Allow",
                 "Action": "s3:ListBucket",
@@ -478,7 +490,12 @@ def worker_policy() -> Json:
             {
                 "Sid": "ReplaceOutputs",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                ],
                 "Resource": [
                     bucket_arn("CleanBucket", f"/{CLEAN_PREFIX}/*"),
                     bucket_arn("ErrorBucket", f"/{ERROR_PREFIX}/*"),
