@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,20 +218,58 @@ def _plan(
     from logsieve.storage import StoredContent
 
     stored = StoredContent(clean_uri=clean_uri, error_uri=error_uri)
-    planned: list[_Planned] = []
-    kept: dict[str, list[_Candidate]] = {}
-    # Largest first: a smaller input that the larger begins with is a copy or an earlier self.
+    by_base: dict[str, list[_Candidate]] = {}
     for candidate in sorted(candidates, key=lambda c: (-c.size, c.order)):
-        same = kept.setdefault(candidate.base, [])
-        holder = next((c for c in same if candidate.head_of(c)), None)
+        by_base.setdefault(candidate.base, []).append(candidate)
+    planned: list[_Planned] = []
+    for base, alike in by_base.items():
+        kept = _drop_copies(alike, outcomes)
+        for candidate, identity in _identities(base, kept, stored):
+            planned.append(candidate.planned(identity, advance))
+    return sorted(planned, key=lambda p: p.order), outcomes
+
+
+def _drop_copies(alike: list[_Candidate], outcomes: list[_Outcome]) -> list[_Candidate]:
+    """Of inputs with one first line, those whose whole content another one begins with go,
+    with a note: a copy, or an earlier self of a file that grew (whichever is compressed)."""
+    kept: list[_Candidate] = []
+    for candidate in alike:
+        holder = next((k for k in kept if candidate.head_of(k)), None)
         if holder is not None:
             note = f"skipped: same content as {holder.item.spec}"
             outcomes.append(_Outcome(input=candidate.item.spec, order=candidate.order, note=note))
             continue
-        identity = _identity(candidate, bool(same), stored)
-        same.append(candidate)
-        planned.append(candidate.planned(identity, advance))
-    return sorted(planned, key=lambda p: p.order), outcomes
+        for smaller in [k for k in kept if k.head_of(candidate)]:
+            kept.remove(smaller)
+            note = f"skipped: same content as {candidate.item.spec}"
+            outcomes.append(_Outcome(input=smaller.item.spec, order=smaller.order, note=note))
+        kept.append(candidate)
+    return kept
+
+
+def _identities(
+    base: str, kept: list[_Candidate], stored: StoredContent
+) -> Iterator[tuple[_Candidate, str]]:
+    """Identities for distinct inputs that share a first line: the one that continues the
+    stored version (or, with none stored, the largest) keeps `base`; the others get their own,
+    from their heads (and their paths where even the heads agree)."""
+    if len(kept) == 1 and kept[0].source is not None:  # stdin
+        yield kept[0], kept[0].source.identity
+        return
+    mark = stored(base)
+    owner = next((c for c in kept if mark is None or mark.begins(c.head)), None)
+    used: set[str] = set()
+    for candidate in kept:
+        if candidate is owner:
+            identity = base
+        else:
+            identity = f"{base}:{hashlib.sha256(candidate.head).hexdigest()[:16]}"
+            if identity in used:
+                assert candidate.item.path is not None
+                path = os.fsencode(candidate.item.path.absolute())
+                identity += ":" + hashlib.sha256(path).hexdigest()[:16]
+        used.add(identity)
+        yield candidate, identity
 
 
 #: Bytes of a local file's (decompressed) beginning that tell copies and growth from other files.
@@ -249,7 +288,7 @@ class _Candidate:
     source: Source | None = None
 
     def head_of(self, other: _Candidate) -> bool:
-        """Whether `other` (not smaller) begins with all of this input's content."""
+        """Whether `other` begins with all of this input's content."""
         if self.source is not None or not other.head.startswith(self.head):
             return False
         if len(self.head) < HEAD_BYTES:  # the head is all of it
@@ -280,18 +319,6 @@ class _Candidate:
             content=mark,
         )
         return _Planned(self.order, item, source, self.size)
-
-
-def _identity(candidate: _Candidate, taken: bool, stored: StoredContent) -> str:
-    """The candidate's identity: its first line's fingerprint if the source stored under it
-    (or planned in this run) is this file's earlier self; else that plus its head's hash."""
-    if candidate.source is not None:
-        return candidate.source.identity
-    own = f"{candidate.base}:{hashlib.sha256(candidate.head).hexdigest()[:16]}"
-    if taken:
-        return own
-    mark = stored(candidate.base)
-    return candidate.base if mark is None or mark.begins(candidate.head) else own
 
 
 def _candidate(

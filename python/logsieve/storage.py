@@ -560,9 +560,13 @@ class Ledger:
 
 _ERROR_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[A-Za-z0-9._-]+\.jsonl")
 _TAG = re.compile(r"[0-9a-f]{16}")
+#: Versions followed back through unfinished clean-ups (each a run that died after its commit).
+_MAX_CHAIN = 16
 #: A committed version whose ledger is still incomplete after this long lost its run between the
 #: commit and writing its error records (which takes milliseconds): it is ingested again.
 IN_PROGRESS_SECONDS = 60
+#: How often a run writing error files says so (see IN_PROGRESS_SECONDS).
+HEARTBEAT_SECONDS = 15
 #: A ledger of a version that is not the committed one and older than this belongs to a run that
 #: died between publishing and committing (no run lives longer than Lambda's 15 minutes).
 ORPHAN_SECONDS = 3600
@@ -577,11 +581,18 @@ def _read_ledger(sink: _Sink, slug: str, tag: str) -> Ledger | None:
     return Ledger.parse(sink.read(ledger_key(slug, tag)))
 
 
-def _remove_version(sink: _Sink, slug: str, tag: str) -> None:
-    """A version's error lines and its ledger, gone (lines only, from files shared with others)."""
+def _remove_version(sink: _Sink, slug: str, tag: str, depth: int = 0) -> None:
+    """A version's error lines and its ledger, gone (lines only, from files shared with others).
+
+    A version whose own clean-up never finished (its run died after its commit) still has its
+    previous version's lines: those go too.
+    """
     ledger = _read_ledger(sink, slug, tag)
     if ledger is not None:
         _remove_lines(sink, ledger)
+        unfinished = not ledger.complete and ledger.previous not in (None, tag)
+        if unfinished and ledger.previous and depth < _MAX_CHAIN:
+            _remove_version(sink, slug, ledger.previous, depth + 1)
     sink.delete([ledger_key(slug, tag)])
 
 
@@ -1012,9 +1023,12 @@ class _GroupWriter:
         ledgers are complete. Raises OutputError if the error files cannot be written: the rows
         stand, and the next delivery of the source, finding its ledger incomplete, ingests it
         again and writes them."""
-        with _output_errors(
-            f"write the error records to {self.sink.display('')} (the rows are committed; "
-            "ingesting the source again writes them)"
+        with (
+            _output_errors(
+                f"write the error records to {self.sink.display('')} (the rows are committed; "
+                "ingesting the source again writes them)"
+            ),
+            _Heartbeat(self.sink, self.sources, self.ledgers),
         ):
             for date, path in self.staged.items():
                 self.sink.publish(path, error_key(date, self.error_name))
@@ -1028,14 +1042,26 @@ class _GroupWriter:
                     _remove_lines(self.sink, ledger)  # its ledger may be gone already
                     self.sink.delete([ledger_key(one.slug, tag)])
                 continue
-            try:
-                if ledger.previous and ledger.previous != tag:
-                    # Its error files are written; what is left is removing the previous ones.
-                    ledger = Ledger(**{**ledger.__dict__, "errors_written": True})
-                    self.sink.write(ledger_key(one.slug, tag), ledger.to_json())
-                _finish(self.sink, one.slug, tag, ledger)
-            except Exception as exc:  # the next delivery of the source finishes it
-                logger.warning("%s: could not remove its previous error records: %s", one.name, exc)
+            pending = bool(ledger.previous and ledger.previous != tag)
+            ledger = Ledger(
+                **{
+                    **ledger.__dict__,
+                    "errors_written": True,
+                    "complete": not pending,
+                    "written_at": time.time(),
+                }
+            )
+            with _output_errors(f"write the ledger of {one.name}"):
+                self.sink.write(ledger_key(one.slug, tag), ledger.to_json())
+            if pending:
+                try:
+                    _finish(self.sink, one.slug, tag, ledger)
+                except Exception as exc:  # the next delivery of the source finishes it
+                    logger.warning(
+                        "%s: could not remove the previous version's error records: %s",
+                        one.name,
+                        exc,
+                    )
 
     def result(self, one: Source, elapsed: float) -> IngestResult:
         tally = self.tallies[one.identity]
@@ -1051,6 +1077,33 @@ class _GroupWriter:
             rows_by_date=dict(sorted(tally.rows_by_date.items())),
             table_version=self.version,
         )
+
+
+class _Heartbeat:
+    """While the error files upload, rewrite the ledgers every few seconds, so that a delivery
+    of the same version sees a run at work (not a dead one) however long the upload takes."""
+
+    def __init__(self, sink: _Sink, sources: list[Source], ledgers: dict[str, Ledger]) -> None:
+        import threading
+
+        self.sink, self.sources, self.ledgers = sink, sources, ledgers
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="logsieve-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self.done.wait(HEARTBEAT_SECONDS):
+            for one in self.sources:
+                fresh = Ledger(**{**self.ledgers[one.identity].__dict__, "written_at": time.time()})
+                with contextlib.suppress(Exception):  # a missed beat only shortens the grace
+                    self.sink.write(ledger_key(one.slug, _tag_of(one)), fresh.to_json())
 
 
 def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[Batch]:
