@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
@@ -223,6 +224,11 @@ class _Sink:
         """Write `key` only if it does not exist yet (atomically); False if it did."""
         raise NotImplementedError
 
+    def rewrite(self, key: str, transform: Callable[[bytes], bytes | None]) -> None:
+        """Replace `key`'s content by `transform(content)` (None: delete it), safe against
+        another rewrite of it at the same time (a lock locally, If-Match on S3)."""
+        raise NotImplementedError
+
     def delete(self, keys: Iterable[str]) -> None:
         raise NotImplementedError
 
@@ -282,6 +288,23 @@ class _LocalSink(_Sink):
         finally:
             temp.unlink()
         return True
+
+    def rewrite(self, key: str, transform: Callable[[bytes], bytes | None]) -> None:
+        import fcntl
+
+        locks = self.root / "_logsieve" / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = locks / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+            data = self.read(key)
+            if data is None:
+                return
+            new = transform(data)
+            if new is None:
+                self.delete([key])
+            elif new != data:
+                self.write(key, new)
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -377,6 +400,36 @@ class _S3Sink(_Sink):
                 return False
             raise
         return True
+
+    def rewrite(self, key: str, transform: Callable[[bytes], bytes | None]) -> None:
+        from botocore.exceptions import ClientError
+
+        for _ in range(_REWRITE_ATTEMPTS):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            except self.client.exceptions.NoSuchKey:
+                return
+            data, etag = bytes(response["Body"].read()), response["ETag"]
+            new = transform(data)
+            if new is None:
+                self.delete([key])  # rewrites only take lines away: nothing can be lost
+                return
+            if new == data:
+                return
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=new,
+                    ContentType="application/x-ndjson",
+                    IfMatch=etag,  # only over the content just read
+                )
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                    raise
+        raise ConcurrentIngestError(f"s3://{self.bucket}/{self._key(key)} kept changing")
 
     def delete(self, keys: Iterable[str]) -> None:
         objects = [{"Key": self._key(k)} for k in keys]
@@ -560,6 +613,8 @@ class Ledger:
 
 _ERROR_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[A-Za-z0-9._-]+\.jsonl")
 _TAG = re.compile(r"[0-9a-f]{16}")
+#: Conditional rewrites of a shared error file lost to others before giving up.
+_REWRITE_ATTEMPTS = 10
 #: Versions followed back through unfinished clean-ups (each a run that died after its commit).
 _MAX_CHAIN = 16
 #: A committed version whose ledger is still incomplete after this long lost its run between the
@@ -581,61 +636,74 @@ def _read_ledger(sink: _Sink, slug: str, tag: str) -> Ledger | None:
     return Ledger.parse(sink.read(ledger_key(slug, tag)))
 
 
-def _remove_version(sink: _Sink, slug: str, tag: str, depth: int = 0) -> None:
-    """A version's error lines and its ledger, gone (lines only, from files shared with others).
+@dataclass
+class _Removal:
+    """Versions to remove, as what that comes to: whole error files, the lines of some sources
+    in files shared with others (each file rewritten once), and ledgers."""
 
-    A version whose own clean-up never finished (its run died after its commit) still has its
-    previous version's lines: those go too.
-    """
-    ledger = _read_ledger(sink, slug, tag)
-    if ledger is not None:
-        _remove_lines(sink, ledger)
-        unfinished = not ledger.complete and ledger.previous not in (None, tag)
-        if unfinished and ledger.previous and depth < _MAX_CHAIN:
-            _remove_version(sink, slug, ledger.previous, depth + 1)
-    sink.delete([ledger_key(slug, tag)])
+    files: set[str] = field(default_factory=set)
+    lines: dict[str, set[str]] = field(default_factory=dict)
+    ledgers: set[str] = field(default_factory=set)
+
+    def add_lines(self, ledger: Ledger) -> None:
+        """The error lines a ledger's version wrote: its files, or its lines in shared ones."""
+        if ledger.shared:
+            for key in _owned(ledger.files):
+                self.lines.setdefault(key, set()).add(ledger.name)
+        else:
+            self.files.update(_owned(ledger.files))
+
+    def add_version(self, sink: _Sink, slug: str, tag: str, depth: int = 0) -> None:
+        """A version and its ledger. A version whose own clean-up never finished (its run died
+        after its commit) still has its previous version's lines: those go too."""
+        ledger = _read_ledger(sink, slug, tag)
+        if ledger is not None:
+            self.add_lines(ledger)
+            unfinished = not ledger.complete and ledger.previous not in (None, tag)
+            if unfinished and ledger.previous and depth < _MAX_CHAIN:
+                self.add_version(sink, slug, ledger.previous, depth + 1)
+        self.ledgers.add(ledger_key(slug, tag))
+
+    def apply(self, sink: _Sink) -> None:
+        sink.delete(sorted(self.files))
+        for key, names in sorted(self.lines.items()):
+            sink.rewrite(key, functools.partial(_without_sources, names=frozenset(names)))
+        sink.delete(sorted(self.ledgers))
 
 
-def _remove_lines(sink: _Sink, ledger: Ledger) -> None:
-    """The error lines a ledger's version wrote: its files, or its lines in shared ones."""
-    if ledger.shared:
-        for key in _owned(ledger.files):
-            _drop_source_lines(sink, key, ledger.name)
-    else:
-        sink.delete(_owned(ledger.files))
+def _without_sources(data: bytes, names: frozenset[str]) -> bytes | None:
+    """A shared error file's content without the lines of `names`; None when nothing is left."""
+    kept = [
+        line
+        for line in data.splitlines(keepends=True)
+        if line.strip() and orjson.loads(line).get("source") not in names
+    ]
+    return b"".join(kept) or None
 
 
-def _finish(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
-    """After the commit of `ledger`'s version and its error files: remove the version it replaced
-    and versions whose runs died before committing, then mark it complete."""
-    if ledger.previous and ledger.previous != tag:
-        _remove_version(sink, slug, ledger.previous)
-    for other, age in sink.list(f"{LEDGER_DIR}/{slug}/"):
-        other_tag = other.rsplit("/", 1)[-1].removesuffix(".json")
-        orphan = other_tag not in (tag, ledger.previous) and age > ORPHAN_SECONDS
-        if orphan and _TAG.fullmatch(other_tag):
-            with contextlib.suppress(Exception):  # orphans go when they can: no matter if not
-                _remove_version(sink, slug, other_tag)
+def _complete(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
     done = Ledger(
         **{**ledger.__dict__, "complete": True, "errors_written": True, "written_at": time.time()}
     )
     sink.write(ledger_key(slug, tag), done.to_json())
 
 
-def _drop_source_lines(sink: _Sink, key: str, name: str) -> None:
-    """Rewrite an error file shared by several sources without the lines of `name`."""
-    data = sink.read(key)
-    if data is None:
-        return
-    kept = [
-        line
-        for line in data.splitlines(keepends=True)
-        if line.strip() and orjson.loads(line).get("source") != name
-    ]
-    if kept:
-        sink.write(key, b"".join(kept))
-    else:
-        sink.delete([key])
+def _finish(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
+    """After the commit of `ledger`'s version and its error files: remove the version it replaced
+    and versions whose runs died before committing, then mark it complete."""
+    removal = _Removal()
+    if ledger.previous and ledger.previous != tag:
+        removal.add_version(sink, slug, ledger.previous)
+    removal.apply(sink)
+    for other, age in sink.list(f"{LEDGER_DIR}/{slug}/"):
+        other_tag = other.rsplit("/", 1)[-1].removesuffix(".json")
+        orphan = other_tag not in (tag, ledger.previous) and age > ORPHAN_SECONDS
+        if orphan and _TAG.fullmatch(other_tag):
+            with contextlib.suppress(Exception):  # orphans go when they can: no matter if not
+                gone = _Removal()
+                gone.add_version(sink, slug, other_tag)
+                gone.apply(sink)
+    _complete(sink, slug, tag, ledger)
 
 
 # --- ingest ---------------------------------------------------------------------------------
@@ -1033,14 +1101,16 @@ class _GroupWriter:
             for date, path in self.staged.items():
                 self.sink.publish(path, error_key(date, self.error_name))
         superseded = self._superseded()
+        finishing: list[tuple[Source, str, Ledger]] = []
         for one in self.sources:
             ledger, tag = self.ledgers[one.identity], _tag_of(one)
             if one.identity in superseded:
                 # A newer version committed meanwhile; its run may have cleaned up before these
                 # files were there, so they go now.
                 with contextlib.suppress(Exception):
-                    _remove_lines(self.sink, ledger)  # its ledger may be gone already
-                    self.sink.delete([ledger_key(one.slug, tag)])
+                    mine = _Removal(ledgers={ledger_key(one.slug, tag)})
+                    mine.add_lines(ledger)  # its ledger may be gone already
+                    mine.apply(self.sink)
                 continue
             pending = bool(ledger.previous and ledger.previous != tag)
             ledger = Ledger(
@@ -1054,14 +1124,19 @@ class _GroupWriter:
             with _output_errors(f"write the ledger of {one.name}"):
                 self.sink.write(ledger_key(one.slug, tag), ledger.to_json())
             if pending:
-                try:
-                    _finish(self.sink, one.slug, tag, ledger)
-                except Exception as exc:  # the next delivery of the source finishes it
-                    logger.warning(
-                        "%s: could not remove the previous version's error records: %s",
-                        one.name,
-                        exc,
-                    )
+                finishing.append((one, tag, ledger))
+        try:
+            # The replaced versions go together: a group's shared file is rewritten once.
+            removal = _Removal()
+            for one, _, ledger in finishing:
+                removal.add_version(self.sink, one.slug, str(ledger.previous))
+            removal.apply(self.sink)
+            for one, tag, ledger in finishing:
+                _complete(self.sink, one.slug, tag, ledger)
+        except Exception as exc:  # the next delivery of each source finishes it
+            logger.warning(
+                "%s: could not remove the previous versions' error records: %s", self._names(), exc
+            )
 
     def result(self, one: Source, elapsed: float) -> IngestResult:
         tally = self.tallies[one.identity]
