@@ -370,6 +370,11 @@ def partition_files(table: DeltaTable, target_size: int) -> dict[str, PartitionF
     import pyarrow as pa
 
     actions = pa.table(table.get_add_actions(flatten=True))
+    if table.metadata().partition_columns != [PARTITION_COLUMN]:
+        raise ConfigError(
+            f"{table.table_uri} is not partitioned by {PARTITION_COLUMN!r} alone (partitions: "
+            f"{table.metadata().partition_columns}): not a logsieve clean table"
+        )
     dates = actions.column(f"partition.{PARTITION_COLUMN}").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
     records = actions.column("num_records").to_pylist()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from logsieve.errors import ConfigError, LogsieveError
+from logsieve.errors import ConcurrentIngestError, ConfigError, LogsieveError
 from logsieve.sources import (
     CountingReader,
     LocalInput,
@@ -335,7 +335,7 @@ def _candidate(
             spooled.seek(0)
             return _Opened(CountingReader(_Unclosed(spooled), advance), name)
 
-        identity = stdin_name or f"stdin-{digest[:16]}"
+        identity = _stdin_identity(stdin_name) if stdin_name else f"stdin-{digest[:16]}"
         source = Source(identity, identity, digest, open_stdin, item.arrival, size)
         return _Candidate(order, item, size, identity, b"", source)
     assert item.path is not None
@@ -364,6 +364,15 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
         parts.append(part)
         size -= len(part)
     return b"".join(parts)
+
+
+def _stdin_identity(name: str) -> str:
+    """--stdin-name as an identity: text, since it is stored in the table and the ledgers."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"--stdin-name {_printable(name)!r} is not valid UTF-8") from None
+    return name
 
 
 def _read_head(stream: BinaryIO) -> bytes:
@@ -456,13 +465,19 @@ def _process_group(
     from logsieve.storage import FieldNames, ingest_group
 
     names = FieldNames(fields["timestamp_field"], fields["user_id_field"], fields["action_field"])
-    outcome = ingest_group(
-        [entry.source for entry in group],
-        clean_uri=clean_uri,
-        error_uri=error_uri,
-        chunk_size=chunk_size,
-        fields=names,
-    )
+    try:
+        outcome = ingest_group(
+            [entry.source for entry in group],
+            clean_uri=clean_uri,
+            error_uri=error_uri,
+            chunk_size=chunk_size,
+            fields=names,
+        )
+    except ConcurrentIngestError as exc:
+        # Another run (or one that died within the last minute) holds these sources: say so for
+        # each, and go on with the other groups.
+        reason = f"{exc} (if no other run is going on, one died: run again in a minute)"
+        return [_Outcome(input=e.item.spec, order=e.order, error=reason) for e in group]
     failed = {failure.source.identity: failure.error for failure in outcome.failures}
     report = []
     for entry in group:

@@ -457,7 +457,7 @@ class _S3Sink(_Sink):
 
 def open_sink(uri: str, s3_client: Any = None) -> _Sink:
     """A sink for `s3://bucket/prefix` or a local directory (a `file://` URL or a path)."""
-    location = table.table_uri(uri)
+    location = table.table_uri(uri, delta=False)
     if location.startswith("s3://"):
         return _S3Sink(location, s3_client)
     return _LocalSink(location)

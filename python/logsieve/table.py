@@ -89,8 +89,11 @@ def writer_properties() -> WriterProperties:
     )
 
 
-def table_uri(uri: str) -> str:
-    """`s3://bucket/prefix` as given (checked), or the absolute path of a local directory."""
+def table_uri(uri: str, *, delta: bool = True) -> str:
+    """`s3://bucket/prefix` as given (checked), or the absolute path of a local directory.
+
+    `delta`: the location is for delta-rs, which cannot use every local path.
+    """
     if not uri:
         raise ConfigError("a table location is required (a directory or s3://bucket/prefix)")
     if uri.startswith("s3://"):
@@ -104,7 +107,17 @@ def table_uri(uri: str) -> str:
         uri = file_url_path(uri)
     elif "://" in uri:
         raise ConfigError(f"{uri!r} is not supported: use a local directory or s3://bucket/prefix")
-    return os.path.abspath(os.path.expanduser(uri))
+    path = os.path.abspath(os.path.expanduser(uri))
+    if delta and _PERCENT_ESCAPE.search(path):
+        # delta-rs decodes them: it would write under `run%20one` and then read `run one`.
+        raise ConfigError(
+            f"{path}: delta-rs cannot use a local path holding a percent escape such as %20; "
+            "choose a directory without one"
+        )
+    return path
+
+
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def file_url_path(url: str) -> str:
