@@ -542,3 +542,63 @@ def test_an_output_that_cannot_be_written_is_reported_once(tmp_path: Path) -> No
     (line,) = result.stderr.decode().splitlines()
     assert line.startswith("logsieve process: error: cannot create output directory")
     assert not (out / "clean").exists() or not clean_rows(out)
+
+
+def lines_from(first: bytes, seed: int, count: int) -> list[bytes]:
+    """A log that starts with `first` and goes on with its own valid lines."""
+    rest = [
+        b'{"timestamp":"2025-08-%02dT10:%02d:00Z","user_id":"s%d","action":"login"}'
+        % (1 + n % 28, n % 60, seed)
+        for n in range(count)
+    ]
+    return [first, *rest]
+
+
+FIRST = b'{"timestamp":"2025-08-01T00:00:00Z","user_id":"boot","action":"start"}'
+
+
+def test_files_sharing_a_first_line_keep_their_identities_across_runs(
+    tmp_path: Path, capsys
+) -> None:
+    """The stored file keeps its identity when a bigger one with the same first line appears."""
+    small, big = tmp_path / "in" / "y.log", tmp_path / "in" / "x.log"
+    write(small, lines_from(FIRST, 1, 5))
+    out = tmp_path / "out"
+    code, first_run, _ = run_json(capsys, str(small), "--out", str(out))
+    assert code == 0 and first_run["totals"]["valid"] == 6
+    write(big, lines_from(FIRST, 2, 50))
+
+    code, second_run, _ = run_json(capsys, str(small), str(big), "--out", str(out))
+
+    assert code == 0
+    by_input = {Path(i["input"]).name: i for i in second_run["inputs"]}
+    assert by_input["y.log"].get("already_ingested") is True
+    rows = clean_rows(out)
+    assert sum(r["source"].endswith("y.log") for r in rows) == 6
+    assert sum(r["source"].endswith("x.log") for r in rows) == 51
+
+
+def test_a_partial_plain_copy_of_a_complete_gzip_is_skipped(tmp_path: Path, capsys) -> None:
+    whole = lines_from(FIRST, 3, 400)
+    write(tmp_path / "in" / "app.log", whole[:200])  # bigger on disk than the compressed whole
+    write(tmp_path / "in" / "app.log.gz", whole, compress="gzip")
+    assert (tmp_path / "in" / "app.log").stat().st_size > (
+        tmp_path / "in" / "app.log.gz"
+    ).stat().st_size
+
+    code, _, err = run_json(capsys, str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+
+    assert code == 0
+    assert "app.log: skipped: same content as" in err and "app.log.gz" in err
+    assert len(clean_rows(tmp_path / "out")) == len(whole)
+
+
+def test_logs_that_agree_in_their_first_16_kib_are_all_stored(tmp_path: Path, capsys) -> None:
+    common = lines_from(FIRST, 4, 400)  # well over 16 KiB
+    for number in range(3):
+        write(tmp_path / "in" / f"host{number}.log", [*common, *lines_from(FIRST, 10 + number, 3)])
+
+    code, report, _ = run_json(capsys, str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+
+    assert code == 0 and len(report["inputs"]) == 3
+    assert len(clean_rows(tmp_path / "out")) == 3 * (len(common) + 4)

@@ -851,3 +851,27 @@ def test_stored_result_answers_only_for_the_version_ingested(s3: Any) -> None:
 def test_s3_uri_without_bucket_is_a_config_error(s3: Any) -> None:
     with pytest.raises(ConfigError, match="names no bucket"):
         ingest(io.BytesIO(b""), source="x", clean_uri="s3://", error_uri="s3://b", s3_client=s3)
+
+
+def test_s3_a_version_whose_error_records_failed_is_cleaned_up_by_the_next(s3: Any) -> None:
+    """v2 commits but its error file cannot be written (its run stops there, as if killed):
+    v3 then removes v1's and v2's error records, keeping only its own."""
+    run_s3(s3, make_log(days=1), version="v1")
+
+    def refuse(params: dict[str, Any], **kwargs: Any) -> None:
+        if "/date=" in params.get("Key", ""):
+            raise RuntimeError("simulated: the error bucket went away")
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", refuse)
+    try:
+        with pytest.raises(OutputError, match="the rows are committed"):
+            run_s3(s3, make_log(days=2), version="v2")
+    finally:
+        s3.meta.events.unregister("provide-client-params.s3.PutObject", refuse)
+    latest = make_log(days=1, start=datetime(2025, 10, 1, tzinfo=timezone.utc))
+
+    run_s3(s3, latest, version="v3")
+
+    assert_accounted(latest, read_clean(CLEAN_URI, s3), s3_errors(s3))
+    ledgers = [k for k in s3_keys(s3, "error-bucket") if "/_logsieve/sources/" in k]
+    assert [k.rsplit("/", 1)[-1] for k in ledgers] == [f"{tag('v3')}.json"]
