@@ -33,6 +33,7 @@ from logsieve.sources import (
     CountingReader,
     LocalInput,
     decompressing,
+    read_exactly,
     resolve_local_inputs,
     skip_reason,
 )
@@ -353,17 +354,9 @@ def _is_prefix(shorter: Path, longer: Path) -> bool:
         )
         b = stack.enter_context(decompressing(stack.enter_context(open(longer, "rb")), str(longer)))
         while part := a.read(1 << 20):
-            if _read_exactly(b, len(part)) != part:
+            if read_exactly(b, len(part)) != part:
                 return False
     return True
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    parts = []
-    while size > 0 and (part := stream.read(size)):
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
 
 
 def _stdin_identity(name: str) -> str:
@@ -376,7 +369,7 @@ def _stdin_identity(name: str) -> str:
 
 
 def _read_head(stream: BinaryIO) -> bytes:
-    return _read_exactly(stream, HEAD_BYTES)
+    return read_exactly(stream, HEAD_BYTES)
 
 
 class _Opened:

@@ -557,6 +557,15 @@ def iter_local_inputs(specs: list[str]) -> Iterator[tuple[str, BinaryIO]]:
         yield ("-" if item.path is None else str(item.path)), open_local_input(item)
 
 
+def read_exactly(stream: Any, size: int) -> bytes:
+    """`size` bytes from `stream`, fewer only at its end (one read may return less)."""
+    parts = []
+    while size > 0 and (part := stream.read(size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
 __all__ = [
     "CountingReader",
     "LocalInput",
@@ -569,6 +578,7 @@ __all__ = [
     "iter_local_inputs",
     "open_local_input",
     "open_s3_object",
+    "read_exactly",
     "resolve_local_inputs",
     "skip_reason",
     "sniff_compression",

@@ -1185,6 +1185,7 @@ def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[
     """The core's batches for a stream. One that fits in a chunk is processed in one call, without
     `process_stream`'s reader and worker threads, which cost more than a small file does."""
     from logsieve import process, process_stream
+    from logsieve.sources import read_exactly
 
     names = {
         "timestamp_field": fields.timestamp,
@@ -1194,22 +1195,13 @@ def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[
     if not callable(getattr(stream, "read", None)):
         yield from process_stream(stream, chunk_size, **names)
         return
-    head = _read_up_to(stream, chunk_size + 1)
+    head = read_exactly(stream, chunk_size + 1)
     if len(head) <= chunk_size:
         if head:
             yield process(head, **names)
         return
     rest = iter(lambda: stream.read(chunk_size), b"")
     yield from process_stream(itertools.chain([head], rest), chunk_size, **names)
-
-
-def _read_up_to(stream: Any, size: int) -> bytes:
-    """Up to `size` bytes: fewer only at the end of the stream (a read may return less)."""
-    parts = []
-    while size > 0 and (part := stream.read(size)):
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
 
 
 #: The smallest chunk worth a core call; a small source gets a chunk of about its size.

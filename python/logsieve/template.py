@@ -889,38 +889,19 @@ def alarm_resources() -> Json:
 
 
 def glue_table(name: str, description: str, columns: tuple, location: Json, fmt: Json) -> Json:
-    return {
-        "Type": "AWS::Glue::Table",
-        "Properties": {
-            "CatalogId": ref("AWS::AccountId"),
-            "DatabaseName": ref("GlueDatabase"),
-            "TableInput": {
-                "Name": name,
-                "Description": description,
-                "TableType": "EXTERNAL_TABLE",
-                "PartitionKeys": [{"Name": "date", "Type": "string"}],
-                "Parameters": {
-                    "classification": "parquet" if fmt is PARQUET_FORMAT else "json",
-                    "projection.enabled": "true",
-                    "projection.date.type": "date",
-                    "projection.date.format": "yyyy-MM-dd",
-                    "projection.date.range": ref("PartitionRange"),
-                    "projection.date.interval": "1",
-                    "projection.date.interval.unit": "DAYS",
-                    # Fn::Join, not Fn::Sub: `${date}` is Athena's placeholder, kept literally.
-                    "storage.location.template": {"Fn::Join": ["", [location, "date=${date}/"]]},
-                },
-                "StorageDescriptor": {
-                    "Location": location,
-                    "Columns": [
-                        {"Name": col, "Type": kind, "Comment": comment}
-                        for col, kind, comment in columns
-                    ],
-                    **fmt,
-                },
-            },
-        },
+    """A Hive-partitioned table with partition projection on `date`: no crawler, no MSCK."""
+    parameters = {
+        "classification": "parquet" if fmt is PARQUET_FORMAT else "json",
+        "projection.enabled": "true",
+        "projection.date.type": "date",
+        "projection.date.format": "yyyy-MM-dd",
+        "projection.date.range": ref("PartitionRange"),
+        "projection.date.interval": "1",
+        "projection.date.interval.unit": "DAYS",
+        # Fn::Join, not Fn::Sub: `${date}` is Athena's placeholder, kept literally.
+        "storage.location.template": {"Fn::Join": ["", [location, "date=${date}/"]]},
     }
+    return _glue_table(name, description, columns, location, parameters, fmt)
 
 
 def delta_glue_table(name: str, description: str, columns: tuple, location: Json) -> Json:
@@ -930,6 +911,12 @@ def delta_glue_table(name: str, description: str, columns: tuple, location: Json
     TABLE ... TBLPROPERTIES ('table_type'='DELTA') stores); the columns and partition key are
     the log's schema, kept in Glue for views and for tools that show the catalog.
     """
+    return _glue_table(name, description, columns, location, {"table_type": "DELTA"}, {})
+
+
+def _glue_table(
+    name: str, description: str, columns: tuple, location: Json, parameters: Json, fmt: Json
+) -> Json:
     return {
         "Type": "AWS::Glue::Table",
         "Properties": {
@@ -939,14 +926,15 @@ def delta_glue_table(name: str, description: str, columns: tuple, location: Json
                 "Name": name,
                 "Description": description,
                 "TableType": "EXTERNAL_TABLE",
-                "Parameters": {"table_type": "DELTA"},
                 "PartitionKeys": [{"Name": "date", "Type": "string"}],
+                "Parameters": parameters,
                 "StorageDescriptor": {
                     "Location": location,
                     "Columns": [
                         {"Name": col, "Type": kind, "Comment": comment}
                         for col, kind, comment in columns
                     ],
+                    **fmt,
                 },
             },
         },
