@@ -24,7 +24,9 @@ Guarantees:
   between) is ingested again by its next delivery, so no invalid line is lost.
 * All or nothing per source: a source that fails mid-way (a truncated gzip) commits nothing,
   its previous rows stay; in a group the others are committed without it.
-* Bounded memory: rows stream from the core into delta-rs's writer a chunk at a time.
+* Memory: rows stream from the core into delta-rs's writer a chunk at a time, but the writer
+  keeps each date's open file in memory until it is written, so the peak grows with how much of
+  a source is still open across its dates (docs/storage.md, "Memory").
 """
 
 from __future__ import annotations
