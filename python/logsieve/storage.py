@@ -24,9 +24,8 @@ Guarantees:
   between) is ingested again by its next delivery, so no invalid line is lost.
 * All or nothing per source: a source that fails mid-way (a truncated gzip) commits nothing,
   its previous rows stay; in a group the others are committed without it.
-* Memory: rows stream from the core into delta-rs's writer a chunk at a time, but the writer
-  keeps each date's open file in memory until it is written, so the peak grows with how much of
-  a source is still open across its dates (docs/storage.md, "Memory").
+* Memory: rows stream from the core into delta-rs's writer a chunk at a time, but the peak of
+  a write still grows with the source (docs/storage.md, "Memory", has the measurements).
 """
 
 from __future__ import annotations
