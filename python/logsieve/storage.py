@@ -10,9 +10,9 @@ Layout::
 Guarantees:
 
 * One commit per ingest: a source's (or a group of sources') rows are written and its earlier
-  rows removed in a single Delta commit (an append for a source the table has never held, a
-  predicate overwrite on `source_id` otherwise). Readers see the old rows or the new ones,
-  never both and never neither.
+  rows removed in a single Delta commit (an append of logsieve's own data files for a source the
+  table has never held, a delta-rs predicate overwrite on `source_id` otherwise). Readers see
+  the old rows or the new ones, never both and never neither.
 * Idempotent: every commit records a Delta application transaction per source (its id and a
   number derived from its version). A version already committed is not written again, and
   two deliveries of one version racing each other cannot both commit: the loser's commit
@@ -24,8 +24,9 @@ Guarantees:
   between) is ingested again by its next delivery, so no invalid line is lost.
 * All or nothing per source: a source that fails mid-way (a truncated gzip) commits nothing,
   its previous rows stay; in a group the others are committed without it.
-* Memory: rows stream from the core into delta-rs's writer a chunk at a time, but the peak of
-  a write still grows with the source (docs/storage.md, "Memory", has the measurements).
+* Memory: an append (a source the table has never held) is written by `logsieve.datafiles` in
+  bounded memory; a replace is delta-rs's predicate overwrite, whose write holds what it is fed
+  (docs/storage.md, "Memory", has the measurements).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ SAMPLE_ERRORS = 5
 _STAT_NAMES = ("processed", "valid", "errors", "blank", "bytes")
 #: Data files delta-rs rolls over to a new one at (before compression).
 TARGET_FILE_SIZE = 128 << 20
+#: Chunks' worth of rows the data-file writer buffers across dates before flushing them.
+_WRITE_AHEAD = 2
 #: S3 uploads of error files switch to multipart above this size.
 MULTIPART_THRESHOLD = 64 << 20
 MULTIPART_CHUNKSIZE = 16 << 20
@@ -855,7 +858,7 @@ def _ingest_once(
         held |= _files_may_hold(snapshot, [o.identity for o in todo if o.identity not in held])
         writer = _GroupWriter(todo, error_sink, staging, snapshot, chunk_size, fields, held)
         writer.replaced = {one.identity: recorded[one.identity] for one in todo}
-        failure = writer.write(clean_uri)
+        failure = writer.write(clean_uri, s3_client)
         if failure is not None:
             return done, failure
         elapsed = time.perf_counter() - started
@@ -945,6 +948,7 @@ class _GroupWriter:
         self.chunk_size = chunk_size
         self.fields = fields
         self.errors = _ErrorFiles(staging)
+        self.staging = staging
         self.tallies = {one.identity: _SourceTally() for one in sources}
         self.failure: SourceFailure | None = None
         #: An output-side failure raised inside the row stream (delta-rs only sees "aborted").
@@ -961,13 +965,14 @@ class _GroupWriter:
         #: The transaction number each source's earlier version is committed under, if any.
         self.replaced: dict[str, int | None] = {}
 
-    def write(self, clean_uri: str) -> SourceFailure | None:
-        """Commit the group; a SourceFailure (nothing committed) if one source was unreadable."""
-        import pyarrow as pa
-        from deltalake import CommitProperties, Transaction, write_deltalake
+    def write(self, clean_uri: str, s3_client: Any = None) -> SourceFailure | None:
+        """Commit the group; a SourceFailure (nothing committed) if one source was unreadable.
 
-        reader = pa.RecordBatchReader.from_batches(table.table_schema(), self._batches())
-        replace = [one for one in self.sources if one.identity in self.held]
+        Sources the table has never held are appended with logsieve's own data files (memory
+        stays bounded); replacing a source's rows is delta-rs's predicate overwrite.
+        """
+        from deltalake import CommitProperties, Transaction
+
         commit = CommitProperties(
             app_transactions=[
                 Transaction(table.app_id(one.identity), table.version_number(one.version))
@@ -977,21 +982,17 @@ class _GroupWriter:
             max_commit_retries=3,
         )
         try:
-            write_deltalake(
-                self.snapshot,
-                reader,
-                partition_by=[table.PARTITION_COLUMN],
-                mode="overwrite" if replace else "append",
-                predicate=_predicate(self.sources) if replace else None,
-                target_file_size=TARGET_FILE_SIZE,
-                writer_properties=table.writer_properties(),
-                commit_properties=commit,
-            )
+            if any(one.identity in self.held for one in self.sources):
+                self._overwrite(commit)
+            else:
+                self._append(commit, clean_uri, s3_client)
         except Exception as exc:
             if self.failure is not None:
                 return self.failure
             if self.stream_error is not None:
                 raise self.stream_error from None
+            if isinstance(exc, LogsieveError):
+                raise
             if table.is_commit_conflict(exc):
                 raise ConcurrentIngestError(
                     f"{self._names()}: another writer committed first; open it again and retry"
@@ -1001,6 +1002,51 @@ class _GroupWriter:
             ) from exc
         self.version = self.snapshot.version()
         return None
+
+    def _overwrite(self, commit: Any) -> None:
+        """One predicate overwrite: the sources' earlier rows out, these in."""
+        import pyarrow as pa
+        from deltalake import write_deltalake
+
+        write_deltalake(
+            self.snapshot,
+            pa.RecordBatchReader.from_batches(table.table_schema(), self._batches()),
+            partition_by=[table.PARTITION_COLUMN],
+            mode="overwrite",
+            predicate=_predicate(self.sources),
+            target_file_size=TARGET_FILE_SIZE,
+            writer_properties=table.writer_properties(),
+            commit_properties=commit,
+        )
+
+    def _append(self, commit: Any, clean_uri: str, s3_client: Any) -> None:
+        """logsieve's own data files, published into the table and committed in one append."""
+        from logsieve import datafiles
+
+        files = datafiles.DateFiles(self.staging, flush_bytes=self.chunk_size * _WRITE_AHEAD)
+        try:
+            for batch in self._batches():
+                files.add(batch)
+            staged = files.finish()
+        except BaseException:
+            files.abort()
+            raise
+        clean = open_sink(clean_uri, s3_client)
+        actions = []
+        with _output_errors(f"write data files to the clean table at {clean_uri}"):
+            for one in staged:
+                path = datafiles.data_file_path(one.date)
+                action = datafiles.add_action(one, path, one.path.stat().st_size)
+                clean.publish(one.path, path)
+                actions.append(action)
+        self.snapshot.create_write_transaction(
+            actions,
+            mode="append",
+            schema=table.table_schema(),
+            partition_by=[table.PARTITION_COLUMN],
+            commit_properties=commit,
+        )
+        self.snapshot.update_incremental()  # the object does not move to its own commit
 
     def _names(self) -> str:
         names = [one.name for one in self.sources]
