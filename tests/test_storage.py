@@ -875,3 +875,21 @@ def test_s3_a_version_whose_error_records_failed_is_cleaned_up_by_the_next(s3: A
     assert_accounted(latest, read_clean(CLEAN_URI, s3), s3_errors(s3))
     ledgers = [k for k in s3_keys(s3, "error-bucket") if "/_logsieve/sources/" in k]
     assert [k.rsplit("/", 1)[-1] for k in ledgers] == [f"{tag('v3')}.json"]
+
+
+def test_appended_files_carry_the_statistics_delta_rs_would_write(tmp_path: Path) -> None:
+    """Readers prune by the add actions' statistics: logsieve's own writer must give the same."""
+    log = make_log(days=3)
+    run(log, tmp_path)  # a new source: logsieve's data-file writer
+    ours = DeltaTable(str(tmp_path / "clean"))
+    theirs_uri = str(tmp_path / "theirs")
+    write_deltalake(theirs_uri, read_clean(tmp_path / "clean"), partition_by=["date"])
+    theirs = DeltaTable(theirs_uri)
+
+    def stats(snapshot: DeltaTable) -> dict[str, dict[str, Any]]:
+        actions = pa.table(snapshot.get_add_actions(flatten=True)).to_pylist()
+        keep = ("num_records", "min.event_time", "max.event_time", "min.action", "max.action")
+        return {a["partition.date"]: {k: a[k] for k in keep} for a in actions}
+
+    assert stats(ours) == stats(theirs)
+    assert len(ours.file_uris()) == len(set(log.valid.values()))
