@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import functools
 import hashlib
 import itertools
@@ -264,7 +265,17 @@ class _LocalSink(_Sink):
     def publish(self, staged: Path, key: str) -> str:
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, target)
+        try:
+            os.replace(staged, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Staged on another filesystem (data files stage beside the error records): copy
+            # under a hidden name, then rename, so the final name never shows half a file.
+            temp = target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
+            shutil.copyfile(staged, temp)
+            os.replace(temp, target)
+            staged.unlink()
         return str(target)
 
     def read(self, key: str) -> bytes | None:
