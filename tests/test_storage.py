@@ -893,3 +893,50 @@ def test_appended_files_carry_the_statistics_delta_rs_would_write(tmp_path: Path
 
     assert stats(ours) == stats(theirs)
     assert len(ours.file_uris()) == len(set(log.valid.values()))
+
+
+def test_statistics_hold_for_long_values_and_early_years(tmp_path: Path) -> None:
+    """Parquet footers keep no min/max for values over 4 KiB, and years before 1000 need their
+    zeros: the statistics come from the rows, as delta-rs's do, and pruning readers stay exact."""
+    long_action, long_user = "x" * 5000, "L" * 5000
+    lines = [
+        b'{"timestamp":"2025-08-20T10:00:00Z","user_id":"u1","action":"login"}',
+        b'{"timestamp":"2025-08-20T11:00:00Z","user_id":"%s","action":"%s"}'
+        % (long_user.encode(), long_action.encode()),
+        b'{"timestamp":"0999-06-01T10:00:00Z","user_id":"old","action":"login"}',
+    ]
+    run(b"\n".join(lines) + b"\n", tmp_path)
+    dataset = DeltaTable(str(tmp_path / "clean")).to_pyarrow_dataset()
+    field = pa.compute.field
+    assert dataset.to_table(filter=field("action") == "login").num_rows == 2
+    assert dataset.to_table(filter=field("action") == long_action).num_rows == 1
+    assert dataset.to_table(filter=field("user_id") == long_user).num_rows == 1
+    early = datetime(1500, 1, 1, tzinfo=timezone.utc)
+    assert dataset.to_table(filter=field("event_time") < pa.scalar(early)).num_rows == 1
+
+
+def test_a_source_over_many_more_dates_than_open_files_allowed(tmp_path: Path) -> None:
+    """One open file per date would run out of file descriptors (Lambda allows 1,024)."""
+    script = f"""
+import io, resource
+from datetime import date, timedelta
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+from logsieve.storage import ingest
+day = date(2020, 1, 1)
+lines = b"".join(
+    b'{{"timestamp":"%sT10:00:00Z","user_id":"u","action":"login"}}\\n'
+    % (day + timedelta(days=n % 600)).isoformat().encode()
+    for n in range(6000)
+)
+result = ingest(io.BytesIO(lines), source="many-days", clean_uri={str(tmp_path / "clean")!r},
+                error_uri={str(tmp_path / "errors")!r}, source_version="1")
+print(result.valid)
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "6000"
+    rows = read_clean(tmp_path / "clean")
+    assert rows.num_rows == 6000 and len(set(rows["date"].to_pylist())) == 600

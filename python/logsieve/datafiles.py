@@ -4,18 +4,21 @@ delta-rs's `write_deltalake` holds what a write is fed in memory until it ends (
 9 MB batch 80 times peaks at 747 MB), so a source the table has never held (the usual case: every
 new S3 object) is written here instead: one Parquet writer per UTC date, the rows of each date
 buffered and flushed as row groups whenever all buffers together pass a byte budget, encoded by a
-background thread while the core parses the next chunk. The caller publishes the files into the
-table's directory and commits them, with the statistics `add_action` computes, in one Delta
-transaction (`DeltaTable.create_write_transaction`).
+background thread while the core parses the next chunk. A file is handed over (`on_file`: the
+caller publishes it into the table, invisible until committed) as soon as it reaches the target
+size, or when too many dates are open, so local disk and open files stay bounded too. The caller
+commits all of them, with the statistics gathered here, in one Delta transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,29 +34,88 @@ if TYPE_CHECKING:
 
 #: Rows per row group at most (the same as the table's writer properties).
 ROW_GROUP_ROWS = 128 * 1024
+#: A data file is closed and handed over once it is this big.
+FILE_BYTES = 128 << 20
+#: Dates with an open file at most; the least recently written one is closed beyond (a date may
+#: then get several files). Lambda allows 1,024 open files.
+MAX_OPEN_FILES = 64
 #: Flushes' worth of rows that may wait for the encoding thread: memory stays at a few budgets.
 _WRITE_AHEAD = 2
 #: Low-cardinality columns only: on user ids a dictionary overflows and costs time and size.
 _DICTIONARY_COLUMNS = ["day_of_week", "action", table.SOURCE_ID_COLUMN, table.SOURCE_COLUMN]
+#: Columns without statistics: min/max of JSON text prunes nothing.
+_NO_STATISTICS = {"extra"}
+
+
+@dataclass
+class _Statistics:
+    """Delta's per-file statistics, gathered from the rows as they are flushed."""
+
+    rows: int = 0
+    low: dict[str, Any] = field(default_factory=dict)
+    high: dict[str, Any] = field(default_factory=dict)
+    nulls: dict[str, int] = field(default_factory=dict)
+
+    def add(self, rows: pa.Table) -> None:
+        import pyarrow.compute as pc
+
+        self.rows += rows.num_rows
+        for name in rows.column_names:
+            if name in _NO_STATISTICS:
+                continue
+            column = rows.column(name)
+            self.nulls[name] = self.nulls.get(name, 0) + column.null_count
+            extremes = pc.min_max(column)
+            low, high = extremes["min"].as_py(), extremes["max"].as_py()
+            if low is not None:
+                self.low[name] = low if name not in self.low else min(self.low[name], low)
+                self.high[name] = high if name not in self.high else max(self.high[name], high)
+
+    def to_json(self) -> str:
+        return orjson.dumps(
+            {
+                "numRecords": self.rows,
+                "minValues": {name: _stat_value(value) for name, value in self.low.items()},
+                "maxValues": {name: _stat_value(value) for name, value in self.high.items()},
+                "nullCount": self.nulls,
+            }
+        ).decode()
 
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A complete data file for one date, not yet in the table."""
+    """A complete data file for one date, not yet in the table, and its statistics."""
 
     date: str
     path: Path
-    rows: int
+    statistics: _Statistics
+
+
+@dataclass
+class _OpenFile:
+    writer: pq.ParquetWriter
+    path: Path
+    statistics: _Statistics = field(default_factory=_Statistics)
 
 
 class DateFiles:
-    """One open ParquetWriter per date; rows buffered per date and flushed in row groups."""
+    """Open Parquet files per date; rows buffered per date and flushed in row groups."""
 
-    def __init__(self, directory: Path, flush_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        flush_bytes: int,
+        on_file: Callable[[StagedFile], None],
+        *,
+        file_bytes: int = FILE_BYTES,
+        max_open: int = MAX_OPEN_FILES,
+    ) -> None:
         self.directory = directory
         self.flush_bytes = max(flush_bytes, 1 << 20)
-        self.writers: dict[str, pq.ParquetWriter] = {}
-        self.rows: dict[str, int] = {}
+        self.on_file = on_file
+        self.file_bytes = file_bytes
+        self.max_open = max_open
+        self.open: OrderedDict[str, _OpenFile] = OrderedDict()
         self.buffers: dict[str, list[pa.RecordBatch]] = {}
         self.buffered_rows: dict[str, int] = {}
         self.buffered_bytes = 0
@@ -83,47 +145,56 @@ class DateFiles:
         rows = pa.Table.from_batches(pieces)
         nbytes = sum(piece.nbytes for piece in pieces)
         self.buffered_bytes -= nbytes
-        writer = self._writer(date, rows.schema)
-        self.rows[date] = self.rows.get(date, 0) + rows.num_rows
+        file = self._file(date, rows.schema)
+        file.statistics.add(rows)
         while self._writing and self._writing_bytes + nbytes > self.flush_bytes * _WRITE_AHEAD:
             self._wait_oldest()  # bounded: at most a few budgets wait for the encoder
-        self._writing.append((self._pool.submit(_write, writer, rows), nbytes))
+        self._writing.append((self._pool.submit(_write, file.writer, rows), nbytes))
         self._writing_bytes += nbytes
+        if _size(file.path) >= self.file_bytes:
+            self._close(date)
+
+    def _file(self, date: str, schema: pa.Schema) -> _OpenFile:
+        file = self.open.get(date)
+        if file is not None:
+            self.open.move_to_end(date)
+            return file
+        if len(self.open) >= self.max_open:
+            self._close(next(iter(self.open)))  # the least recently written date
+        import pyarrow.parquet as pq
+
+        path = self.directory / f"{date}-{uuid.uuid4().hex}.parquet"
+        writer = pq.ParquetWriter(
+            path,
+            schema,
+            compression="zstd",
+            compression_level=1,
+            use_dictionary=_DICTIONARY_COLUMNS,
+            write_statistics=[name for name in schema.names if name not in _NO_STATISTICS],
+        )
+        file = self.open[date] = _OpenFile(writer, path)
+        return file
+
+    def _close(self, date: str) -> None:
+        """Finish one date's file and hand it over (its pending row groups written first)."""
+        while self._writing:
+            self._wait_oldest()
+        file = self.open.pop(date)
+        file.writer.close()
+        self.on_file(StagedFile(date, file.path, file.statistics))
 
     def _wait_oldest(self) -> None:
         future, nbytes = self._writing.popleft()
         self._writing_bytes -= nbytes
         future.result()  # an encoding error surfaces in the ingesting thread
 
-    def _writer(self, date: str, schema: pa.Schema) -> pq.ParquetWriter:
-        writer = self.writers.get(date)
-        if writer is None:
-            import pyarrow.parquet as pq
-
-            writer = pq.ParquetWriter(
-                self.directory / f"{date}-{uuid.uuid4().hex}.parquet",
-                schema,
-                compression="zstd",
-                compression_level=1,
-                use_dictionary=_DICTIONARY_COLUMNS,
-                # min/max of JSON text prunes nothing.
-                write_statistics=[name for name in schema.names if name != "extra"],
-            )
-            self.writers[date] = writer
-        return writer
-
-    def finish(self) -> list[StagedFile]:
+    def finish(self) -> None:
+        """Flush every buffer and hand over every file."""
         for date in list(self.buffers):
             self._flush(date)
-        while self._writing:
-            self._wait_oldest()
+        for date in list(self.open):
+            self._close(date)
         self._pool.shutdown()
-        for writer in self.writers.values():
-            writer.close()
-        return [
-            StagedFile(date, Path(writer.where), self.rows[date])
-            for date, writer in sorted(self.writers.items())
-        ]
 
     def abort(self) -> None:
         # Failing already; a writer must not close while the thread may still write to it.
@@ -132,23 +203,34 @@ class DateFiles:
                 future.result()
         self._writing.clear()
         self._pool.shutdown()
-        for writer in self.writers.values():
+        for file in self.open.values():
             with contextlib.suppress(Exception):
-                writer.close()
+                file.writer.close()
+            file.path.unlink(missing_ok=True)
 
 
 def _write(writer: pq.ParquetWriter, rows: pa.Table) -> None:
     writer.write_table(rows.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
 
 
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def _by_date(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
     """The batch's rows per date, without the `date` column (a partition lives in the path)."""
     import pyarrow.compute as pc
 
+    if batch.num_rows == 0:
+        return []
     dates = batch.column(table.PARTITION_COLUMN)
     data = batch.drop_columns([table.PARTITION_COLUMN])
-    if dates.null_count == 0 and pc.min_max(dates)["min"] == pc.min_max(dates)["max"]:
-        return [(dates[0].as_py(), data)] if batch.num_rows else []
+    extremes = pc.min_max(dates)
+    if extremes["min"] == extremes["max"]:
+        return [(dates[0].as_py(), data)]
     return [(date, data.filter(pc.equal(dates, date))) for date in pc.unique(dates).to_pylist()]
 
 
@@ -168,43 +250,15 @@ def add_action(staged: StagedFile, path: str, size: int) -> AddAction:
         partition_values={table.PARTITION_COLUMN: staged.date},
         modification_time=int(datetime.now(timezone.utc).timestamp() * 1000),
         data_change=True,
-        stats=_stats(staged.path),
+        stats=staged.statistics.to_json(),
     )
-
-
-def _stats(path: Path) -> str:
-    """numRecords, minValues, maxValues and nullCount as Delta's JSON, from the file's footer."""
-    import pyarrow.parquet as pq
-
-    metadata = pq.ParquetFile(path).metadata
-    low: dict[str, Any] = {}
-    high: dict[str, Any] = {}
-    nulls: dict[str, int] = {}
-    for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        for index in range(row_group.num_columns):
-            column = row_group.column(index)
-            name, stats = column.path_in_schema, column.statistics
-            if stats is None:
-                continue
-            nulls[name] = nulls.get(name, 0) + int(stats.null_count or 0)
-            if stats.has_min_max:
-                low[name] = stats.min if name not in low else min(low[name], stats.min)
-                high[name] = stats.max if name not in high else max(high[name], stats.max)
-    return orjson.dumps(
-        {
-            "numRecords": metadata.num_rows,
-            "minValues": {name: _stat_value(value) for name, value in low.items()},
-            "maxValues": {name: _stat_value(value) for name, value in high.items()},
-            "nullCount": nulls,
-        }
-    ).decode()
 
 
 def _stat_value(value: Any) -> Any:
     if isinstance(value, datetime):  # Delta writes instants as ISO 8601 in UTC, to the ms
         utc = value.astimezone(timezone.utc)
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return (
+            f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+        )
     return value

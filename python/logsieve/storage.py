@@ -72,6 +72,8 @@ _STAT_NAMES = ("processed", "valid", "errors", "blank", "bytes")
 TARGET_FILE_SIZE = 128 << 20
 #: Chunks' worth of rows the data-file writer buffers across dates before flushing them.
 _WRITE_AHEAD = 2
+#: Conflicts delta-rs resolves itself per commit (appends of other sources) before giving up.
+_COMMIT_RETRIES = 25
 #: S3 uploads of error files switch to multipart above this size.
 MULTIPART_THRESHOLD = 64 << 20
 MULTIPART_CHUNKSIZE = 16 << 20
@@ -381,7 +383,8 @@ class _S3Sink(_Sink):
             multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE
         )
         full_key = self._key(key)
-        extra = {"ContentType": "application/x-ndjson"}
+        kind = "application/vnd.apache.parquet" if key.endswith(".parquet") else None
+        extra = {"ContentType": kind or "application/x-ndjson"}
         self.client.upload_file(str(staged), self.bucket, full_key, ExtraArgs=extra, Config=config)
         staged.unlink(missing_ok=True)
         return full_key
@@ -881,6 +884,19 @@ def _ingest_once(
     return done, None
 
 
+def _check_schema(snapshot: DeltaTable, clean_uri: str) -> None:
+    """Appends write files in logsieve's schema: a table of another one is refused, not mixed."""
+    import pyarrow as pa
+
+    theirs = pa.schema(snapshot.schema().to_arrow())
+    ours = table.table_schema()
+    if [(f.name, f.type) for f in theirs] != [(f.name, f.type) for f in ours]:
+        raise OutputError(
+            f"the clean table at {clean_uri} has another schema than logsieve writes "
+            f"({', '.join(theirs.names)}): write to a new location"
+        )
+
+
 def _refuse_old_layout(clean_uri: str) -> None:
     """A local directory of loose `date=` Parquet files (no `_delta_log`) is not ours to mix."""
     location = table.table_uri(clean_uri)
@@ -990,7 +1006,8 @@ class _GroupWriter:
                 for one in self.sources
             ],
             custom_metadata={"logsieve.sources": str(len(self.sources))},
-            max_commit_retries=3,
+            # Blind appends of different sources merge: let delta-rs retry them itself.
+            max_commit_retries=_COMMIT_RETRIES,
         )
         try:
             if any(one.identity in self.held for one in self.sources):
@@ -1031,32 +1048,45 @@ class _GroupWriter:
         )
 
     def _append(self, commit: Any, clean_uri: str, s3_client: Any) -> None:
-        """logsieve's own data files, published into the table and committed in one append."""
+        """logsieve's own data files, published into the table as each is complete (invisible
+        until the commit) and committed in one append; taken back if the commit fails."""
         from logsieve import datafiles
 
-        files = datafiles.DateFiles(self.staging, flush_bytes=self.chunk_size * _WRITE_AHEAD)
+        _check_schema(self.snapshot, clean_uri)
+        clean = open_sink(clean_uri, s3_client)
+        actions: list[Any] = []
+        published: list[str] = []
+
+        def publish(staged: datafiles.StagedFile) -> None:
+            path = datafiles.data_file_path(staged.date)
+            with _output_errors(f"write data files to the clean table at {clean_uri}"):
+                action = datafiles.add_action(staged, path, staged.path.stat().st_size)
+                clean.publish(staged.path, path)
+            published.append(path)
+            actions.append(action)
+
+        files = datafiles.DateFiles(self.staging, self.chunk_size * _WRITE_AHEAD, publish)
+        committing = False
         try:
             for batch in self._batches():
                 files.add(batch)
-            staged = files.finish()
-        except BaseException:
+            files.finish()
+            committing = True
+            self.snapshot.create_write_transaction(
+                actions,
+                mode="append",
+                schema=table.table_schema(),
+                partition_by=[table.PARTITION_COLUMN],
+                commit_properties=commit,
+            )
+        except BaseException as exc:
             files.abort()
+            # Not committed (a failure before the commit, or a lost race): the files published
+            # so far are nobody's. Any other failure of the commit may have committed them.
+            if not committing or table.is_commit_conflict(exc):
+                with contextlib.suppress(Exception):
+                    clean.delete(published)
             raise
-        clean = open_sink(clean_uri, s3_client)
-        actions = []
-        with _output_errors(f"write data files to the clean table at {clean_uri}"):
-            for one in staged:
-                path = datafiles.data_file_path(one.date)
-                action = datafiles.add_action(one, path, one.path.stat().st_size)
-                clean.publish(one.path, path)
-                actions.append(action)
-        self.snapshot.create_write_transaction(
-            actions,
-            mode="append",
-            schema=table.table_schema(),
-            partition_by=[table.PARTITION_COLUMN],
-            commit_properties=commit,
-        )
         self.snapshot.update_incremental()  # the object does not move to its own commit
 
     def _names(self) -> str:
