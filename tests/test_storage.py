@@ -874,7 +874,8 @@ def test_s3_a_version_whose_error_records_failed_is_cleaned_up_by_the_next(s3: A
 
     assert_accounted(latest, read_clean(CLEAN_URI, s3), s3_errors(s3))
     ledgers = [k for k in s3_keys(s3, "error-bucket") if "/_logsieve/sources/" in k]
-    assert [k.rsplit("/", 1)[-1] for k in ledgers] == [f"{tag('v3')}.json"]
+    slug = source_id("s3://input/app.jsonl")
+    assert [k.rsplit("/", 1)[-1] for k in ledgers] == [f"{slug}.{tag('v3')}.json"]
 
 
 def test_appended_files_carry_the_statistics_delta_rs_would_write(tmp_path: Path) -> None:

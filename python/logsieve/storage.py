@@ -66,6 +66,8 @@ logger = logging.getLogger("logsieve.storage")
 
 #: Where per-source ledgers live, under the error location (`_` keeps it out of readers' way).
 LEDGER_DIR = "_logsieve/sources"
+#: Where groups' markers live (see `group_key`).
+GROUP_DIR = "_logsieve/groups"
 SAMPLE_ERRORS = 5
 _STAT_NAMES = ("processed", "valid", "errors", "blank", "bytes")
 #: Data files delta-rs rolls over to a new one at (before compression).
@@ -239,10 +241,6 @@ class _Sink:
     def delete(self, keys: Iterable[str]) -> None:
         raise NotImplementedError
 
-    def list(self, prefix: str) -> list[tuple[str, float]]:
-        """(key, age in seconds) of every file under `prefix` (a directory, ending in `/`)."""
-        raise NotImplementedError
-
     def display(self, key: str) -> str:
         raise NotImplementedError
 
@@ -250,12 +248,19 @@ class _Sink:
 class _LocalSink(_Sink):
     def __init__(self, root: str) -> None:
         self.root = Path(root)
+        self._made: set[Path] = set()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(
                 f"cannot create output directory {self.root}: {exc.strerror}"
             ) from exc
+
+    def _make(self, directory: Path) -> None:
+        """mkdir -p, once per directory and sink (thousands of ledgers share one)."""
+        if directory not in self._made:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._made.add(directory)
 
     def staging_dir(self) -> Path:
         # Inside the root, so publishing is an atomic rename on the same filesystem.
@@ -266,7 +271,7 @@ class _LocalSink(_Sink):
 
     def publish(self, staged: Path, key: str) -> str:
         target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make(target.parent)
         try:
             os.replace(staged, target)
         except OSError as exc:
@@ -288,22 +293,22 @@ class _LocalSink(_Sink):
 
     def write(self, key: str, data: bytes) -> None:
         target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make(target.parent)
         temp = target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
         temp.write_bytes(data)
         os.replace(temp, target)
 
     def create(self, key: str, data: bytes) -> bool:
         target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
-        temp.write_bytes(data)
+        self._make(target.parent)
         try:
-            os.link(temp, target)  # fails if the target exists: a create-only rename
+            # O_EXCL: only if absent. A reader that meets it half written finds no ledger, which
+            # for a version not yet committed (what is created here) is what it means anyway.
+            handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        finally:
-            temp.unlink()
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
         return True
 
     def rewrite(self, key: str, transform: Callable[[bytes], bytes | None]) -> None:
@@ -328,16 +333,7 @@ class _LocalSink(_Sink):
             target = self.root / key
             target.unlink(missing_ok=True)
             _remove_empty_dir(target.parent, self.root)
-
-    def list(self, prefix: str) -> list[tuple[str, float]]:
-        now = time.time()
-        found = []
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            for entry in (self.root / prefix).iterdir():
-                with contextlib.suppress(OSError):
-                    if entry.is_file():
-                        found.append((prefix + entry.name, now - entry.stat().st_mtime))
-        return found
+            self._made.discard(target.parent)  # it may be gone now
 
     def display(self, key: str) -> str:
         return str(self.root / key)
@@ -456,19 +452,6 @@ class _S3Sink(_Sink):
                 Bucket=self.bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
             )
 
-    def list(self, prefix: str) -> list[tuple[str, float]]:
-        now = datetime.now(timezone.utc)
-        full = self._key(prefix)
-        found = []
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=full
-        )
-        for page in pages:
-            for item in page.get("Contents", []):
-                key = prefix + item["Key"][len(full) :]
-                found.append((key, (now - item["LastModified"]).total_seconds()))
-        return found
-
     def display(self, key: str) -> str:
         return self._key(key)
 
@@ -569,7 +552,13 @@ def version_tag(number: int) -> str:
 
 
 def ledger_key(slug: str, tag: str) -> str:
-    return f"{LEDGER_DIR}/{slug}/{tag}.json"
+    # One directory for all ledgers: a directory per source cost a mkdir per new source.
+    return f"{LEDGER_DIR}/{slug}.{tag}.json"
+
+
+def group_key(group: str) -> str:
+    """The marker a group's run writes once the group's error files are written."""
+    return f"{GROUP_DIR}/{group}.json"
 
 
 @dataclass(frozen=True)
@@ -596,6 +585,8 @@ class Ledger:
     written_at: float = 0.0
     content: ContentMark | None = None
     errors_written: bool = False
+    #: For a group's shared files: the group, whose marker says its files are written.
+    group: str | None = None
 
     def to_json(self) -> bytes:
         fields = {**self.__dict__, "content": self.content and self.content.__dict__}
@@ -621,6 +612,7 @@ class Ledger:
                 complete=bool(raw["complete"]),
                 written_at=float(raw.get("written_at", 0.0)),
                 errors_written=bool(raw.get("errors_written", False)),
+                group=str(raw["group"]) if raw.get("group") else None,
                 content=ContentMark(int(content["length"]), str(content["sha256"]))
                 if content
                 else None,
@@ -630,7 +622,6 @@ class Ledger:
 
 
 _ERROR_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[A-Za-z0-9._-]+\.jsonl")
-_TAG = re.compile(r"[0-9a-f]{16}")
 #: Conditional rewrites of a shared error file lost to others before giving up.
 _REWRITE_ATTEMPTS = 10
 #: Versions followed back through unfinished clean-ups (each a run that died after its commit).
@@ -640,9 +631,6 @@ _MAX_CHAIN = 16
 IN_PROGRESS_SECONDS = 60
 #: How often a run writing error files says so (see IN_PROGRESS_SECONDS).
 HEARTBEAT_SECONDS = 15
-#: A ledger of a version that is not the committed one and older than this belongs to a run that
-#: died between publishing and committing (no run lives longer than Lambda's 15 minutes).
-ORPHAN_SECONDS = 3600
 
 
 def _owned(keys: Iterable[str]) -> list[str]:
@@ -708,19 +696,16 @@ def _complete(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
 
 def _finish(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
     """After the commit of `ledger`'s version and its error files: remove the version it replaced
-    and versions whose runs died before committing, then mark it complete."""
+    (and what its unfinished clean-up left), then mark it complete.
+
+    Ledgers of versions that were never committed (a lost race, a run that died before its
+    commit) name no written file, since error files are written only after a commit: they are
+    left, a few hundred bytes each.
+    """
     removal = _Removal()
     if ledger.previous and ledger.previous != tag:
         removal.add_version(sink, slug, ledger.previous)
     removal.apply(sink)
-    for other, age in sink.list(f"{LEDGER_DIR}/{slug}/"):
-        other_tag = other.rsplit("/", 1)[-1].removesuffix(".json")
-        orphan = other_tag not in (tag, ledger.previous) and age > ORPHAN_SECONDS
-        if orphan and _TAG.fullmatch(other_tag):
-            with contextlib.suppress(Exception):  # orphans go when they can: no matter if not
-                gone = _Removal()
-                gone.add_version(sink, slug, other_tag)
-                gone.apply(sink)
     _complete(sink, slug, tag, ledger)
 
 
@@ -924,6 +909,11 @@ def _stored(
     slug, tag = one.slug, version_tag(committed)
     with _output_errors(f"read the ledger of {one.name}"):
         ledger = _read_ledger(sink, slug, tag)
+        if ledger is not None and not ledger.complete and _errors_written(sink, ledger):
+            if not (ledger.previous and ledger.previous != tag):
+                ledger = Ledger(**{**ledger.__dict__, "errors_written": True, "complete": True})
+            else:
+                ledger = Ledger(**{**ledger.__dict__, "errors_written": True})
     if ledger is not None and not ledger.complete and ledger.errors_written:
         # Its run stopped after writing the error files: remove the previous version's now.
         with _output_errors(f"remove the previous error records of {one.name}"):
@@ -948,6 +938,13 @@ def _stored(
         table_version=snapshot.version(),
         already_ingested=True,
     )
+
+
+def _errors_written(sink: _Sink, ledger: Ledger) -> bool:
+    """Whether a version's error files are written: its ledger says so, or its group's marker."""
+    if ledger.errors_written:
+        return True
+    return ledger.group is not None and sink.read(group_key(ledger.group)) is not None
 
 
 class _SourceFailed(Exception):
@@ -1143,6 +1140,7 @@ class _GroupWriter:
                     complete=False,
                     written_at=time.time(),
                     content=one.content,
+                    group=self.error_name if shared else None,
                 )
                 # Create-only: another run of this version may have committed and completed it
                 # already (then this run will lose its commit), or an earlier run's intent is
@@ -1188,6 +1186,9 @@ class _GroupWriter:
         ):
             for date, path in self.staged.items():
                 self.sink.publish(path, error_key(date, self.error_name))
+            shared = len(self.sources) > 1
+            if shared:  # one marker for the group's sources, not a ledger write per source
+                self.sink.write(group_key(self.error_name), b'{"errors_written": true}')
         superseded = self._superseded()
         finishing: list[tuple[Source, str, Ledger]] = []
         for one in self.sources:
@@ -1201,6 +1202,8 @@ class _GroupWriter:
                     mine.apply(self.sink)
                 continue
             pending = bool(ledger.previous and ledger.previous != tag)
+            if shared and not pending:
+                continue  # the group's marker stands for its ledger's errors_written
             ledger = Ledger(
                 **{
                     **ledger.__dict__,
