@@ -1,4 +1,4 @@
-"""Memory: peak RSS of the handler's path streaming one large S3 object (issue 3).
+"""Memory: peak RSS of the handler's path streaming one large S3 object.
 
 A moto server runs in its own process on 127.0.0.1 (so the object's bytes live there, not in
 the measured process); a fresh subprocess then reads the object through

@@ -1,4 +1,4 @@
-"""The record contract (design.md, v1), rule by rule, through the public `logsieve.process`."""
+"""The record contract (README, "The record contract"), rule by rule, through `logsieve.process`."""
 
 from __future__ import annotations
 

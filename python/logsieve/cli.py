@@ -29,7 +29,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 # Commands that stream files through the core get the lean Arrow pool (logsieve.memory). Not the
 # HTTP API: under jemalloc `logsieve serve` answered 2-17% fewer requests per second and its
-# first question about a day took longer (benches/bench_api.py, BENCHMARKS.md seventh session).
+# first question about a day took longer (benches/bench_api.py; BENCHMARKS.md, decisions).
 _STREAMING = {"process", "simulate"}
 
 
