@@ -5,7 +5,8 @@ Layout::
     <clean>/                                   a Delta Lake table partitioned by `date` (UTC)
     <clean>/_delta_log/                        its commits: the only truth about which rows exist
     <errors>/date=YYYY-MM-DD/<name>.jsonl      invalid lines, dated by the source's arrival
-    <errors>/_logsieve/sources/<sid>.json      per source: the version and error files it has
+    <errors>/_logsieve/sources/<sid>.<tag>.json  per source version: its error files and counts
+    <errors>/_logsieve/groups/<group>.json     a group's error files are written
 
 Guarantees:
 
@@ -45,7 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -73,7 +74,7 @@ _STAT_NAMES = ("processed", "valid", "errors", "blank", "bytes")
 #: Data files delta-rs rolls over to a new one at (before compression).
 TARGET_FILE_SIZE = 128 << 20
 #: Chunks' worth of rows the data-file writer buffers across dates before flushing them.
-_WRITE_AHEAD = 2
+_FLUSH_CHUNKS = 2
 #: Conflicts delta-rs resolves itself per commit (appends of other sources) before giving up.
 _COMMIT_RETRIES = 25
 #: S3 uploads of error files switch to multipart above this size.
@@ -279,7 +280,7 @@ class _LocalSink(_Sink):
                 raise
             # Staged on another filesystem (data files stage beside the error records): copy
             # under a hidden name, then rename, so the final name never shows half a file.
-            temp = target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
+            temp = _temp_beside(target)
             shutil.copyfile(staged, temp)
             os.replace(temp, target)
             staged.unlink()
@@ -294,7 +295,7 @@ class _LocalSink(_Sink):
     def write(self, key: str, data: bytes) -> None:
         target = self.root / key
         self._make(target.parent)
-        temp = target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
+        temp = _temp_beside(target)
         temp.write_bytes(data)
         os.replace(temp, target)
 
@@ -315,7 +316,7 @@ class _LocalSink(_Sink):
         import fcntl
 
         locks = self.root / "_logsieve" / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        self._make(locks)
         lock = locks / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
         with open(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
@@ -337,6 +338,11 @@ class _LocalSink(_Sink):
 
     def display(self, key: str) -> str:
         return str(self.root / key)
+
+
+def _temp_beside(target: Path) -> Path:
+    """A hidden name next to `target` to write under, then rename: readers never see half."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
 
 
 def _sweep_stale(staging: Path) -> None:
@@ -409,8 +415,7 @@ class _S3Sink(_Sink):
                 IfNoneMatch="*",  # S3's conditional write: only if absent
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+            if _lost_condition(exc):
                 return False
             raise
         return True
@@ -440,8 +445,7 @@ class _S3Sink(_Sink):
                 )
                 return
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                if not _lost_condition(exc):
                     raise
         raise ConcurrentIngestError(f"s3://{self.bucket}/{self._key(key)} kept changing")
 
@@ -454,6 +458,12 @@ class _S3Sink(_Sink):
 
     def display(self, key: str) -> str:
         return self._key(key)
+
+
+def _lost_condition(exc: Any) -> bool:
+    """Whether S3 refused a conditional write because the key changed (or exists) meanwhile."""
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 
 def open_sink(uri: str, s3_client: Any = None) -> _Sink:
@@ -569,14 +579,13 @@ class Ledger:
     A ledger is written before the commit, under the version's own key, so racing versions never
     overwrite each other's; the error files are written after the commit, by the run that made
     it, and `complete` turns True once they are there and the previous version's files are gone.
-    `shared` says the files also hold other sources' lines (a group's files).
+    `group` names the group whose files these are (they hold other sources' lines too).
     """
 
     identity: str
     name: str
     version: str
     files: list[str]
-    shared: bool
     stats: dict[str, int]
     error_counts: dict[str, int]
     rows_by_date: dict[str, int]
@@ -587,6 +596,10 @@ class Ledger:
     errors_written: bool = False
     #: For a group's shared files: the group, whose marker says its files are written.
     group: str | None = None
+
+    def pending(self, tag: str) -> bool:
+        """Whether this version (`tag`) still has the version it replaced to remove."""
+        return self.previous is not None and self.previous != tag
 
     def to_json(self) -> bytes:
         fields = {**self.__dict__, "content": self.content and self.content.__dict__}
@@ -604,7 +617,6 @@ class Ledger:
                 name=str(raw["name"]),
                 version=str(raw["version"]),
                 files=[str(k) for k in raw["files"]],
-                shared=bool(raw["shared"]),
                 stats={str(k): int(v) for k, v in raw["stats"].items()},
                 error_counts={str(k): int(v) for k, v in raw["error_counts"].items()},
                 rows_by_date={str(k): int(v) for k, v in raw["rows_by_date"].items()},
@@ -653,7 +665,7 @@ class _Removal:
 
     def add_lines(self, ledger: Ledger) -> None:
         """The error lines a ledger's version wrote: its files, or its lines in shared ones."""
-        if ledger.shared:
+        if ledger.group is not None:
             for key in _owned(ledger.files):
                 self.lines.setdefault(key, set()).add(ledger.name)
         else:
@@ -665,9 +677,8 @@ class _Removal:
         ledger = _read_ledger(sink, slug, tag)
         if ledger is not None:
             self.add_lines(ledger)
-            unfinished = not ledger.complete and ledger.previous not in (None, tag)
-            if unfinished and ledger.previous and depth < _MAX_CHAIN:
-                self.add_version(sink, slug, ledger.previous, depth + 1)
+            if not ledger.complete and ledger.pending(tag) and depth < _MAX_CHAIN:
+                self.add_version(sink, slug, str(ledger.previous), depth + 1)
         self.ledgers.add(ledger_key(slug, tag))
 
     def apply(self, sink: _Sink) -> None:
@@ -688,9 +699,7 @@ def _without_sources(data: bytes, names: frozenset[str]) -> bytes | None:
 
 
 def _complete(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
-    done = Ledger(
-        **{**ledger.__dict__, "complete": True, "errors_written": True, "written_at": time.time()}
-    )
+    done = replace(ledger, complete=True, errors_written=True, written_at=time.time())
     sink.write(ledger_key(slug, tag), done.to_json())
 
 
@@ -703,8 +712,8 @@ def _finish(sink: _Sink, slug: str, tag: str, ledger: Ledger) -> None:
     left, a few hundred bytes each.
     """
     removal = _Removal()
-    if ledger.previous and ledger.previous != tag:
-        removal.add_version(sink, slug, ledger.previous)
+    if ledger.pending(tag):
+        removal.add_version(sink, slug, str(ledger.previous))
     removal.apply(sink)
     _complete(sink, slug, tag, ledger)
 
@@ -842,9 +851,10 @@ def _ingest_once(
     done: dict[str, IngestResult] = {}
     todo: list[Source] = []
     recorded: dict[str, int | None] = {}
+    markers: dict[str, bool] = {}
     for one in sources:
         recorded[one.identity] = snapshot.transaction_version(table.app_id(one.identity))
-        stored = _stored(snapshot, error_sink, one, recorded[one.identity])
+        stored = _stored(snapshot, error_sink, one, recorded[one.identity], markers)
         if stored is not None:
             done[one.identity] = stored
         else:
@@ -855,8 +865,10 @@ def _ingest_once(
     try:
         held = {one.identity for one in todo if recorded[one.identity] is not None}
         held |= _files_may_hold(snapshot, [o.identity for o in todo if o.identity not in held])
-        writer = _GroupWriter(todo, error_sink, staging, snapshot, chunk_size, fields, held)
-        writer.replaced = {one.identity: recorded[one.identity] for one in todo}
+        replaced = {one.identity: recorded[one.identity] for one in todo}
+        writer = _GroupWriter(
+            todo, error_sink, staging, snapshot, chunk_size, fields, held, replaced
+        )
         failure = writer.write(clean_uri, s3_client)
         if failure is not None:
             return done, failure
@@ -898,32 +910,34 @@ def _refuse_old_layout(clean_uri: str) -> None:
 
 
 def _stored(
-    snapshot: DeltaTable, sink: _Sink, one: Source, committed: int | None
+    snapshot: DeltaTable,
+    sink: _Sink,
+    one: Source,
+    committed: int | None,
+    markers: dict[str, bool] | None = None,
 ) -> IngestResult | None:
     """The stored result if the table already holds exactly this version of the source.
 
-    `committed` is the source's transaction version in `snapshot` (None: none recorded).
+    `committed` is the source's transaction version in `snapshot` (None: none recorded);
+    `markers` remembers groups' markers already read (a group's sources share one).
     """
     if committed is None or committed != table.version_number(one.version):
         return None
     slug, tag = one.slug, version_tag(committed)
     with _output_errors(f"read the ledger of {one.name}"):
         ledger = _read_ledger(sink, slug, tag)
-        if ledger is not None and not ledger.complete and _errors_written(sink, ledger):
-            if not (ledger.previous and ledger.previous != tag):
-                ledger = Ledger(**{**ledger.__dict__, "errors_written": True, "complete": True})
-            else:
-                ledger = Ledger(**{**ledger.__dict__, "errors_written": True})
-    if ledger is not None and not ledger.complete and ledger.errors_written:
-        # Its run stopped after writing the error files: remove the previous version's now.
-        with _output_errors(f"remove the previous error records of {one.name}"):
-            _finish(sink, slug, tag, ledger)
-    elif ledger is not None and not ledger.complete:
-        if time.time() - ledger.written_at < IN_PROGRESS_SECONDS:
+        written = ledger is not None and _errors_written(sink, ledger, markers)
+    if ledger is not None and not ledger.complete:
+        if written and ledger.pending(tag):
+            # Its run stopped after writing the error files: remove the replaced version's now.
+            with _output_errors(f"remove the previous error records of {one.name}"):
+                _finish(sink, slug, tag, ledger)
+        elif not written and time.time() - ledger.written_at < IN_PROGRESS_SECONDS:
             raise ConcurrentIngestError(
                 f"{one.name}: another run committed this version and is writing its error records"
             )
-        return None  # that run died after its commit: ingest again, writing them this time
+        elif not written:
+            return None  # that run died after its commit: ingest again, writing them this time
     recorded = ledger if ledger is not None and ledger.version == one.version else None
     stats = recorded.stats if recorded else {}
     return IngestResult(
@@ -940,11 +954,14 @@ def _stored(
     )
 
 
-def _errors_written(sink: _Sink, ledger: Ledger) -> bool:
+def _errors_written(sink: _Sink, ledger: Ledger, markers: dict[str, bool] | None) -> bool:
     """Whether a version's error files are written: its ledger says so, or its group's marker."""
-    if ledger.errors_written:
-        return True
-    return ledger.group is not None and sink.read(group_key(ledger.group)) is not None
+    if ledger.errors_written or ledger.group is None:
+        return ledger.errors_written
+    markers = {} if markers is None else markers
+    if ledger.group not in markers:
+        markers[ledger.group] = sink.read(group_key(ledger.group)) is not None
+    return markers[ledger.group]
 
 
 class _SourceFailed(Exception):
@@ -963,6 +980,7 @@ class _GroupWriter:
         chunk_size: int,
         fields: FieldNames,
         held: set[str],
+        replaced: dict[str, int | None],
     ) -> None:
         self.sources = sources
         #: Sources whose earlier rows the table may hold: a replace, not an append.
@@ -977,17 +995,14 @@ class _GroupWriter:
         self.failure: SourceFailure | None = None
         #: An output-side failure raised inside the row stream (delta-rs only sees "aborted").
         self.stream_error: BaseException | None = None
-        self.old: dict[str, Ledger | None] = {}
         self.ledgers: dict[str, Ledger] = {}
-        self.error_name = (
-            f"{sources[0].slug}-{_tag_of(sources[0])}"
-            if len(sources) == 1
-            else _group_name(sources)
-        )
+        #: Several sources share their error files, named for the group; one names them itself.
+        self.group = _group_name(sources) if len(sources) > 1 else None
+        self.error_name = self.group or f"{sources[0].slug}-{_tag_of(sources[0])}"
         self.staged: dict[str, Path] = {}
         self.version: int | None = None
         #: The transaction number each source's earlier version is committed under, if any.
-        self.replaced: dict[str, int | None] = {}
+        self.replaced = replaced
 
     def write(self, clean_uri: str, s3_client: Any = None) -> SourceFailure | None:
         """Commit the group; a SourceFailure (nothing committed) if one source was unreadable.
@@ -1012,6 +1027,7 @@ class _GroupWriter:
             else:
                 self._append(commit, clean_uri, s3_client)
         except Exception as exc:
+            self.errors.close()
             if self.failure is not None:
                 return self.failure
             if self.stream_error is not None:
@@ -1062,7 +1078,7 @@ class _GroupWriter:
             published.append(path)
             actions.append(action)
 
-        files = datafiles.DateFiles(self.staging, self.chunk_size * _WRITE_AHEAD, publish)
+        files = datafiles.DateFiles(self.staging, self.chunk_size * _FLUSH_CHUNKS, publish)
         committing = False
         try:
             for batch in self._batches():
@@ -1121,7 +1137,6 @@ class _GroupWriter:
         """Before the commit: each source's ledger names the error files its version will have
         (`complete: false`), so that a commit whose error records never got written is known."""
         self.staged = self.errors.finish()
-        shared = len(self.sources) > 1
         with _output_errors(f"write the ledgers under {self.sink.display(LEDGER_DIR)}"):
             for one in self.sources:
                 tally = self.tallies[one.identity]
@@ -1132,7 +1147,6 @@ class _GroupWriter:
                     name=one.name,
                     version=one.version,
                     files=[error_key(date, self.error_name)] if date and tally.has_errors else [],
-                    shared=shared,
                     stats={name: int(tally.totals[name]) for name in _STAT_NAMES},
                     error_counts=dict(tally.error_counts),
                     rows_by_date=dict(sorted(tally.rows_by_date.items())),
@@ -1140,7 +1154,7 @@ class _GroupWriter:
                     complete=False,
                     written_at=time.time(),
                     content=one.content,
-                    group=self.error_name if shared else None,
+                    group=self.group,
                 )
                 # Create-only: another run of this version may have committed and completed it
                 # already (then this run will lose its commit), or an earlier run's intent is
@@ -1177,18 +1191,16 @@ class _GroupWriter:
         ledgers are complete. Raises OutputError if the error files cannot be written: the rows
         stand, and the next delivery of the source, finding its ledger incomplete, ingests it
         again and writes them."""
-        with (
-            _output_errors(
-                f"write the error records to {self.sink.display('')} (the rows are committed; "
-                "ingesting the source again writes them)"
-            ),
-            _Heartbeat(self.sink, self.sources, self.ledgers),
+        with _output_errors(
+            f"write the error records to {self.sink.display('')} (the rows are committed; "
+            "ingesting the source again writes them)"
         ):
-            for date, path in self.staged.items():
-                self.sink.publish(path, error_key(date, self.error_name))
-            shared = len(self.sources) > 1
-            if shared:  # one marker for the group's sources, not a ledger write per source
-                self.sink.write(group_key(self.error_name), b'{"errors_written": true}')
+            if self.staged:
+                with _Heartbeat(self.sink, self.sources, self.ledgers):
+                    for date, path in self.staged.items():
+                        self.sink.publish(path, error_key(date, self.error_name))
+            if self.group is not None:  # one marker for the group, not a write per ledger
+                self.sink.write(group_key(self.group), b'{"errors_written": true}')
         superseded = self._superseded()
         finishing: list[tuple[Source, str, Ledger]] = []
         for one in self.sources:
@@ -1201,20 +1213,17 @@ class _GroupWriter:
                     mine.add_lines(ledger)  # its ledger may be gone already
                     mine.apply(self.sink)
                 continue
-            pending = bool(ledger.previous and ledger.previous != tag)
-            if shared and not pending:
+            if self.group is not None and not ledger.pending(tag):
                 continue  # the group's marker stands for its ledger's errors_written
-            ledger = Ledger(
-                **{
-                    **ledger.__dict__,
-                    "errors_written": True,
-                    "complete": not pending,
-                    "written_at": time.time(),
-                }
+            ledger = replace(
+                ledger,
+                errors_written=True,
+                complete=not ledger.pending(tag),
+                written_at=time.time(),
             )
             with _output_errors(f"write the ledger of {one.name}"):
                 self.sink.write(ledger_key(one.slug, tag), ledger.to_json())
-            if pending:
+            if ledger.pending(tag):
                 finishing.append((one, tag, ledger))
         try:
             # The replaced versions go together: a group's shared file is rewritten once.
@@ -1267,7 +1276,7 @@ class _Heartbeat:
     def _beat(self) -> None:
         while not self.done.wait(HEARTBEAT_SECONDS):
             for one in self.sources:
-                fresh = Ledger(**{**self.ledgers[one.identity].__dict__, "written_at": time.time()})
+                fresh = replace(self.ledgers[one.identity], written_at=time.time())
                 with contextlib.suppress(Exception):  # a missed beat only shortens the grace
                     self.sink.write(ledger_key(one.slug, _tag_of(one)), fresh.to_json())
 
