@@ -12,6 +12,7 @@ conditional writes (`If-None-Match` on the log entry), so no lock table is neede
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -28,13 +29,10 @@ if TYPE_CHECKING:
 
 #: The partition column: the UTC date (`YYYY-MM-DD`) of each row's `event_time`.
 PARTITION_COLUMN = "date"
-#: The core's clean columns, in order.
-DATA_COLUMNS = ("timestamp", "day_of_week", "event_time", "user_id", "action", "extra")
 #: Lineage: which source (its identity and the name it was read under) and which version of it.
 SOURCE_ID_COLUMN = "source_id"
 SOURCE_COLUMN = "source"
 SOURCE_VERSION_COLUMN = "source_version"
-LINEAGE_COLUMNS = (SOURCE_ID_COLUMN, SOURCE_COLUMN, SOURCE_VERSION_COLUMN)
 #: Prefix of the Delta application-transaction id recorded for every source ingested.
 APP_ID_PREFIX = "logsieve:"
 #: Commits lost to other writers before an ingest gives up (each retry waits a random pause).
@@ -50,23 +48,17 @@ TABLE_CONFIGURATION = {
 _T = TypeVar("_T")
 
 
+@functools.cache
 def table_schema() -> pa.Schema:
-    """The clean table's Arrow schema: the core's columns, lineage, then the partition column."""
+    """The clean table's Arrow schema: the core's columns (as the core builds them), lineage,
+    then the partition column. Built once: every batch is checked against it."""
     import pyarrow as pa
 
+    from logsieve import process
+
+    lineage = (SOURCE_ID_COLUMN, SOURCE_COLUMN, SOURCE_VERSION_COLUMN, PARTITION_COLUMN)
     return pa.schema(
-        [
-            pa.field("timestamp", pa.string(), nullable=False),
-            pa.field("day_of_week", pa.string(), nullable=False),
-            pa.field("event_time", pa.timestamp("us", tz="UTC"), nullable=False),
-            pa.field("user_id", pa.string(), nullable=False),
-            pa.field("action", pa.string(), nullable=False),
-            pa.field("extra", pa.string()),
-            pa.field(SOURCE_ID_COLUMN, pa.string(), nullable=False),
-            pa.field(SOURCE_COLUMN, pa.string(), nullable=False),
-            pa.field(SOURCE_VERSION_COLUMN, pa.string(), nullable=False),
-            pa.field(PARTITION_COLUMN, pa.string(), nullable=False),
-        ]
+        [*process(b"").clean.schema, *(pa.field(n, pa.string(), nullable=False) for n in lineage)]
     )
 
 
@@ -199,14 +191,6 @@ def _session_credentials() -> Any:
     return credentials.get_frozen_credentials() if credentials is not None else None
 
 
-def is_table(uri: str, s3_client: Any = None) -> bool:
-    """Whether a Delta table exists at `uri`."""
-    from deltalake import DeltaTable
-
-    location = table_uri(uri)
-    return bool(DeltaTable.is_deltatable(location, storage_options(location, s3_client)))
-
-
 def open_table(uri: str, s3_client: Any = None, **options: Any) -> DeltaTable | None:
     """The table's latest snapshot, or None when there is no table at `uri` yet."""
     from deltalake import DeltaTable
@@ -303,12 +287,9 @@ def with_commit_retries(attempt: Callable[[], _T], *, attempts: int = COMMIT_ATT
 
 
 __all__ = [
-    "DATA_COLUMNS",
-    "LINEAGE_COLUMNS",
     "PARTITION_COLUMN",
     "app_id",
     "create_table",
-    "is_table",
     "open_table",
     "storage_options",
     "table_schema",
