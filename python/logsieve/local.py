@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -287,6 +288,8 @@ class _Candidate:
     base: str
     head: bytes
     source: Source | None = None
+    #: The file's status, taken once while planning (size, version and arrival come from it).
+    stat: os.stat_result | None = None
 
     def head_of(self, other: _Candidate) -> bool:
         """Whether `other` begins with all of this input's content."""
@@ -308,14 +311,14 @@ class _Candidate:
         def open_file() -> Any:
             return _Opened(CountingReader(item.open_raw(), advance), name)
 
-        stat = self.item.path.stat()
+        stat = self.stat or self.item.path.stat()
         mark = ContentMark(len(self.head), hashlib.sha256(self.head).hexdigest())
         source = Source(
             identity=identity,
             name=_printable(name),
             version=f"{stat.st_size}-{stat.st_mtime_ns}",
             open=open_file,
-            arrival=item.arrival,
+            arrival=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
             size=stat.st_size,
             content=mark,
         )
@@ -340,10 +343,11 @@ def _candidate(
         source = Source(identity, identity, digest, open_stdin, item.arrival, size)
         return _Candidate(order, item, size, identity, b"", source)
     assert item.path is not None
-    size = item.path.stat().st_size
+    stat = item.path.stat()
     with open(item.path, "rb") as raw, decompressing(raw, str(item.path)) as stream:
         head = _read_head(stream)
-    return _Candidate(order, item, size, fingerprint(item.path, head), head)
+    base = fingerprint(item.path, head)
+    return _Candidate(order, item, stat.st_size, base, head, stat=stat)
 
 
 def _is_prefix(shorter: Path, longer: Path) -> bool:
