@@ -701,14 +701,18 @@ def s3_errors(client: Any) -> list[dict]:
 
 
 def run_s3(
-    client: Any, log: Log, source: str = "s3://input/app.jsonl", version: str = "e1"
+    client: Any,
+    log: Log,
+    source: str = "s3://input/app.jsonl",
+    version: str = "e1",
+    arrival: datetime = ARRIVAL,
 ) -> IngestResult:
     return ingest(
         io.BytesIO(log.data),
         source=source,
         clean_uri=CLEAN_URI,
         error_uri=ERROR_URI,
-        arrival=ARRIVAL,
+        arrival=arrival,
         s3_client=client,
         source_version=version,
     )
@@ -800,28 +804,12 @@ def test_s3_a_failed_cleanup_after_the_commit_is_finished_by_the_next_delivery(s
 
     s3.meta.events.register("before-call.s3.DeleteObjects", refuse)
     try:
-        result = ingest(
-            io.BytesIO(later.data),
-            source="s3://input/app.jsonl",
-            clean_uri=CLEAN_URI,
-            error_uri=ERROR_URI,
-            arrival=later_arrival,
-            s3_client=s3,
-            source_version="e2",
-        )
+        result = run_s3(s3, later, version="e2", arrival=later_arrival)
     finally:
         s3.meta.events.unregister("before-call.s3.DeleteObjects", refuse)
     assert not result.already_ingested
     assert old_error in s3_keys(s3, "error-bucket")  # not yet removed
-    again = ingest(
-        io.BytesIO(later.data),
-        source="s3://input/app.jsonl",
-        clean_uri=CLEAN_URI,
-        error_uri=ERROR_URI,
-        arrival=later_arrival,
-        s3_client=s3,
-        source_version="e2",
-    )
+    again = run_s3(s3, later, version="e2", arrival=later_arrival)
     assert again.already_ingested
     assert old_error not in s3_keys(s3, "error-bucket")
     assert_accounted(later, read_clean(CLEAN_URI, s3), s3_errors(s3))
