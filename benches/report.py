@@ -2,7 +2,7 @@
 
 Reads a pytest-benchmark JSON file (`pytest benches --benchmark-only --benchmark-json=out.json`)
 and prints, for every group, each tool's best time, MB/s, lines/s and how many times slower
-than logsieve it is, plus the issue's targets checked against the numbers. The same table ends
+than logsieve it is, plus the project's targets checked against the numbers. The same table ends
 every benchmark run (benches/conftest.py).
 
     python benches/report.py out.json [more.json ...] [--markdown]
@@ -81,7 +81,7 @@ _VS_POLARS = "core: clean vs polars, alternating"
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:
-    """The issue's targets, each with the measured value (only those the run can answer)."""
+    """The project's targets, each with the measured value (only those the run can answer)."""
     by: dict[tuple[str, str], float] = {}
     rss: dict[str, float] = {}
     for row in rows:
