@@ -3,7 +3,8 @@
 //! Modules by responsibility: `lines` (splitting), `json` (strict scanning), `timestamp`
 //! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
 //! buffers), `error_lines` (error records as JSON Lines), `merge` (placing parallel pieces in
-//! one output), `memory` (huge pages for big outputs), `pipeline` (parallel driver), `errors`
+//! one output), `memory` (huge pages for big outputs), `pipeline` (parallel driver), `scan` (columns
+//! back from small Parquet files), `errors`
 //! (the one error type), `python` (bindings).
 
 pub mod columns;
@@ -16,6 +17,7 @@ pub mod merge;
 pub mod pipeline;
 pub mod python;
 pub mod record;
+pub mod scan;
 pub mod timestamp;
 
 use pyo3::prelude::*;
@@ -29,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use super::python::{Batch, Stats, process, process_lines};
+    use super::python::{Batch, Scan, Stats, process, process_lines, read_columns};
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

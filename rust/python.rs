@@ -14,6 +14,7 @@ use crate::error_lines::write_error_lines;
 use crate::errors::CoreError;
 use crate::pipeline::{self, Options, Output};
 use crate::record::FieldNames;
+use crate::scan;
 
 const ARROW_SCHEMA: &CStr = c"arrow_schema";
 const ARROW_ARRAY: &CStr = c"arrow_array";
@@ -352,4 +353,52 @@ pub fn process_lines(
         .py()
         .detach(|| pipeline::process(&bytes[..end], &options))?;
     Ok((Some(output.into()), end))
+}
+
+/// The columns `read_columns` read, and the files it could not.
+#[pyclass(module = "logsieve._core", frozen)]
+pub struct Scan {
+    rows: RecordBatch,
+    #[pyo3(get)]
+    failed: Py<PyDict>,
+}
+
+#[pymethods]
+impl Scan {
+    /// `file` (index into the inputs) and the requested columns as a `pyarrow.RecordBatch`.
+    #[getter]
+    fn rows(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        to_pyarrow(py, &self.rows)
+    }
+}
+
+/// Reads `columns` of many small Parquet files in parallel without the GIL: each input is a
+/// path (`str` or `os.PathLike`, read here) or the file's bytes.
+#[pyfunction]
+pub fn read_columns(
+    py: Python<'_>,
+    files: Vec<Bound<'_, PyAny>>,
+    columns: Vec<String>,
+) -> PyResult<Scan> {
+    let mut inputs = Vec::with_capacity(files.len());
+    for file in &files {
+        inputs.push(if let Ok(bytes) = file.cast::<PyBytes>() {
+            scan::FileInput::Bytes(bytes::Bytes::copy_from_slice(bytes.as_bytes()))
+        } else if let Ok(path) = file.extract::<std::path::PathBuf>() {
+            scan::FileInput::Path(path)
+        } else {
+            return Err(PyTypeError::new_err(
+                "read_columns() takes paths (str or os.PathLike) or bytes",
+            ));
+        });
+    }
+    let scan = py.detach(|| scan::read_columns(inputs, &columns))?;
+    let failed = PyDict::new(py);
+    for (index, reason) in scan.failed {
+        failed.set_item(index, reason)?;
+    }
+    Ok(Scan {
+        rows: scan.rows,
+        failed: failed.unbind(),
+    })
 }

@@ -28,8 +28,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from deltalake.transaction import AddAction
 
 from logsieve.api import (
     ACCEPTED_PARAMETERS,
@@ -402,6 +404,54 @@ def test_appends_and_a_predicate_overwrite_give_exact_counts(tmp_path: Path) -> 
     assert table.answer(utc).count == expected_logins(a2 + b1, day)
     assert table.answer(tokyo).count == expected_logins(a2 + b1, day, "Asia/Tokyo")
     assert len(list(tmp_path.rglob("*.parquet"))) > len(table.snapshot().files(day.isoformat()))
+
+
+def test_files_of_other_writers_count_exactly_beside_ours(tmp_path: Path) -> None:
+    """Small files are decoded by the core; one written with a codec it does not have (brotli)
+    or with nanosecond times is read by pyarrow instead, and the counts stay exact."""
+    from deltalake import WriterProperties
+
+    day = BASE.date()
+    ours = make_rows(30, 400, BASE, timedelta(days=1))
+    brotli = make_rows(31, 300, BASE, timedelta(days=1))
+    nanos = make_rows(32, 200, BASE, timedelta(days=1))
+    append(str(tmp_path), ours, "ours")
+    write_deltalake(
+        table_uri(str(tmp_path)),
+        clean_table(brotli, "brotli"),
+        partition_by=["date"],
+        mode="append",
+        writer_properties=WriterProperties(compression="BROTLI"),
+    )
+    in_nanos = clean_table(nanos, "nanos")
+    at = in_nanos.schema.get_field_index("event_time")
+    in_nanos = in_nanos.set_column(
+        at, "event_time", in_nanos["event_time"].cast(pa.timestamp("ns", tz="UTC"))
+    )
+    day_dir = tmp_path / f"date={day.isoformat()}"
+    pq.write_table(in_nanos.drop_columns(["date"]), day_dir / "nanos.parquet")
+    DeltaTable(str(tmp_path)).create_write_transaction(
+        [file_action(day_dir / "nanos.parquet", tmp_path, day, len(nanos))],
+        mode="append",
+        schema=table_schema(),
+        partition_by=["date"],
+    )
+    table = CleanTable(str(tmp_path), refresh_interval=0)
+    for zone in ("UTC", "Asia/Tokyo", "America/Los_Angeles"):
+        window = day_window(day, ZoneInfo(zone))
+        assert table.answer(window).count == expected_logins(ours + brotli + nanos, day, zone)
+
+
+def file_action(path: Path, root: Path, day: date, rows: int) -> AddAction:
+    """The add action of a data file written outside delta-rs, without statistics."""
+    return AddAction(
+        path.relative_to(root).as_posix(),
+        path.stat().st_size,
+        {"date": day.isoformat()},
+        int(time.time() * 1000),
+        True,
+        json.dumps({"numRecords": rows}),
+    )
 
 
 def test_new_commits_are_noticed_while_serving(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """Type stubs for `logsieve._core`, the Rust extension (see `rust/`)."""
 
+import os
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import pyarrow as pa
@@ -96,4 +98,24 @@ def process_lines(
     A bytearray is read in place with the GIL released: the caller must not change it until
     the call returns. `first_line` is checked as in `process`, against the bytes processed.
     Returns the batch (None when no line is complete yet) and how many bytes it consumed.
+    """
+
+class Scan:
+    """What `read_columns` read, and the files it could not."""
+
+    @property
+    def rows(self) -> pa.RecordBatch:
+        """`file` (int32, the input's index) then the requested columns, inputs in order."""
+    @property
+    def failed(self) -> dict[int, str]:
+        """Index -> reason of each input left out of `rows` (not Parquet, a codec other than
+        zstd or snappy, a column missing or of another type than in the first file read)."""
+
+def read_columns(files: Sequence[str | os.PathLike[str] | bytes], columns: Sequence[str]) -> Scan:
+    """Read top-level `columns` of many small Parquet files in parallel, without the GIL.
+
+    Each input is a path (read by the core) or a file's bytes. Strings come back as `string`,
+    other types as the Parquet schema gives them (writers' Arrow type hints are ignored), so
+    files of different writers agree. Raises `TypeError` for other inputs and
+    `logsieve.errors.ConfigError` without columns.
     """

@@ -29,12 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as time_of_day
-from itertools import accumulate
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+from logsieve import _core
 from logsieve.errors import ConfigError, InternalError, QueryParameterError, SourceError
 from logsieve.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
 
@@ -583,11 +583,10 @@ class CleanTable:
         if not snapshot.partitioned:
             pairs = [(f, False) for f in self._partition_files(snapshot, None)]
         else:
-            pairs = [
-                (f, window.covers(partition))
-                for partition in window.partitions
-                for f in self._partition_files(snapshot, partition)
-            ]
+            pairs = []
+            for partition in window.partitions:
+                covered = window.covers(partition)
+                pairs.extend((f, covered) for f in self._partition_files(snapshot, partition))
         return [(f, covered) for f, covered in pairs if not f.excludes(window, covered)]
 
     def _partition_files(self, snapshot: Snapshot, partition: str | None) -> tuple[DataFile, ...]:
@@ -632,23 +631,13 @@ class CleanTable:
         return found
 
     def _read_logins(self, files: list[DataFile]) -> dict[str, FileLogins]:
-        """The logins of `files`, read one by one, then sorted out by file in a few vectorised
-        steps. On S3 the reads overlap in threads; locally, where a small file costs mostly
-        Python time under the GIL, threads only add contention."""
+        """The logins of `files`, read together, then sorted out by file in a few vectorised
+        steps."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if self._readers is not None and len(files) > 1:
-            tables = list(self._readers.map(self._read_file, files))
-        else:
-            tables = [self._read_file(f) for f in files]
-        rows = pa.concat_tables(tables)
-        table = pa.table(
-            {
-                "file": _run_numbers([t.num_rows for t in tables]),
-                "micros": rows["event_time"].cast(pa.int64()),
-            }
-        )
+        rows = self._read_columns(files)
+        table = pa.table({"file": rows["file"], "micros": rows["event_time"].cast(pa.int64())})
         is_login = pc.and_(pc.equal(rows["action"], LOGIN_ACTION), pc.is_valid(table["micros"]))
         table = table.filter(is_login).sort_by([("file", "ascending"), ("micros", "ascending")])
         logins = {f.path: FileLogins(array("q")) for f in files}
@@ -659,6 +648,48 @@ class CleanTable:
             logins[files[run["values"]].path] = FileLogins(_int64s(micros.slice(start, count)))
             start += count
         return logins
+
+    def _read_columns(self, files: list[DataFile]) -> pyarrow.Table:
+        """`file` (index into `files`), `action` and `event_time` of every row of `files` that
+        may hold a login.
+
+        Small files (a day filled object by object has thousands) are decoded together by the
+        core, in parallel and without the GIL; on S3 their bytes are fetched in threads first,
+        so that request latencies overlap. Large files (compacted ones), and any file the core
+        cannot decode, are read by pyarrow, pruned by their row groups' statistics.
+        """
+        import pyarrow as pa
+
+        small = [n for n, f in enumerate(files) if f.size <= _WHOLE_FILE_BYTES]
+        inputs: list[Any]
+        if self._readers is None:  # local: the core reads the files itself
+            inputs = [self.location(files[n].path) for n in small]
+        else:
+            inputs = list(self._readers.map(self._fetch, [files[n] for n in small]))
+        scan = _core.read_columns(inputs, list(_read_schema().names))
+        parts = []
+        found = scan.rows
+        if found.num_rows:
+            numbers = pa.array(small, pa.int32()).take(found.column("file"))
+            found = pa.Table.from_batches([found]).drop_columns(["file"])
+            parts.append(_with_file(found.cast(_read_schema()), numbers))
+        kept = set(small)
+        left = [n for n in range(len(files)) if n not in kept]
+        left.extend(small[position] for position in scan.failed)
+        for number in sorted(left):
+            parts.append(_with_file(self._read_file(files[number]), number))
+        if not parts:
+            return _with_file(_read_schema().empty_table(), 0)
+        return pa.concat_tables(parts)
+
+    def _fetch(self, file: DataFile) -> bytes:
+        """A small file's bytes, in one request."""
+        location = self.location(file.path)
+        try:
+            with self._fs.open_input_stream(location) as stream:
+                return bytes(stream.read())
+        except OSError as exc:
+            raise UnreadableFileError(location, exc) from exc
 
     def _read_file(self, file: DataFile) -> pyarrow.Table:
         """`action` and `event_time` of the row groups whose statistics allow a login."""
@@ -728,17 +759,13 @@ def _login_row_groups(parquet: pyarrow.parquet.ParquetFile) -> list[int]:
     return groups
 
 
-def _run_numbers(lengths: list[int]) -> pyarrow.Array:
-    """[0] * lengths[0] + [1] * lengths[1] + ...: which file each concatenated row came from."""
+def _with_file(table: pyarrow.Table, file: int | pyarrow.Array) -> pyarrow.Table:
+    """`table` with a leading `file` column: one number for all rows, or one per row."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    runs = [(number, length) for number, length in enumerate(lengths) if length]
-    if not runs:
-        return pa.array([], pa.int64())
-    ends = pa.array(list(accumulate(length for _, length in runs)), pa.int64())
-    numbers = pa.array([number for number, _ in runs], pa.int64())
-    return pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, numbers))
+    if not isinstance(file, pa.Array):
+        file = pa.repeat(pa.scalar(file, pa.int32()), table.num_rows)
+    return table.add_column(0, "file", file.cast(pa.int32()))
 
 
 def _int64s(values: pyarrow.Array) -> array[int]:

@@ -1,0 +1,50 @@
+"""`logsieve._core.read_columns`: columns of many small Parquet files, read by the core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from logsieve import _core
+
+
+def write(path: Path, actions: list[str], compression: str = "zstd") -> Path:
+    table = pa.table({"user_id": ["u"] * len(actions), "action": actions})
+    pq.write_table(table, path, compression=compression)
+    return path
+
+
+def test_paths_and_bytes_give_the_rows_of_each_file_in_order(tmp_path: Path) -> None:
+    files = [
+        write(tmp_path / "a.parquet", ["login", "view"]),
+        write(tmp_path / "b.parquet", [], "snappy"),
+        write(tmp_path / "c.parquet", ["logout"], "snappy"),
+    ]
+    for inputs in ([str(f) for f in files], [f.read_bytes() for f in files], files):
+        scan = _core.read_columns(inputs, ["action"])
+        assert scan.failed == {}
+        assert scan.rows.to_pydict() == {"file": [0, 0, 2], "action": ["login", "view", "logout"]}
+
+
+def test_files_it_cannot_read_are_named_with_the_reason(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.parquet", ["login"])
+    brotli = write(tmp_path / "brotli.parquet", ["view"], "brotli")  # a codec the core lacks
+    missing = tmp_path / "missing.parquet"
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"action": pa.array([1, 2])}), other)  # another type than the first
+    scan = _core.read_columns([good, b"not parquet", brotli, missing, other], ["action"])
+    assert scan.rows.to_pydict() == {"file": [0], "action": ["login"]}
+    assert sorted(scan.failed) == [1, 2, 3, 4]
+    assert "No such file" in scan.failed[3]
+    assert "Int64" in scan.failed[4]
+    assert "no column" in _core.read_columns([good], ["nope"]).failed[0]
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(TypeError, match="paths"):
+        _core.read_columns([3], ["action"])
+    with pytest.raises(Exception, match="at least one column"):
+        _core.read_columns([], [])
