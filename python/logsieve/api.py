@@ -910,6 +910,7 @@ def create_app(
 
     table = CleanTable(resolve_clean_uri(clean_uri), refresh_interval=refresh_interval)
     errors = open_error_records(errors_uri, table.uri, refresh_interval)
+    activity = ActivityIndex(table)
 
     async def logins_today(request: Request) -> Response:
         try:
@@ -971,7 +972,7 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/docs/assets/{name}", docs_asset, methods=["GET", "HEAD"]),
-        *dashboard_routes(table, ActivityIndex(table), errors, queues),
+        *dashboard_routes(table, activity, errors, queues),
     ]
     app = Starlette(
         routes=routes,
@@ -979,6 +980,7 @@ def create_app(
     )
     app.state.table = table
     app.state.errors = errors
+    app.state.activity = activity
     return app
 
 
