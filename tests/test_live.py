@@ -152,6 +152,13 @@ def test_upload_shows_up_in_logins_today_then_sigint_stops_cleanly(up: Up) -> No
     s3.put_object(Bucket=bucket, Key="app/one.jsonl", Body=first)
     assert wait_for_count(api, first_logins)["logins_today"] == first_logins
     up.wait_for(rf"processed s3://{bucket}/app/one\.jsonl: {first_logins + 20} valid, 2 errors")
+    # The dashboard's panels under `up`: queue depths and the object's two invalid lines, filed
+    # under the day the object arrived.
+    queues = httpx.get(f"{api}/queues", trust_env=False).json()["queues"]
+    assert [(q["name"], q["visible"]) for q in queues] == [("work", 0), ("dead-letter", 0)]
+    arrived = s3.head_object(Bucket=bucket, Key="app/one.jsonl")["LastModified"]
+    summary = f"{api}/errors/summary?date={arrived.astimezone(UTC).date().isoformat()}"
+    assert httpx.get(summary, trust_env=False).json()["total"] == 2
 
     second = log_lines(2, second_logins, 5)
     s3.put_object(Bucket=bucket, Key="app/two.jsonl", Body=second)

@@ -1,4 +1,5 @@
-"""The HTTP API over the clean Delta table: /logins_today, /readyz, /healthz, /openapi.json, /docs.
+"""The HTTP API over the clean Delta table: /logins_today, /readyz, /healthz, /openapi.json, /docs
+(the dashboard at / and its endpoints are in `logsieve.dashboard`).
 
 Every answer is counted from one committed snapshot of the table: the data files live at one
 version, as the Delta log says (the directory also holds files that overwrites and compaction
@@ -24,7 +25,7 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
+
+    from logsieve.dashboard import QueueProbe
+    from logsieve.error_records import ErrorRecords
 
 CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
 DEFAULT_REFRESH_INTERVAL = 1.0
@@ -164,19 +168,29 @@ def parse_tz(value: str) -> ZoneInfo:
 
 def parse_logins_query(params: Iterable[tuple[str, str]], now: datetime) -> DayWindow:
     """The window a /logins_today query asks about; `now` decides what "today" is."""
+    return day_of(query_parameters(params, ACCEPTED_PARAMETERS), now)
+
+
+def query_parameters(params: Iterable[tuple[str, str]], accepted: dict[str, str]) -> dict[str, str]:
+    """The query's parameters by name; an unknown name or one given twice is a 400 naming it."""
     given: dict[str, str] = {}
     for name, value in params:
-        if name not in ACCEPTED_PARAMETERS:
+        if name not in accepted:
             raise QueryParameterError(
                 name,
                 f"unknown query parameter {_shorten(name)}",
-                "only " + "; ".join(f"{k}: {v}" for k, v in ACCEPTED_PARAMETERS.items()),
+                "only " + "; ".join(f"{k}: {v}" for k, v in accepted.items()),
             )
         if name in given:
             raise QueryParameterError(
-                name, f"query parameter {name!r} given more than once", ACCEPTED_PARAMETERS[name]
+                name, f"query parameter {name!r} given more than once", accepted[name]
             )
         given[name] = value
+    return given
+
+
+def day_of(given: dict[str, str], now: datetime) -> DayWindow:
+    """The day that `date` and `tz` name (default: today in UTC); `now` decides what today is."""
     zone = parse_tz(given["tz"]) if "tz" in given else ZoneInfo("UTC")
     day = parse_date(given["date"]) if "date" in given else now.astimezone(zone).date()
     return day_window(day, zone)
@@ -636,7 +650,7 @@ class CleanTable:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        rows = self._read_columns(files)
+        rows = self.read_columns(files)
         table = pa.table({"file": rows["file"], "micros": rows["event_time"].cast(pa.int64())})
         is_login = pc.and_(pc.equal(rows["action"], LOGIN_ACTION), pc.is_valid(table["micros"]))
         table = table.filter(is_login).sort_by([("file", "ascending"), ("micros", "ascending")])
@@ -649,9 +663,13 @@ class CleanTable:
             start += count
         return logins
 
-    def _read_columns(self, files: list[DataFile]) -> pyarrow.Table:
-        """`file` (index into `files`), `action` and `event_time` of every row of `files` that
-        may hold a login.
+    def read_columns(
+        self, files: Sequence[DataFile], *, every_row_group: bool = False
+    ) -> pyarrow.Table:
+        """`file` (int32, the index into `files`), `action` and `event_time` (timestamp[us,
+        UTC]) of the rows of `files` that may hold a login (every row, with `every_row_group`):
+        the one place the table's Parquet files are read. `UnreadableFileError` names a file
+        that cannot be read.
 
         Small files (a day filled object by object has thousands) are decoded together by the
         core, in parallel and without the GIL; on S3 their bytes are fetched in threads first,
@@ -677,7 +695,8 @@ class CleanTable:
         left = [n for n in range(len(files)) if n not in kept]
         left.extend(small[position] for position in scan.failed)
         for number in sorted(left):
-            parts.append(_with_file(self._read_file(files[number]), number))
+            table = self._read_file(files[number], every_row_group=every_row_group)
+            parts.append(_with_file(table, number))
         if not parts:
             return _with_file(_read_schema().empty_table(), 0)
         return pa.concat_tables(parts)
@@ -691,8 +710,9 @@ class CleanTable:
         except OSError as exc:
             raise UnreadableFileError(location, exc) from exc
 
-    def _read_file(self, file: DataFile) -> pyarrow.Table:
-        """`action` and `event_time` of the row groups whose statistics allow a login."""
+    def _read_file(self, file: DataFile, *, every_row_group: bool = False) -> pyarrow.Table:
+        """`action` and `event_time` of the row groups whose statistics allow a login (of all
+        row groups with `every_row_group`)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -706,7 +726,8 @@ class CleanTable:
                 else:
                     source = closing.enter_context(self._fs.open_input_file(location))
                 parquet = pq.ParquetFile(source)
-                if parquet.num_row_groups == 1:  # the add action's statistics pruned it already
+                # One row group: the add action's statistics pruned the file already.
+                if every_row_group or parquet.num_row_groups == 1:
                     table = parquet.read(columns=columns, use_threads=False)
                 else:
                     groups = _login_row_groups(parquet)
@@ -873,12 +894,18 @@ def _endpoint_options(endpoint: str) -> dict[str, str]:
 
 
 def create_app(
-    clean_uri: str | None = None, *, refresh_interval: float = DEFAULT_REFRESH_INTERVAL
+    clean_uri: str | None = None,
+    *,
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+    errors_uri: str | None = None,
+    queues: QueueProbe | None = None,
 ) -> Starlette:
     """The Starlette app over the table at `clean_uri` (default: $LOGSIEVE_CLEAN_URI).
 
     A local path without a Delta table is refused here (ConfigError), so a wrong `--clean`
     fails at start-up; an `s3://` location without one is served (the pipeline creates it).
+    The error records are read from `errors_uri` (default: $LOGSIEVE_ERROR_URI, else a local
+    table's sibling `errors/`); `queues`, when given, adds /queues for the dashboard.
     """
     import anyio.to_thread
     import pyarrow.parquet  # noqa: F401  (imported now, not on the first request)
@@ -889,7 +916,12 @@ def create_app(
     from starlette.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
 
+    from logsieve.activity import ActivityIndex
+    from logsieve.dashboard import routes as dashboard_routes
+
     table = CleanTable(resolve_clean_uri(clean_uri), refresh_interval=refresh_interval)
+    errors = open_error_records(errors_uri, table.uri, refresh_interval)
+    activity = ActivityIndex(table)
 
     async def logins_today(request: Request) -> Response:
         try:
@@ -951,13 +983,32 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/docs/assets/{name}", docs_asset, methods=["GET", "HEAD"]),
+        *dashboard_routes(table, activity, errors, queues),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.table = table
+    app.state.errors = errors
+    app.state.activity = activity
     return app
+
+
+def open_error_records(
+    errors_uri: str | None, clean_uri: str, refresh_interval: float
+) -> ErrorRecords | None:
+    """The error records: the location given, else $LOGSIEVE_ERROR_URI, else a local table's
+    sibling `errors/`; None when none is known (then /errors/summary says how to name one)."""
+    from logsieve.error_records import ERROR_URI_ENV, ErrorRecords, default_error_uri
+
+    uri = errors_uri or os.environ.get(ERROR_URI_ENV, "").strip()
+    if uri:
+        return ErrorRecords(uri, refresh_interval=refresh_interval)
+    default = default_error_uri(clean_uri)
+    if default is None:
+        return None
+    return ErrorRecords(default, refresh_interval=refresh_interval, required=False)
 
 
 def resolve_clean_uri(clean_uri: str | None) -> str:
@@ -1027,7 +1078,9 @@ def openapi_document() -> dict[str, Any]:
         "description": "An unknown or malformed query parameter; the body names it.",
         "content": json_content("ParameterError"),
     }
-    return {
+    from logsieve.dashboard import openapi_paths, openapi_schemas
+
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "logsieve API",
@@ -1193,6 +1246,9 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+    document["paths"].update(openapi_paths())
+    document["components"]["schemas"].update(openapi_schemas())
+    return document
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1308,6 +1364,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"clean Delta table: a directory or s3://bucket/prefix (default: ${CLEAN_URI_ENV})",
     )
+    parser.add_argument(
+        "--errors",
+        metavar="URI",
+        default=None,
+        help="error records: a directory or s3://bucket/prefix (default: $LOGSIEVE_ERROR_URI, "
+        "else errors/ beside a local clean table, as `process --out DIR` writes them)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=port_number, default=8000, help="port (0: a free one)")
     parser.add_argument(
@@ -1345,7 +1408,7 @@ def is_wildcard(host: str) -> bool:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly."""
-    app = create_app(args.clean, refresh_interval=args.refresh_interval)
+    app = create_app(args.clean, refresh_interval=args.refresh_interval, errors_uri=args.errors)
     server = BackgroundServer(
         app, args.host, args.port, log_level=args.log_level, access_log=args.access_log
     )
@@ -1353,6 +1416,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(
             f"logsieve serve: {app.state.table.uri} on {server.url}"
             f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
+            f"  dashboard: {server.url}/\n"
             f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
             f"  API docs: {server.url}/docs   (Ctrl-C stops)",
             flush=True,

@@ -145,7 +145,12 @@ def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) 
     worker_thread = threading.Thread(
         target=worker.run_forever, args=(worker_stop,), name="logsieve-worker", daemon=True
     )
-    app = create_app(resources.clean_uri)
+    from logsieve.dashboard import QueueProbe
+
+    queues = {"work": resources.queue_url, "dead-letter": resources.dead_letter_queue_url}
+    app = create_app(
+        resources.clean_uri, errors_uri=resources.error_uri, queues=QueueProbe(clients.sqs, queues)
+    )
     api = BackgroundServer(app, args.host, args.port, log_level=args.log_level)
     compactor = Compactor(resources.clean_uri, args.compact_every, s3_client=clients.s3)
     worker_thread.start()
