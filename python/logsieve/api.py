@@ -231,7 +231,7 @@ class _BoundedCache(Generic[K, V]):
                 self._data.popitem(last=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DataFile:
     """One live data file of a snapshot, as its add action in the Delta log describes it.
 
@@ -272,7 +272,7 @@ class DataFile:
         return self.rows is not None and self.min_action == self.max_action == LOGIN_ACTION
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FileLogins:
     """What /logins_today needs of one data file: its logins' event times, sorted.
 
