@@ -13,6 +13,7 @@ use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::ParquetStatisticsPolicy;
 use rayon::prelude::*;
 
 use crate::errors::CoreError;
@@ -96,7 +97,12 @@ fn read_file(input: FileInput, columns: &[String]) -> Result<Vec<ArrayRef>, Stri
     };
     // Types as the Parquet schema gives them (strings as Utf8), not as a writer's Arrow hints
     // (Utf8View, LargeUtf8), so that files from different writers agree.
-    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    // Nothing here prunes, so the footer's statistics are skipped rather than decoded.
+    let options = ArrowReaderOptions::new()
+        .with_skip_arrow_metadata(true)
+        .with_column_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
         .map_err(|e| e.to_string())?;
     let roots = builder.parquet_schema().root_schema().get_fields();
