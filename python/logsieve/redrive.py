@@ -137,9 +137,14 @@ def _move_task(
         )["TaskHandle"]
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _UNSUPPORTED and not required:
-            return None
-        raise
+        if code not in _UNSUPPORTED:
+            raise
+        if required:
+            raise ConfigError(
+                f"the SQS endpoint {sqs.meta.endpoint_url} does not support "
+                "StartMessageMoveTask: use --method receive"
+            ) from exc
+        return None
     deadline = time.monotonic() + timeout
     while True:
         tasks = sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10).get("Results", [])

@@ -138,10 +138,11 @@ def open_error_location(uri: str, s3_client: Any = None) -> _Sink:
         raise ConfigError(f"{root}: no such directory")
     if not root.is_dir():
         raise ConfigError(f"{root} is not a directory (expected error records, e.g. DIR/errors)")
-    if (root / "_logsieve").is_dir() or any(root.glob("date=*")):
-        return open_sink(location)
+    # A clean table has date=*/ directories too: its log tells it apart.
     if (root / "_delta_log").is_dir():
         raise ConfigError(f"{root} is a Delta table (clean rows), not error records")
+    if (root / "_logsieve").is_dir() or any(root.glob("date=*")):
+        return open_sink(location)
     if (root / "errors" / "_logsieve").is_dir():
         raise ConfigError(f"{root} holds no error records: did you mean {root / 'errors'}?")
     raise ConfigError(f"{root} is not an error-records location (no date=*/ or _logsieve/)")
@@ -161,9 +162,9 @@ def _open_s3_errors(location: str, s3_client: Any) -> _Sink:
         return bool(reply.get("KeyCount"))
 
     try:
-        if exists("_logsieve/") or exists("date="):
-            return sink
         clean = exists("_delta_log/")
+        if not clean and (exists("_logsieve/") or exists("date=")):
+            return sink
         nested = exists("errors/_logsieve/")
     except ClientError as exc:
         error = exc.response.get("Error", {})
