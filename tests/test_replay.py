@@ -20,6 +20,7 @@ import pytest
 
 from logsieve import table
 from logsieve.cli import main
+from logsieve.errors import OutputError
 from logsieve.replay import REPLAY_DIR, ReplayReport, Selection, replay, summarize
 from logsieve.storage import FieldNames, ingest, raw_bytes
 
@@ -484,6 +485,74 @@ def test_s3_concurrent_replays_commit_each_line_once(s3: Any) -> None:
     assert_exactly_once(logs, rows(S3_CLEAN, s3), s3_records(s3))
 
 
+def test_s3_a_replay_interrupted_after_its_commit_is_finished_by_the_next(s3: Any) -> None:
+    """The error bucket refuses the rewrite (botocore refuses the PutObject of error files): the
+    rows are committed, the intent stays; the next replay finishes it, committing nothing again."""
+    logs = [make_log(seed) for seed in range(2)]
+    ingest_s3(s3, logs)
+    records = s3_records(s3)
+
+    def refuse(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("Bucket") == "error-bucket" and "/date=" in params.get("Key", ""):
+            raise RuntimeError("simulated: the error bucket went away")
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", refuse)
+    try:
+        with pytest.raises(OutputError, match="the rows are committed"):
+            replay(S3_ERRORS, S3_CLEAN, fields=FieldNames(timestamp="ts"), s3_client=s3)
+    finally:
+        s3.meta.events.unregister("provide-client-params.s3.PutObject", refuse)
+    version = version_of(S3_CLEAN, s3)
+    assert s3_records(s3) == records  # both outputs hold the replayed lines until the next run
+    assert {r["user_id"] for r in rows(S3_CLEAN, s3)} == set().union(
+        *(log.ids("valid", "ts") for log in logs)
+    )
+    assert summarize(S3_ERRORS, s3_client=s3).pending_replays == 1
+    again = replay(
+        S3_ERRORS,
+        S3_CLEAN,
+        fields=FieldNames(timestamp="ts"),
+        selection=Selection(codes=frozenset({"missing_field"})),
+        s3_client=s3,
+    )
+    assert again.finished_earlier == 1 and again.now_valid == 0
+    assert version_of(S3_CLEAN, s3) == version
+    assert_exactly_once(logs, rows(S3_CLEAN, s3), s3_records(s3))
+    assert summarize(S3_ERRORS, s3_client=s3).pending_replays == 0
+
+
+def test_s3_records_of_a_replaced_version_are_not_replayed(s3: Any) -> None:
+    """A version whose run could not remove its predecessor's error file leaves that file behind:
+    its lines belong to rows that are gone, so a replay skips them instead of reviving them."""
+    old, new = make_log(0), make_log(1)
+    ingest_s3(s3, [old])
+
+    def refuse(**kwargs: Any) -> None:
+        raise RuntimeError("simulated outage")
+
+    s3.meta.events.register("before-call.s3.DeleteObjects", refuse)
+    try:
+        ingest(
+            io.BytesIO(new.data),
+            source="s3://input/app0.jsonl",
+            source_version="etag-new",
+            clean_uri=S3_CLEAN,
+            error_uri=S3_ERRORS,
+            arrival=ARRIVAL,
+            s3_client=s3,
+        )
+    finally:
+        s3.meta.events.unregister("before-call.s3.DeleteObjects", refuse)
+    leftover = len(old.ids("ts", "bad")) + old.lines.count(b"not json at all")
+    assert len([r for r in s3_records(s3) if user_of(r) in old.kinds]) == len(old.ids("ts", "bad"))
+    report = replay(S3_ERRORS, S3_CLEAN, fields=FieldNames(timestamp="ts"), s3_client=s3)
+    assert report.skipped == {"not the stored version of its source": leftover}
+    assert report.now_valid == len(new.ids("ts"))
+    after = rows(S3_CLEAN, s3)
+    assert {r["source_version"] for r in after} == {"etag-new"}
+    assert {r["user_id"] for r in after} == new.ids("valid", "ts")
+
+
 def test_s3_missing_bucket_is_one_line(
     moto_endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -543,3 +612,30 @@ def test_redrive_of_an_unknown_queue_is_one_line(
     assert err.strip() == "logsieve redrive: error: no queue named 'no-such-queue' at this endpoint"
     code, _, err = cli(["redrive", "--method", "task"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_a_new_version_read_before_a_replay_cannot_commit_over_it(out: Path) -> None:
+    """A new version's writer that read the table before a replay committed conflicts (and
+    retries on the replayed table) instead of replacing the source's rows while the replayed ones
+    stay beside its new ones."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    clean = str(out / "clean")
+    before = table.open_table(clean)  # what a new version's ingest had read
+    assert before is not None
+    replay(str(out / "errors"), clean, fields=FieldNames(timestamp="ts"))
+    (identity,) = {r["source_id"] for r in rows(clean)}
+    new_rows = before.to_pyarrow_table()
+    with pytest.raises(CommitFailedError):
+        write_deltalake(
+            before,
+            new_rows,
+            mode="overwrite",
+            predicate=f"source_id = '{identity}'",
+            partition_by=["date"],
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(table.app_id(identity), 12345)],
+                max_commit_retries=5,
+            ),
+        )
