@@ -128,7 +128,7 @@ def _move_task(
         "sqs",
         endpoint_url=sqs.meta.endpoint_url,
         region_name=sqs.meta.region_name,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": 1}),
     )
     source_arn = _arn(sqs, source)
     try:

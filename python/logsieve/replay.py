@@ -23,7 +23,7 @@ Two stores cannot change in one step, so a replay goes (docs/replay.md):
    intent.
 
 A crash between 4 and 5 leaves the passing lines both as rows and as error records until the next
-replay (or `logsieve errors`, which reports them as replayed) finishes step 5 from the intent.
+replay finishes step 5 from the intent (`logsieve errors` notes such an unfinished replay).
 """
 
 from __future__ import annotations
@@ -917,9 +917,9 @@ def _print_replay(report: ReplayReport, selection: Selection) -> None:
     print(f"  selected:      {report.selected} error records (dates: {dates}; codes: {codes})")
     if report.finished_earlier:
         print(f"  finished:      {report.finished_earlier} interrupted earlier replay(s)")
-    days = ", ".join(f"{d} {n}" for d, n in report.rows_by_date.items())
-    where = f" -> table version {report.table_version} ({days})" if report.table_version else ""
-    print(f"  now valid:     {report.now_valid}{where}")
+    days = ", ".join(f"date={d}: {n}" for d, n in report.rows_by_date.items())
+    where = f", committed as table version {report.table_version} ({days})"
+    print(f"  now valid:     {report.now_valid}{where if report.table_version else ''}")
     codes_left = ", ".join(f"{c} {n}" for c, n in report.still_by_code.items())
     print(
         f"  still invalid: {report.still_invalid}"
@@ -974,10 +974,14 @@ def run_errors(args: argparse.Namespace) -> int:
         return 0
     days = ", ".join(sorted(selection.dates)) or "all dates"
     print(f"logsieve errors: {summary.location} ({days})")
-    print(f"  {summary.records} error records in {summary.files} files")
+    print(f"  {_count(summary.records, 'error record')} in {_count(summary.files, 'file')}")
     if summary.records:
         print("  by code:   " + ", ".join(f"{c} {n}" for c, n in summary.by_code.items()))
-        print("  by date:   " + ", ".join(f"{d} {n}" for d, n in summary.by_date.items()))
+        print(
+            "  by date:   "
+            + ", ".join(f"{d} {n}" for d, n in summary.by_date.items())
+            + " (arrival)"
+        )
         print("  by source:")
         for source, count in list(summary.by_source.items())[:10]:
             print(f"    {count:>8}  {source}")
@@ -993,6 +997,10 @@ def run_errors(args: argparse.Namespace) -> int:
             "`logsieve replay` finishes them)"
         )
     return 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _clip(text: str, width: int = 100) -> str:
