@@ -254,6 +254,28 @@ def test_replay_of_a_group_file_keeps_the_other_sources_lines(tmp_path: Path) ->
     assert shared.exists()  # the garbage and impossible dates of every source stay in it
 
 
+def test_raw_bytes_round_trip_through_a_replay(tmp_path: Path) -> None:
+    """Lines are replayed from their exact bytes: a non-UTF-8 line keeps its raw_base64 record
+    byte for byte, and a fixed line's other members reach `extra` exactly as written."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fixed = (
+        '{"ts":"2025-08-20T10:00:00+02:00","user_id":7,"action":"login","city":"Zürich","n":1.50}'
+    )
+    (logs / "app.jsonl").write_bytes(b"\xff\xfe not text\n" + fixed.encode() + b"\n")
+    out = tmp_path / "out"
+    assert main(["process", str(logs), "--out", str(out), "--json"]) == 0
+    (path,) = (out / "errors").glob("date=*/*.jsonl")
+    binary = path.read_bytes().splitlines(keepends=True)[0]
+    assert b"raw_base64" in binary
+    report = replay(str(out / "errors"), str(out / "clean"), fields=FieldNames(timestamp="ts"))
+    assert report.now_valid == 1 and report.still_invalid == 1 and report.reason_changed == 0
+    assert path.read_bytes() == binary
+    (row,) = rows(str(out / "clean"))
+    assert row["timestamp"] == "2025-08-20 08:00:00" and row["user_id"] == "7"
+    assert row["extra"] == '{"city":"Zürich","n":1.50}'
+
+
 @contextlib.contextmanager
 def unwritable(directory: Path) -> Iterator[None]:
     """The directory refuses new entries and removals (chattr +i for root, who ignores modes)."""

@@ -750,8 +750,9 @@ def _commit(
     from deltalake import CommitProperties, Transaction
 
     from logsieve import datafiles
-    from logsieve.storage import open_sink
+    from logsieve.storage import _check_schema, open_sink
 
+    _check_schema(snapshot, clean_uri)  # rows in logsieve's schema only: never mix tables
     clean = open_sink(clean_uri, s3_client)
     staging = sink.staging_dir()
     published: list[str] = []
