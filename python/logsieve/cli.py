@@ -24,6 +24,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("logsieve.api", "serve the HTTP API (/logins_today, /docs) over a clean dataset"),
     "up": ("logsieve.live", "run the live pipeline on a local moto server, worker and API"),
     "compact": ("logsieve.compact", "rewrite the clean table's small files, sorted; vacuum"),
+    "errors": ("logsieve.replay", "summarise the error records: by code, source and day"),
+    "replay": ("logsieve.replay", "run error records through the core again into the table"),
+    "redrive": ("logsieve.redrive", "move the dead-letter queue's messages back to work"),
     "template": ("logsieve.deploy", "print the CloudFormation template for real AWS"),
     "package": ("logsieve.deploy", "build the Lambda deployment artifact"),
 }

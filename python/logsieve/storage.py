@@ -245,6 +245,11 @@ class _Sink:
     def display(self, key: str) -> str:
         raise NotImplementedError
 
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under `prefix` (relative to the root), sorted: replay and `logsieve errors`
+        find the error files and ledgers this way."""
+        raise NotImplementedError
+
 
 class _LocalSink(_Sink):
     def __init__(self, root: str) -> None:
@@ -338,6 +343,14 @@ class _LocalSink(_Sink):
 
     def display(self, key: str) -> str:
         return str(self.root / key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        # A key prefix, as on S3: walk only the directory it lies in.
+        base = self.root / prefix.rpartition("/")[0]
+        if not base.is_dir():
+            return []
+        keys = (path.relative_to(self.root).as_posix() for path in base.rglob("*"))
+        return sorted(k for k in keys if k.startswith(prefix) and (self.root / k).is_file())
 
 
 def _temp_beside(target: Path) -> Path:
@@ -458,6 +471,16 @@ class _S3Sink(_Sink):
 
     def display(self, key: str) -> str:
         return self._key(key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        keys: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=root + prefix
+        )
+        for page in pages:
+            keys.extend(item["Key"][len(root) :] for item in page.get("Contents", []))
+        return sorted(keys)
 
 
 def _lost_condition(exc: Any) -> bool:

@@ -1,0 +1,259 @@
+"""`logsieve redrive`: move the dead-letter queue's messages back to the work queue after a fix.
+
+A message lands in the DLQ when its object failed on every receive (a corrupt upload, a missing
+output bucket). Once the cause is fixed, the messages go back to the work queue and the worker
+(or the Lambda) processes them again: repeats of a version already stored commit nothing.
+
+SQS's own redrive, `StartMessageMoveTask`, is used where the endpoint has it (AWS): it moves the
+messages server-side and reports how many moved. Where it does not (moto 5.2.5 answers the
+action with a bare HTTP 500, "has not been implemented"), logsieve moves them itself: receive
+from the DLQ, send each to the work queue with its attributes, delete it from the DLQ only once
+sent, so a message is never lost (at worst, after a crash between send and delete, it is in
+both queues, which the pipeline's idempotence absorbs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from logsieve.errors import ConfigError, OutputError
+
+DEFAULT_DLQ = "logsieve-work-dlq"
+#: Codes (or bare HTTP statuses) an endpoint answers an SQS action it does not implement with.
+_UNSUPPORTED = {
+    "InvalidAction",
+    "UnsupportedOperation",
+    "AWS.SimpleQueueService.UnsupportedOperation",
+    "NotImplemented",
+    "UnknownOperationException",
+    "500",
+    "501",
+}
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    """What moved, from where to where, and how."""
+
+    source: str
+    destination: str
+    moved: int
+    method: str
+    seconds: float
+
+
+def resolve_queue(sqs: Any, queue: str) -> str:
+    """A queue URL from a URL or a name; ConfigError if there is no such queue."""
+    if queue.startswith(("http://", "https://")):
+        return queue
+    try:
+        return str(sqs.get_queue_url(QueueName=queue)["QueueUrl"])
+    except sqs.exceptions.QueueDoesNotExist:
+        raise ConfigError(f"no queue named {queue!r} at this endpoint") from None
+
+
+def redrive(
+    sqs: Any,
+    dlq: str = DEFAULT_DLQ,
+    to: str | None = None,
+    *,
+    method: str = "auto",
+    limit: int | None = None,
+    timeout: float = 300.0,
+) -> RedriveResult:
+    """Move the DLQ's messages to `to` (default: the queue whose redrive policy names the DLQ).
+
+    `method`: `task` (StartMessageMoveTask only), `receive` (receive, send, delete), or `auto`
+    (the task where the endpoint supports it, else receive). `limit` caps the messages moved.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    started = time.perf_counter()
+    try:
+        source = resolve_queue(sqs, dlq)
+        destination = resolve_queue(sqs, to) if to else _source_queue(sqs, source)
+        if method in ("auto", "task") and limit is None:
+            moved = _move_task(sqs, source, destination, timeout, required=method == "task")
+            if moved is not None:
+                return RedriveResult(
+                    source, destination, moved, "StartMessageMoveTask", _since(started)
+                )
+        moved = _receive_send_delete(sqs, source, destination, limit)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise OutputError(
+            f"SQS refused: {error.get('Code', '?')}: {error.get('Message', '')}"
+        ) from exc
+    except BotoCoreError as exc:
+        raise OutputError(f"cannot reach SQS: {exc}") from exc
+    return RedriveResult(source, destination, moved, "receive-send-delete", _since(started))
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def _source_queue(sqs: Any, dlq_url: str) -> str:
+    """The one queue whose redrive policy sends its failures to this DLQ."""
+    urls = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url).get("queueUrls", [])
+    if len(urls) != 1:
+        found = "none" if not urls else ", ".join(urls)
+        raise ConfigError(
+            f"{dlq_url} is the dead-letter queue of {found}: name the work queue with --to"
+        )
+    return str(urls[0])
+
+
+def _arn(sqs: Any, url: str) -> str:
+    reply = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(reply["Attributes"]["QueueArn"])
+
+
+def _move_task(
+    sqs: Any, source: str, destination: str, timeout: float, *, required: bool
+) -> int | None:
+    """StartMessageMoveTask and wait for it: messages moved, or None if unsupported here."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    # One attempt only: an endpoint without the action answers 500, which boto3 would retry.
+    probe = boto3.client(
+        "sqs",
+        endpoint_url=sqs.meta.endpoint_url,
+        region_name=sqs.meta.region_name,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    source_arn = _arn(sqs, source)
+    try:
+        handle = probe.start_message_move_task(
+            SourceArn=source_arn, DestinationArn=_arn(sqs, destination)
+        )["TaskHandle"]
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in _UNSUPPORTED:
+            raise
+        if required:
+            raise ConfigError(
+                f"the SQS endpoint {sqs.meta.endpoint_url} does not support "
+                "StartMessageMoveTask: use --method receive"
+            ) from exc
+        return None
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10).get("Results", [])
+        task = next((t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else {})
+        status = task.get("Status")
+        if status in ("COMPLETED", "FAILED", "CANCELLED"):
+            if status != "COMPLETED":
+                reason = task.get("FailureReason", status)
+                raise OutputError(f"the message move task ended {status}: {reason}")
+            return int(task.get("ApproximateNumberOfMessagesMoved", 0))
+        if time.monotonic() > deadline:
+            raise OutputError(f"the message move task is still {status} after {timeout:.0f} s")
+        time.sleep(1.0)
+
+
+def _receive_send_delete(sqs: Any, source: str, destination: str, limit: int | None) -> int:
+    """Move messages one receive (up to 10) at a time; a message is deleted from the DLQ only
+    after the work queue accepted it. Stops when a receive finds nothing."""
+    fifo = destination.endswith(".fifo")
+    moved = 0
+    while limit is None or moved < limit:
+        wanted = 10 if limit is None else min(10, limit - moved)
+        reply = sqs.receive_message(
+            QueueUrl=source,
+            MaxNumberOfMessages=wanted,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+        )
+        messages = reply.get("Messages", [])
+        if not messages:
+            break
+        entries = []
+        for index, message in enumerate(messages):
+            entry: dict[str, Any] = {"Id": str(index), "MessageBody": message["Body"]}
+            if message.get("MessageAttributes"):
+                entry["MessageAttributes"] = message["MessageAttributes"]
+            if fifo:
+                system = message.get("Attributes", {})
+                entry["MessageGroupId"] = system.get("MessageGroupId", "logsieve-redrive")
+                entry["MessageDeduplicationId"] = system.get(
+                    "MessageDeduplicationId", message["MessageId"]
+                )
+            entries.append(entry)
+        sent = sqs.send_message_batch(QueueUrl=destination, Entries=entries)
+        done = [messages[int(item["Id"])] for item in sent.get("Successful", [])]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=source,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
+            )
+        moved += len(done)
+        failed = sent.get("Failed", [])
+        if failed:
+            raise OutputError(
+                f"the work queue refused {len(failed)} message(s) after {moved} moved: "
+                f"{failed[0].get('Code')}: {failed[0].get('Message', '')}"
+            )
+    return moved
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def add_redrive_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dlq",
+        default=DEFAULT_DLQ,
+        metavar="QUEUE",
+        help=f"dead-letter queue, a name or URL (default: {DEFAULT_DLQ})",
+    )
+    parser.add_argument(
+        "--to",
+        metavar="QUEUE",
+        help="work queue to move them to (default: the queue whose redrive policy names the DLQ)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=("auto", "task", "receive"),
+        default="auto",
+        help="task: SQS StartMessageMoveTask; receive: receive, send, delete; auto (default): "
+        "the task where the endpoint supports it",
+    )
+    parser.add_argument(
+        "--max", type=_positive, metavar="N", help="move at most N messages (receive method)"
+    )
+    parser.add_argument("--endpoint-url", metavar="URL", help="SQS endpoint (default: boto3's)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive count: {text!r}")
+    return int(text)
+
+
+def run_redrive(args: argparse.Namespace) -> int:
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=args.endpoint_url)
+    result = redrive(sqs, args.dlq, args.to, method=args.method, limit=args.max)
+    if args.json:
+        sys.stdout.write(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        how = f"{result.method}, {result.seconds} s"
+        print(f"logsieve redrive: {result.moved} message(s) moved ({how})")
+        print(f"  from {result.source}")
+        print(f"  to   {result.destination}")
+    return 0
