@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,13 +146,14 @@ def run(
 
 
 def retrying(attempt: Any, tries: int = 20) -> Any:
-    """What a caller does with ConcurrentIngestError: run it again (the handler does this)."""
-    for _ in range(tries):
+    """What a caller does with ConcurrentIngestError: run it again after a random pause that
+    grows (the handler does this), so that the winner gets to finish its error records."""
+    for number in range(tries):
         try:
             return attempt()
         except ConcurrentIngestError:
-            continue
-    raise AssertionError("still losing commit races after 20 tries")
+            time.sleep(random.uniform(0.01, 0.02 * 2 ** min(number, 5)))
+    raise AssertionError(f"still losing commit races after {tries} tries")
 
 
 def seqs_of(rows: pa.Table) -> list[int]:
@@ -544,6 +547,83 @@ def test_a_group_is_one_commit_with_few_files_and_one_error_file_per_date(tmp_pa
         assert_accounted(log, mine, [r for r in errors if r["source"] == name])
 
 
+class HeldStream(io.RawIOBase):
+    """A source's bytes that stop before their end until `release` is set (first read only),
+    so that other writers can commit while an ingest is in the middle of its work."""
+
+    def __init__(self, data: bytes, reading: threading.Event, release: threading.Event) -> None:
+        self.data, self.at = data, 0
+        self.reading, self.release = reading, release
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.at > 0 and not self.release.is_set():
+            self.reading.set()
+            assert self.release.wait(30)
+        chunk = self.data[self.at : self.at + min(len(buffer), max(1, len(self.data) // 2))]
+        buffer[: len(chunk)] = chunk
+        self.at += len(chunk)
+        return len(chunk)
+
+
+@pytest.mark.parametrize("by", ["compaction", "another replace of a neighbour"])
+def test_a_replace_never_commits_over_a_rewrite_of_the_files_it_removes(
+    tmp_path: Path, by: str
+) -> None:
+    """A new version of a source sharing data files with others removes those files and writes
+    the others' rows again. If another commit rewrote the same files meanwhile (compaction,
+    whose removes raise no conflict in delta-rs, or a neighbour's replace), committing would
+    keep the source's old rows in the rewritten file or lose the neighbour's: the replace must
+    plan again instead, and the table end with every source's rows exactly once."""
+    clean, errors = str(tmp_path / "clean"), str(tmp_path / "errors")
+    logs = {f"/logs/{i}.jsonl": make_log(days=2, per_day=6 + i) for i in range(6)}
+    ingest_group([source_of(n, log) for n, log in logs.items()], clean_uri=clean, error_uri=errors)
+    for extra in range(3):  # more small files per date, for compaction to merge
+        name = f"/logs/extra{extra}.jsonl"
+        logs[name] = make_log(days=2, per_day=3)
+        ingest_group([source_of(name, logs[name])], clean_uri=clean, error_uri=errors)
+    newer = make_log(days=2, per_day=11, start=datetime(2025, 8, 20, tzinfo=timezone.utc))
+    reading, release = threading.Event(), threading.Event()
+    attempts: list[int] = []
+
+    def opened() -> Any:
+        attempts.append(1)
+        return contextlib.nullcontext(io.BufferedReader(HeldStream(newer.data, reading, release)))
+
+    replacing = Source("/logs/0.jsonl", "/logs/0.jsonl", "v2", opened, arrival=ARRIVAL)
+    outcome: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            ingest_group([replacing], clean_uri=clean, error_uri=errors, chunk_size=1 << 16)
+        )
+    )
+    worker.start()
+    assert reading.wait(30)
+    if by == "compaction":
+        from logsieve.compact import compact
+
+        report = compact(clean, vacuum=False)
+        assert any(p.action in ("sorted", "compacted") for p in report.partitions)
+    else:
+        neighbour = make_log(days=2, per_day=4, start=datetime(2025, 8, 20, tzinfo=timezone.utc))
+        logs["/logs/1.jsonl"] = neighbour
+        ingest_group(
+            [source_of("/logs/1.jsonl", neighbour, "v2")], clean_uri=clean, error_uri=errors
+        )
+    release.set()
+    worker.join(60)
+    assert outcome and not outcome[0].failures
+    assert len(attempts) == 2  # planned again on the newer snapshot
+    logs["/logs/0.jsonl"] = newer
+    rows = read_clean(tmp_path / "clean")
+    for name, log in logs.items():
+        mine = rows.filter(pa.compute.equal(rows["source_id"], name))
+        assert sorted(seqs_of(mine)) == sorted(log.valid), name
+    assert rows.num_rows == sum(len(log.valid) for log in logs.values())
+
+
 def test_an_unreadable_source_in_a_group_is_left_out_and_keeps_its_rows(tmp_path: Path) -> None:
     good, bad_old = make_log(days=1), make_log(days=1, per_day=3)
     run(bad_old, tmp_path, source="/logs/bad.gz", source_version="old")
@@ -847,7 +927,7 @@ def test_s3_a_version_whose_error_records_failed_is_cleaned_up_by_the_next(s3: A
     run_s3(s3, make_log(days=1), version="v1")
 
     def refuse(params: dict[str, Any], **kwargs: Any) -> None:
-        if "/date=" in params.get("Key", ""):
+        if params.get("Bucket") == "error-bucket" and "/date=" in params.get("Key", ""):
             raise RuntimeError("simulated: the error bucket went away")
 
     s3.meta.events.register("provide-client-params.s3.PutObject", refuse)

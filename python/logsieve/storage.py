@@ -11,9 +11,9 @@ Layout::
 Guarantees:
 
 * One commit per ingest: a source's (or a group of sources') rows are written and its earlier
-  rows removed in a single Delta commit (an append of logsieve's own data files for a source the
-  table has never held, a delta-rs predicate overwrite on `source_id` otherwise). Readers see
-  the old rows or the new ones, never both and never neither.
+  rows removed in a single Delta commit: logsieve's own data files added and, for a source the
+  table may hold, the files with its earlier rows removed (their other rows written again).
+  Readers see the old rows or the new ones, never both and never neither.
 * Idempotent: every commit records a Delta application transaction per source (its id and a
   number derived from its version). A version already committed is not written again, and
   two deliveries of one version racing each other cannot both commit: the loser's commit
@@ -25,14 +25,15 @@ Guarantees:
   between) is ingested again by its next delivery, so no invalid line is lost.
 * All or nothing per source: a source that fails mid-way (a truncated gzip) commits nothing,
   its previous rows stay; in a group the others are committed without it.
-* Memory: an append (a source the table has never held) is written by `logsieve.datafiles` in
-  bounded memory; a replace is delta-rs's predicate overwrite, whose write holds what it is fed
-  (docs/storage.md, "Memory", has the measurements).
+* Memory: rows are written by `logsieve.datafiles` as they come and earlier files are rewritten
+  a row group at a time, so memory stays bounded (docs/storage.md, "Memory", has the
+  measurements).
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import errno
 import functools
@@ -1030,25 +1031,11 @@ class _GroupWriter:
     def write(self, clean_uri: str, s3_client: Any = None) -> SourceFailure | None:
         """Commit the group; a SourceFailure (nothing committed) if one source was unreadable.
 
-        Sources the table has never held are appended with logsieve's own data files (memory
-        stays bounded); replacing a source's rows is delta-rs's predicate overwrite.
+        Sources' rows go to logsieve's own data files; earlier rows of the sources the table
+        may hold leave in the same commit.
         """
-        from deltalake import CommitProperties, Transaction
-
-        commit = CommitProperties(
-            app_transactions=[
-                Transaction(table.app_id(one.identity), table.version_number(one.version))
-                for one in self.sources
-            ],
-            custom_metadata={"logsieve.sources": str(len(self.sources))},
-            # Blind appends of different sources merge: let delta-rs retry them itself.
-            max_commit_retries=_COMMIT_RETRIES,
-        )
         try:
-            if any(one.identity in self.held for one in self.sources):
-                self._overwrite(commit)
-            else:
-                self._append(commit, clean_uri, s3_client)
+            self._commit(clean_uri, s3_client)
         except Exception as exc:
             self.errors.close()
             if self.failure is not None:
@@ -1067,25 +1054,25 @@ class _GroupWriter:
         self.version = self.snapshot.version()
         return None
 
-    def _overwrite(self, commit: Any) -> None:
-        """One predicate overwrite: the sources' earlier rows out, these in."""
-        import pyarrow as pa
-        from deltalake import write_deltalake
+    def _properties(self, retries: int) -> Any:
+        """The commit's properties: a Delta app transaction per source, `retries` conflicts
+        delta-rs may resolve itself."""
+        from deltalake import CommitProperties, Transaction
 
-        write_deltalake(
-            self.snapshot,
-            pa.RecordBatchReader.from_batches(table.table_schema(), self._batches()),
-            partition_by=[table.PARTITION_COLUMN],
-            mode="overwrite",
-            predicate=_predicate(self.sources),
-            target_file_size=TARGET_FILE_SIZE,
-            writer_properties=table.writer_properties(),
-            commit_properties=commit,
+        return CommitProperties(
+            app_transactions=[
+                Transaction(table.app_id(one.identity), table.version_number(one.version))
+                for one in self.sources
+            ],
+            custom_metadata={"logsieve.sources": str(len(self.sources))},
+            max_commit_retries=retries,
         )
 
-    def _append(self, commit: Any, clean_uri: str, s3_client: Any) -> None:
+    def _commit(self, clean_uri: str, s3_client: Any) -> None:
         """logsieve's own data files, published into the table as each is complete (invisible
-        until the commit) and committed in one append; taken back if the commit fails."""
+        until the commit), and the files holding the sources' earlier rows removed, all in one
+        commit; the published files are taken back if it fails. Memory stays bounded: rows
+        are written as they come, earlier files are rewritten a row group at a time."""
         from logsieve import datafiles
 
         _check_schema(self.snapshot, clean_uri)
@@ -1106,15 +1093,19 @@ class _GroupWriter:
         try:
             for batch in self._batches():
                 files.add(batch)
+            held = {one.identity for one in self.sources if one.identity in self.held}
+            removal = None
+            if held:
+                reading = f"read the clean table's data files at {clean_uri}"
+                with _output_errors(reading):
+                    removal = _remove_rows(self.snapshot, clean_uri, s3_client, held, files)
             files.finish()
             committing = True
-            self.snapshot.create_write_transaction(
-                actions,
-                mode="append",
-                schema=table.table_schema(),
-                partition_by=[table.PARTITION_COLUMN],
-                commit_properties=commit,
-            )
+            if removal is None:
+                # Blind appends of different sources merge: delta-rs retries them itself.
+                self._transact(actions, _COMMIT_RETRIES)
+            else:
+                self._commit_removal(actions, removal)
         except BaseException as exc:
             files.abort()
             # Not committed (a failure before the commit, or a lost race): the files published
@@ -1124,6 +1115,41 @@ class _GroupWriter:
                     clean.delete(published)
             raise
         self.snapshot.update_incremental()  # the object does not move to its own commit
+
+    def _transact(self, actions: list[Any], retries: int) -> None:
+        self.snapshot.create_write_transaction(
+            actions,
+            mode="append",
+            schema=table.table_schema(),
+            partition_by=[table.PARTITION_COLUMN],
+            commit_properties=self._properties(retries),
+        )
+
+    def _commit_removal(self, adds: list[Any], removal: _RowRemoval) -> None:
+        """Commit adds and removes on this snapshot, moving it over other writers' commits only
+        where they leave the plan valid.
+
+        delta-rs would move it over a compaction that rewrote a file this commit removes (an
+        optimize's `dataChange=false` removes raise no conflict), and the sources' earlier
+        rows would live on in the rewritten file. So delta-rs may not retry; this does, after
+        checking that every removed file is still live, that no new file may hold the sources'
+        rows and that no other commit recorded one of the sources.
+        """
+        recorded = {
+            one.identity: self.snapshot.transaction_version(table.app_id(one.identity))
+            for one in self.sources
+        }
+        for _ in range(_COMMIT_RETRIES):
+            try:
+                self._transact(adds + removal.removes, 0)
+                return
+            except Exception as exc:
+                if not table.is_commit_conflict(exc):
+                    raise
+                self.snapshot.update_incremental()
+                if not removal.still_valid(self.snapshot, recorded):
+                    raise
+        self._transact(adds + removal.removes, 0)
 
     def _names(self) -> str:
         names = [one.name for one in self.sources]
@@ -1380,14 +1406,107 @@ def _text(value: str) -> str:
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _predicate(sources: Sequence[Source]) -> str:
-    """The SQL predicate selecting the rows of these sources (the ones their commit replaces)."""
-    quoted = ", ".join(_sql_string(one.identity) for one in sources)
-    return f"{table.SOURCE_ID_COLUMN} IN ({quoted})"
+@dataclass(frozen=True)
+class _RowRemoval:
+    """What a commit removes to drop sources' earlier rows, and the files it looked at."""
+
+    identities: frozenset[str]
+    removes: list[Any]
+    examined: frozenset[str]  #: paths of the candidate files, removed or found without the rows
+
+    def still_valid(self, snapshot: DeltaTable, recorded: dict[str, int | None]) -> bool:
+        """Whether the plan holds for a newer snapshot: no other commit recorded one of the
+        group's sources, every removed file is live, no new file may hold the rows."""
+        for identity, version in recorded.items():
+            if snapshot.transaction_version(table.app_id(identity)) != version:
+                return False
+        candidates = {f.path for f in _candidate_files(snapshot, set(self.identities))}
+        removed = {action.path for action in self.removes}
+        return removed <= candidates and candidates <= self.examined
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _remove_rows(
+    snapshot: DeltaTable, clean_uri: str, s3_client: Any, identities: set[str], files: Any
+) -> _RowRemoval:
+    """Remove actions for the live files that hold rows of `identities`; the other rows of
+    those files go to `files` (a `datafiles.DateFiles`) to be written again.
+
+    Removing a file another commit removed first (compaction, say) makes this commit conflict,
+    so rows are never rewritten twice; other sources' appends merge with it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from deltalake.transaction import RemoveAction
+
+    located = table.data_files(clean_uri, s3_client)
+    wanted = pa.array(sorted(identities), pa.string())
+    schema = table.table_schema()
+    stored = pa.schema([f for f in schema if f.name != table.PARTITION_COLUMN])
+    removes = []
+    candidates = _candidate_files(snapshot, identities)
+    for candidate in candidates:
+        with located.fs.open_input_file(located.location(candidate.path)) as raw:
+            parquet = pq.ParquetFile(raw)
+            held = pc.is_in(parquet.read(columns=[table.SOURCE_ID_COLUMN])[0], wanted)
+            if not pc.any(held).as_py():
+                continue
+            for group in range(parquet.num_row_groups):
+                rows = parquet.read_row_group(group).select(stored.names).cast(stored)
+                rows = rows.filter(pc.invert(pc.is_in(rows[table.SOURCE_ID_COLUMN], wanted)))
+                if rows.num_rows:
+                    date = pa.repeat(pa.scalar(candidate.date, pa.string()), rows.num_rows)
+                    rows = rows.append_column(table.PARTITION_COLUMN, date).cast(schema)
+                    for batch in rows.to_batches():
+                        files.add(batch)
+        removes.append(
+            RemoveAction(
+                candidate.path,
+                data_change=True,
+                deletion_timestamp=int(time.time() * 1000),
+                size=candidate.size,
+                partition_values={table.PARTITION_COLUMN: candidate.date},
+            )
+        )
+    examined = frozenset(c.path for c in candidates)
+    return _RowRemoval(frozenset(identities), removes, examined)
+
+
+@dataclass(frozen=True)
+class _LiveFile:
+    path: str
+    size: int
+    date: str
+
+
+def _candidate_files(snapshot: DeltaTable, identities: set[str]) -> list[_LiveFile]:
+    """The live files whose `source_id` statistics admit one of `identities` (every file
+    without statistics)."""
+    import pyarrow as pa
+
+    actions = pa.table(snapshot.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return []
+    columns = actions.column_names
+    low, high = f"min.{table.SOURCE_ID_COLUMN}", f"max.{table.SOURCE_ID_COLUMN}"
+    lows = actions.column(low).to_pylist() if low in columns else [None] * actions.num_rows
+    highs = actions.column(high).to_pylist() if high in columns else [None] * actions.num_rows
+    ordered = sorted(identities)
+    found = []
+    for path, size, date, lowest, highest in zip(
+        actions.column("path").to_pylist(),
+        actions.column("size_bytes").to_pylist(),
+        actions.column(f"partition.{table.PARTITION_COLUMN}").to_pylist(),
+        lows,
+        highs,
+    ):
+        if lowest is None or highest is None:
+            found.append(_LiveFile(path, size, date))
+            continue
+        first = bisect.bisect_left(ordered, lowest)  # the smallest identity >= lowest
+        if first < len(ordered) and ordered[first] <= highest:
+            found.append(_LiveFile(path, size, date))
+    return found
 
 
 def _files_may_hold(snapshot: DeltaTable, identities: list[str]) -> set[str]:

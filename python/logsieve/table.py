@@ -18,13 +18,15 @@ import random
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from logsieve.errors import ConfigError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.fs
     from deltalake import DeltaTable, WriterProperties
 
 #: The partition column: the UTC date (`YYYY-MM-DD`) of each row's `event_time`.
@@ -189,6 +191,48 @@ def _session_credentials() -> Any:
 
     credentials = boto3.session.Session().get_credentials()
     return credentials.get_frozen_credentials() if credentials is not None else None
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """The table's data files as pyarrow reads them: a filesystem and the table's root on it."""
+
+    fs: pyarrow.fs.FileSystem
+    root: str
+
+    def location(self, path: str) -> str:
+        """Where an add action's file is: the log's path (URL-encoded, relative to the root or
+        an absolute URI of a shallow clone's file), decoded."""
+        if ":" not in path:  # the usual case: relative to the table root
+            return f"{self.root}/{unquote(path)}"
+        parts = urlsplit(path)
+        if parts.scheme in ("s3", "s3a"):
+            return unquote(f"{parts.netloc}{parts.path}")
+        if parts.scheme == "file":
+            return file_url_path(path)
+        return f"{self.root}/{unquote(path)}"
+
+
+def data_files(uri: str, s3_client: Any = None) -> DataFiles:
+    """The data files of the table at `uri`, reached as `storage_options` reaches its log."""
+    import pyarrow.fs as pafs
+
+    location = table_uri(uri)
+    if not location.startswith("s3://"):
+        return DataFiles(pafs.LocalFileSystem(), location)
+    options = storage_options(location, s3_client) or {}
+    settings: dict[str, Any] = {"region": options["AWS_REGION"]}
+    endpoint = options.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parts = urlsplit(endpoint)
+        settings.update(scheme=parts.scheme, endpoint_override=parts.netloc)
+    if "AWS_ACCESS_KEY_ID" in options:
+        settings.update(
+            access_key=options["AWS_ACCESS_KEY_ID"],
+            secret_key=options["AWS_SECRET_ACCESS_KEY"],
+            session_token=options.get("AWS_SESSION_TOKEN"),
+        )
+    return DataFiles(pafs.S3FileSystem(**settings), location[len("s3://") :])
 
 
 def open_table(uri: str, s3_client: Any = None, **options: Any) -> DeltaTable | None:
