@@ -1009,3 +1009,68 @@ print(result.valid)
     assert done.stdout.split()[-1] == "6000"
     rows = read_clean(tmp_path / "clean")
     assert rows.num_rows == 6000 and len(set(rows["date"].to_pylist())) == 600
+
+
+# --- the log's transactions, read at once -----------------------------------------------------
+
+
+def test_transactions_read_from_the_log_are_what_delta_rs_answers(tmp_path: Path) -> None:
+    """Many sources' transaction numbers come from one read of the log segment (the latest
+    checkpoint and the commits after it): the same answers delta-rs gives one id at a time,
+    across checkpoints (every 10 commits), new versions and ids never recorded."""
+    clean, errors = str(tmp_path / "clean"), str(tmp_path / "errors")
+    names = [f"/logs/{i}.jsonl" for i in range(30)]
+    for round_ in range(4):  # 4 x 8 commits: checkpoints at 10, 20, 30
+        for start in range(0, 30, 4):
+            ingest_group(
+                [
+                    source_of(n, make_log(days=1, per_day=2), f"v{round_}")
+                    for n in names[start : start + 4]
+                ],
+                clean_uri=clean,
+                error_uri=errors,
+            )
+    snapshot = DeltaTable(clean)
+    assert any(
+        p.name.endswith(".checkpoint.parquet") for p in (tmp_path / "clean/_delta_log").iterdir()
+    )
+    ids = [table.app_id(n) for n in [*names, "/logs/never.jsonl"]]
+    files = table.data_files(clean)
+    from_log = table.transaction_versions(snapshot, ids, files)
+    whole_log = table.log_transactions(snapshot, files)
+    assert whole_log is not None and len(whole_log) == len(names)
+    assert from_log == {app: snapshot.transaction_version(app) for app in ids}
+    assert from_log[table.app_id(names[0])] == table.version_number("v3")
+    assert from_log[table.app_id("/logs/never.jsonl")] is None
+    older = DeltaTable(clean, version=15)
+    assert table.transaction_versions(older, ids, files) == {
+        app: older.transaction_version(app) for app in ids
+    }
+
+
+def test_s3_transactions_read_from_the_log_and_a_group_replaced(s3: Any) -> None:
+    """On S3 too: the log read through pyarrow's S3 filesystem with the client's settings, and a
+    group's new versions replace its rows (files removed and rewritten) in one commit."""
+    names = [f"s3://input/{i}.jsonl" for i in range(12)]
+    logs = {n: make_log(days=2, per_day=3) for n in names}
+    for version in ("v1", "v2"):
+        if version == "v2":
+            logs.update({n: make_log(days=2, per_day=4) for n in names[:5]})
+        chosen = names if version == "v1" else names[:5]
+        ingest_group(
+            [source_of(n, logs[n], version) for n in chosen],
+            clean_uri=CLEAN_URI,
+            error_uri=ERROR_URI,
+            s3_client=s3,
+        )
+    snapshot = table.open_table(CLEAN_URI, s3)
+    assert snapshot is not None
+    files = table.data_files(CLEAN_URI, s3)
+    ids = [table.app_id(n) for n in names]
+    assert table.log_transactions(snapshot, files) == {
+        app: snapshot.transaction_version(app) for app in ids
+    }
+    rows = read_clean(CLEAN_URI, s3)
+    for name, log in logs.items():
+        mine = rows.filter(pa.compute.equal(rows["source_id"], name))
+        assert sorted(seqs_of(mine)) == sorted(log.valid), name

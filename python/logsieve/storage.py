@@ -876,8 +876,12 @@ def _ingest_once(
     todo: list[Source] = []
     recorded: dict[str, int | None] = {}
     markers: dict[str, bool] = {}
+    ids = {one.identity: table.app_id(one.identity) for one in sources}
+    versions = table.transaction_versions(
+        snapshot, ids.values(), table.data_files(clean_uri, s3_client)
+    )
     for one in sources:
-        recorded[one.identity] = snapshot.transaction_version(table.app_id(one.identity))
+        recorded[one.identity] = versions[ids[one.identity]]
         stored = _stored(snapshot, error_sink, one, recorded[one.identity], markers)
         if stored is not None:
             done[one.identity] = stored
@@ -1027,6 +1031,7 @@ class _GroupWriter:
         self.version: int | None = None
         #: The transaction number each source's earlier version is committed under, if any.
         self.replaced = replaced
+        self.table_files: table.DataFiles | None = None
 
     def write(self, clean_uri: str, s3_client: Any = None) -> SourceFailure | None:
         """Commit the group; a SourceFailure (nothing committed) if one source was unreadable.
@@ -1034,6 +1039,7 @@ class _GroupWriter:
         Sources' rows go to logsieve's own data files; earlier rows of the sources the table
         may hold leave in the same commit.
         """
+        self.table_files = table.data_files(clean_uri, s3_client)
         try:
             self._commit(clean_uri, s3_client)
         except Exception as exc:
@@ -1217,11 +1223,13 @@ class _GroupWriter:
             self.snapshot.update_incremental()
         except Exception:  # then the newer run's own clean-up, or the next delivery, sees to it
             return set()
+        assert self.table_files is not None
+        ids = {one.identity: table.app_id(one.identity) for one in self.sources}
+        versions = table.transaction_versions(self.snapshot, ids.values(), self.table_files)
         return {
             one.identity
             for one in self.sources
-            if self.snapshot.transaction_version(table.app_id(one.identity))
-            != table.version_number(one.version)
+            if versions[ids[one.identity]] != table.version_number(one.version)
         }
 
     def _previous(self, one: Source) -> str | None:
