@@ -118,6 +118,8 @@ class DateFiles:
         self.open: OrderedDict[str, _OpenFile] = OrderedDict()
         self.buffers: dict[str, list[pa.RecordBatch]] = {}
         self.buffered_rows: dict[str, int] = {}
+        #: Bytes of each date's buffered rows (`nbytes` of a slice walks its buffers: once).
+        self.buffered_sizes: dict[str, int] = {}
         self.buffered_bytes = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logsieve-parquet")
         self._writing: deque[tuple[Future[None], int]] = deque()
@@ -126,9 +128,11 @@ class DateFiles:
     def add(self, batch: pa.RecordBatch) -> None:
         """Rows in the table's schema (with `date`); each date's rows go to its file."""
         for date, rows in _by_date(batch):
+            nbytes = rows.nbytes
             self.buffers.setdefault(date, []).append(rows)
             self.buffered_rows[date] = self.buffered_rows.get(date, 0) + rows.num_rows
-            self.buffered_bytes += rows.nbytes
+            self.buffered_sizes[date] = self.buffered_sizes.get(date, 0) + nbytes
+            self.buffered_bytes += nbytes
             if self.buffered_rows[date] >= ROW_GROUP_ROWS:
                 self._flush(date)
         if self.buffered_bytes > self.flush_bytes:
@@ -140,10 +144,10 @@ class DateFiles:
 
         pieces = self.buffers.pop(date, [])
         self.buffered_rows.pop(date, None)
+        nbytes = self.buffered_sizes.pop(date, 0)
         if not pieces:
             return
         rows = pa.Table.from_batches(pieces)
-        nbytes = sum(piece.nbytes for piece in pieces)
         self.buffered_bytes -= nbytes
         file = self._file(date, rows.schema)
         file.statistics.add(rows)
