@@ -79,7 +79,7 @@ def _runs(fill: Callable[[memoryview], int], chunk_size: int) -> Iterator[_Run]:
     the end of a run, moved to the front of the next one. Refilling a buffer is safe because
     `process_stream` runs one item ahead per stage: run k+1 is read while run k is processed,
     and run k-1, the buffer's previous content, is done by then. A line longer than the buffer
-    grows it, and the next run shrinks it back: memory is two chunks plus the longest line.
+    grows it, and the next run lets it go: memory is two chunks plus the longest line.
 
     The growth is in place and by a quarter (`_grow`), not by doubling into a new buffer: that
     held the old and the new buffer at once and up to twice the line, so a 300 MB line took a
@@ -96,6 +96,11 @@ def _runs(fill: Callable[[memoryview], int], chunk_size: int) -> Iterator[_Run]:
             buffer = buffers[current] = bytearray(chunk_size)
         buffer[: len(carried)] = carried
         filled = searched = len(carried)  # a carried partial line holds no line end
+        carried = memoryview(b"")
+        if len(buffers[current ^ 1]) > chunk_size:
+            # The previous run held a long line: let it go once its batch is made, not two
+            # runs later, while the batch is being written.
+            buffers[current ^ 1] = bytearray(chunk_size)
         while True:
             with memoryview(buffer) as view:
                 while filled < len(buffer) and (n := fill(view[filled:])):
