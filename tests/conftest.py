@@ -1,9 +1,15 @@
-"""Shared test set-up: no test may ever reach real AWS, whatever the developer's shell holds."""
+"""Shared test set-up: no test may ever reach real AWS, whatever the developer's shell holds.
+
+Also the fixtures several test files share: the moto server, and the real `logsieve` command in
+a subprocess with the check of its promise for a user's mistake (exit 2, one line, no traceback).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
@@ -68,3 +74,78 @@ def aws_stack(
     for name, value in resources.environment().items():
         monkeypatch.setenv(name, value)
     yield clients, resources
+
+
+class RunCli(Protocol):
+    def __call__(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        without: Sequence[str] = (),
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+class Refused(Protocol):
+    def __call__(
+        self, *args: str, env: Mapping[str, str] | None = None, without: Sequence[str] = ()
+    ) -> str: ...
+
+
+def _run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    without: Sequence[str] = (),
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`logsieve ARGS` in a subprocess. `without` names modules it cannot import, as on an
+    install without the extra that brings them (a None in sys.modules makes the import fail)."""
+    if without:
+        blocked = ", ".join(f"{name!r}: None" for name in without)
+        program = (
+            f"import sys; sys.modules.update({{{blocked}}}); "
+            "from logsieve.cli import main; sys.exit(main(sys.argv[1:]))"
+        )
+        command = [sys.executable, "-c", program, *args]
+    else:
+        command = [sys.executable, "-m", "logsieve.cli", *args]
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=None if env is None else dict(env),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _refused(*args: str, env: Mapping[str, str] | None = None, without: Sequence[str] = ()) -> str:
+    proc = _run_cli(*args, env=env, without=without)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def run_cli() -> RunCli:
+    """The real `logsieve` command in a subprocess: its exit status and exactly what it prints."""
+    return _run_cli
+
+
+@pytest.fixture
+def refused() -> Refused:
+    """Runs `logsieve ARGS`, which must refuse: exit 2, one line on stderr; returns that line."""
+    return _refused
+
+
+@pytest.fixture
+def fresh_moto(moto_endpoint: str) -> Iterator[str]:
+    """The session's moto server (on 127.0.0.1, reset), reset again afterwards: it runs in this
+    process, whose moto state every in-process moto and moto server of the session shares."""
+    import urllib.request
+
+    yield moto_endpoint
+    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -632,22 +632,6 @@ def test_unreachable_s3_is_a_quick_503_and_not_ready(monkeypatch: pytest.MonkeyP
         assert get_ok(http, "/healthz") == {"status": "ok"}
 
 
-@pytest.fixture
-def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's server on 127.0.0.1, reached through AWS_ENDPOINT_URL like real S3 would be."""
-    from moto.server import ThreadedMotoServer
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    try:
-        host, port = moto.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        yield endpoint
-    finally:
-        moto.stop()
-
-
 def test_s3_table_before_and_after_its_first_commit(moto_endpoint: str) -> None:
     import boto3
 
@@ -712,20 +696,6 @@ def test_serve_command_serves_until_sigterm(dataset) -> None:
         proc.wait()
 
 
-def serve_refuses(*args: str, env: dict[str, str] | None = None) -> str:
-    """Run `logsieve serve ARGS --port 0`; it must exit 2 with one line on stderr, returned."""
-    proc = subprocess.run(
-        [*SERVE, "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        env=os.environ if env is None else env,
-        timeout=60,
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    return proc.stderr
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -741,25 +711,31 @@ def serve_refuses(*args: str, env: dict[str, str] | None = None) -> str:
         (("--clean", "{table}", "--host", "no-such-host.invalid"), "cannot listen on no-such-host"),
     ],
 )
-def test_serve_command_refuses_bad_settings(dataset, args: tuple[str, ...], message: str) -> None:
+def test_serve_command_refuses_bad_settings(
+    dataset, args: tuple[str, ...], message: str, refused: Callable[..., str]
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LOGSIEVE_CLEAN_URI"}
     filled = [arg.format(table=dataset[0]) for arg in args]
-    assert message in serve_refuses(*filled, env=env)
+    assert message in refused("serve", "--port", "0", *filled, env=env)
 
 
-def test_serve_command_refuses_a_missing_local_table(tmp_path: Path) -> None:
+def test_serve_command_refuses_a_missing_local_table(
+    tmp_path: Path, refused: Callable[..., str]
+) -> None:
     missing = tmp_path / "nowhere"
-    assert f"no Delta table at {missing}: the directory does not exist" in serve_refuses(
-        "--clean", str(missing)
+    assert f"no Delta table at {missing}: the directory does not exist" in refused(
+        "serve", "--port", "0", "--clean", str(missing)
     )
     (tmp_path / "date=2025-08-20").mkdir()  # Parquet partitions without a log are no table
-    assert "holds no _delta_log/" in serve_refuses("--clean", str(tmp_path))
+    assert "holds no _delta_log/" in refused("serve", "--port", "0", "--clean", str(tmp_path))
 
 
-def test_serve_command_points_at_the_table_inside_an_output_folder(tmp_path: Path) -> None:
+def test_serve_command_points_at_the_table_inside_an_output_folder(
+    tmp_path: Path, refused: Callable[..., str]
+) -> None:
     """`logsieve process --out DIR` puts the table at DIR/clean: say so when given DIR."""
     append(str(tmp_path / "clean"), make_rows(22, 10, BASE, timedelta(hours=1)), "a")
-    stderr = serve_refuses("--clean", str(tmp_path))
+    stderr = refused("serve", "--port", "0", "--clean", str(tmp_path))
     assert f"did you mean --clean {tmp_path / 'clean'}" in stderr
 
 
@@ -775,9 +751,11 @@ def test_serve_command_points_at_the_table_inside_an_output_folder(tmp_path: Pat
         ("http://127.0.0.1:9000/prefix", "has a path, query or fragment"),
     ],
 )
-def test_serve_command_refuses_an_endpoint_that_cannot_work(endpoint: str, problem: str) -> None:
+def test_serve_command_refuses_an_endpoint_that_cannot_work(
+    endpoint: str, problem: str, refused: Callable[..., str]
+) -> None:
     env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
-    stderr = serve_refuses("--clean", "s3://lake/clean", env=env)
+    stderr = refused("serve", "--port", "0", "--clean", "s3://lake/clean", env=env)
     assert f"AWS endpoint URL {endpoint!r} {problem}" in stderr
 
 

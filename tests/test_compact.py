@@ -380,6 +380,7 @@ def observed(snapshot: pa.Table) -> Counter[tuple[str, str, str]]:
     return Counter(zip(*columns))
 
 
+@pytest.mark.slow  # about 35 s on 2 cores: rounds of writers, readers and compaction
 def test_writers_readers_and_compaction_at_once_never_lose_or_repeat_a_row(
     tmp_path: Path,
 ) -> None:

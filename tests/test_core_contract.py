@@ -1,4 +1,4 @@
-"""The record contract (README, "The record contract"), rule by rule, through `logsieve.process`."""
+"""The record contract (docs/contract.md), rule by rule, through `logsieve.process`."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-import urllib.request
 from typing import Any
 
 import pytest
@@ -142,49 +141,36 @@ def test_prepare_local_environment_keeps_what_is_set() -> None:
     assert prepare_local_environment({}) == "us-east-1"
 
 
-def test_against_a_moto_server_on_loopback() -> None:
+def test_against_a_moto_server_on_loopback(moto_endpoint: str) -> None:
     """What `logsieve up` does: the same provision + worker, talking HTTP to a moto server."""
-    from moto.server import ThreadedMotoServer
+    clients = Clients.create(endpoint_url=moto_endpoint, region_name="us-east-1")
+    res = provision(
+        clients,
+        ResourceNames(
+            input_bucket="srv-in",
+            clean_bucket="srv-clean",
+            error_bucket="srv-err",
+            queue="srv-q",
+            dead_letter_queue="srv-dlq",
+            alert_topic="srv-alerts",
+            alert_queue="srv-inbox",
+            visibility_timeout=1,
+        ),
+    )
+    lines = web_lines(TODAY)
+    clients.s3.put_object(Bucket="srv-in", Key="over http/x.jsonl", Body=join_lines(lines))
+    clients.s3.put_object(Bucket="srv-in", Key="over http/broken.jsonl.gz", Body=_truncated_gzip())
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
-        clients = Clients.create(endpoint_url=endpoint, region_name="us-east-1")
-        res = provision(
-            clients,
-            ResourceNames(
-                input_bucket="srv-in",
-                clean_bucket="srv-clean",
-                error_bucket="srv-err",
-                queue="srv-q",
-                dead_letter_queue="srv-dlq",
-                alert_topic="srv-alerts",
-                alert_queue="srv-inbox",
-                visibility_timeout=1,
-            ),
-        )
-        lines = web_lines(TODAY)
-        clients.s3.put_object(Bucket="srv-in", Key="over http/x.jsonl", Body=join_lines(lines))
-        clients.s3.put_object(
-            Bucket="srv-in", Key="over http/broken.jsonl.gz", Body=_truncated_gzip()
-        )
+    outcomes = _worker(clients, res).drain_until_idle(timeout=60)
 
-        outcomes = _worker(clients, res).drain_until_idle(timeout=60)
-
-        results = {o.ref.key: o for out in outcomes for o in out.objects}
-        assert results["over http/x.jsonl"].ok
-        result = results["over http/x.jsonl"].result
-        assert result is not None and result.valid == sum(line.expect == "valid" for line in lines)
-        stored = open_table(res.clean_uri, clients.s3)  # the Delta table, read over HTTP
-        assert stored is not None and stored.to_pyarrow_table().num_rows == result.valid
-        assert not results["over http/broken.jsonl.gz"].ok
-        assert len(read_dead_letters(clients, res)) == 1
-        assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == [
-            ALERT_OBJECT_FAILED
-        ]
-    finally:
-        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-        urllib.request.urlopen(reset, timeout=10).close()
-        server.stop()
+    results = {o.ref.key: o for out in outcomes for o in out.objects}
+    assert results["over http/x.jsonl"].ok
+    result = results["over http/x.jsonl"].result
+    assert result is not None and result.valid == sum(line.expect == "valid" for line in lines)
+    stored = open_table(res.clean_uri, clients.s3)  # the Delta table, read over HTTP
+    assert stored is not None and stored.to_pyarrow_table().num_rows == result.valid
+    assert not results["over http/broken.jsonl.gz"].ok
+    assert len(read_dead_letters(clients, res)) == 1
+    assert [a["attributes"]["alert_type"] for a in read_alerts(clients, res)] == [
+        ALERT_OBJECT_FAILED
+    ]

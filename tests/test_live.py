@@ -179,37 +179,23 @@ def test_sigterm_stops_cleanly(up: Up) -> None:
 
 
 @pytest.mark.parametrize("option", ["--moto-port", "--port"])
-def test_busy_port_is_a_one_line_error(option: str) -> None:
+def test_busy_port_is_a_one_line_error(option: str, refused: Callable[..., str]) -> None:
     from logsieve.api import bind_socket
 
     busy = bind_socket("127.0.0.1", 0)
     busy.listen()
     ports = {"--moto-port": "0", "--port": "0", option: str(busy.getsockname()[1])}
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "logsieve.cli", "up", *(x for kv in ports.items() for x in kv)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        line = refused("up", *(x for kv in ports.items() for x in kv))
     finally:
         busy.close()
-    assert proc.returncode == 2
-    assert "cannot listen on 127.0.0.1" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "cannot listen on 127.0.0.1" in line
 
 
-def test_same_port_for_moto_and_the_api_is_refused_up_front() -> None:
+def test_same_port_for_moto_and_the_api_is_refused_up_front(refused: Callable[..., str]) -> None:
     port = dead_endpoint().rsplit(":", 1)[1]
-    proc = subprocess.run(
-        [sys.executable, "-m", "logsieve.cli", "up", "--moto-port", port, "--port", port],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert f"--port and --moto-port are both {port}: they need two ports" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    line = refused("up", "--moto-port", port, "--port", port)
+    assert f"--port and --moto-port are both {port}: they need two ports" in line
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,26 @@
 
 import os
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Optional, final
 
 import pyarrow as pa
+
+__all__ = [
+    "ERROR_CODES",
+    "Batch",
+    "Scan",
+    "Stats",
+    "__version__",
+    "process",
+    "process_lines",
+    "read_columns",
+]
 
 __version__: str
 ERROR_CODES: tuple[str, ...]
 """The error codes of the record contract, in the order their rules are checked."""
 
+@final
 class Stats:
     """Counts for one call. Every non-blank line is processed and ends up valid or an error."""
 
@@ -31,6 +43,7 @@ class Stats:
     def as_dict(self) -> dict[str, int]:
         """The five counts as a dict (handy for JSON and logging)."""
 
+@final
 class Batch:
     """The result of one `process` call: clean rows, error records and their counts.
 
@@ -100,6 +113,7 @@ def process_lines(
     Returns the batch (None when no line is complete yet) and how many bytes it consumed.
     """
 
+@final
 class Scan:
     """What `read_columns` read, and the files it could not."""
 

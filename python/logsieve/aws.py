@@ -168,9 +168,9 @@ class Delivery:
 
 def is_sqs_batch(event: Any) -> bool:
     records = event.get("Records") if isinstance(event, dict) else None
-    return bool(records) and all(
-        isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records
-    )
+    if not records:
+        return False
+    return all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
 
 
 def deliveries(event: Any) -> list[Delivery]:
@@ -471,7 +471,6 @@ class Pipeline:
         from logsieve.sources import open_s3_object
         from logsieve.storage import ingest
 
-        locations = {"clean_uri": self.config.clean_uri, "error_uri": self.config.error_uri}
         for attempt in range(1, _INGEST_ATTEMPTS + 1):
             stream, info = open_s3_object(self.s3, ref.bucket, ref.key)
             try:
@@ -481,7 +480,8 @@ class Pipeline:
                     arrival=info.last_modified,
                     s3_client=self.s3,
                     source_version=info.etag,
-                    **locations,
+                    clean_uri=self.config.clean_uri,
+                    error_uri=self.config.error_uri,
                 )
             except ConcurrentIngestError as exc:
                 if attempt == _INGEST_ATTEMPTS:

@@ -468,10 +468,9 @@ def _vacuum(location: str, options: dict[str, str] | None, retention_hours: int)
     def attempt() -> int:
         table = DeltaTable(location, storage_options=options)
         enforce = retention_hours >= configured_retention_hours(table.metadata().configuration)
-        arguments = {"retention_hours": retention_hours, "enforce_retention_duration": enforce}
-        if not table.vacuum(dry_run=True, **arguments):
+        if not table.vacuum(retention_hours, dry_run=True, enforce_retention_duration=enforce):
             return 0
-        return len(table.vacuum(dry_run=False, **arguments))
+        return len(table.vacuum(retention_hours, dry_run=False, enforce_retention_duration=enforce))
 
     return with_commit_retries(attempt)
 

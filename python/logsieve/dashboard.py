@@ -307,7 +307,7 @@ def routes(
             {"start": hour.start.isoformat(), "utc_start": _iso_utc(hour.utc_start), "count": n}
             for hour, n in zip(day.hours, counts)
         ]
-        body = {"date": window.day.isoformat(), "tz": window.tz, "action": action}
+        body: dict[str, Any] = {"date": window.day.isoformat(), "tz": window.tz, "action": action}
         body.update({"hours": hours, "total": sum(counts)})
         return json_response(_versioned(body, day))
 

@@ -239,9 +239,11 @@ def missing_build_tools(arch: str) -> list[str]:
         missing.append(
             f"the Rust standard library for {ARCHES[arch]} (`rustup target add {ARCHES[arch]}`)"
         )
-    for module, package in (("maturin", "maturin"), ("ziglang", "ziglang")):
+    from logsieve.extras import install_hint
+
+    for module in ("maturin", "ziglang"):
         if not _python_module_runs(module):
-            missing.append(f"{package} (`pip install {package}`)")
+            missing.append(f"{module} (the 'deploy' extra: {install_hint('deploy')})")
     return missing
 
 

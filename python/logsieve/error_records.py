@@ -206,7 +206,9 @@ def summarise(data: bytes) -> _FileSummary:
 
 def _sample(record: dict[str, Any]) -> dict[str, Any]:
     """A record as a sample: where it came from, why, and its raw line (cut when long)."""
-    sample = {key: record[key] for key in ("source", "line", "detail") if key in record}
+    sample: dict[str, Any] = {
+        key: record[key] for key in ("source", "line", "detail") if key in record
+    }
     for key in ("raw", "raw_base64"):
         value = record.get(key)
         if isinstance(value, str):

@@ -19,6 +19,10 @@ class ConfigError(LogsieveError, ValueError):
     """A setting (argument, environment variable, field name) is missing or malformed."""
 
 
+class MissingExtraError(LogsieveError):
+    """A command needs an optional part of the install (an extra) that is not installed."""
+
+
 class SourceError(LogsieveError):
     """An input (file, S3 object, stream) could not be read or decoded."""
 
@@ -55,6 +59,7 @@ __all__ = [
     "InputTooLargeError",
     "InternalError",
     "LogsieveError",
+    "MissingExtraError",
     "OutputError",
     "QueryParameterError",
     "SourceError",

@@ -108,11 +108,12 @@ def run_up(args: argparse.Namespace) -> int:
 
 def start_moto(host: str, port: int) -> Any:
     """moto's threaded HTTP server; a busy port is checked first (moto would hang on it)."""
-    from moto.server import ThreadedMotoServer
+    from logsieve.extras import require
 
+    moto_server = require("moto.server", "sim")
     if port != 0:
         bind_socket(host, port).close()
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = moto_server.ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     return server
 

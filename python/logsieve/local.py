@@ -27,10 +27,11 @@ from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from logsieve.errors import ConcurrentIngestError, ConfigError, LogsieveError
 from logsieve.sources import (
+    ByteStream,
     CountingReader,
     LocalInput,
     decompressing,
@@ -372,19 +373,19 @@ def _stdin_identity(name: str) -> str:
     return name
 
 
-def _read_head(stream: BinaryIO) -> bytes:
+def _read_head(stream: ByteStream) -> bytes:
     return read_exactly(stream, HEAD_BYTES)
 
 
 class _Opened:
     """A context manager giving the decompressed stream of a raw one, closing both after."""
 
-    def __init__(self, raw: BinaryIO, name: str) -> None:
+    def __init__(self, raw: ByteStream, name: str) -> None:
         self.raw = raw
         self.name = name
-        self.stream: BinaryIO | None = None
+        self.stream: ByteStream | None = None
 
-    def __enter__(self) -> BinaryIO:
+    def __enter__(self) -> ByteStream:
         self.stream = decompressing(self.raw, self.name)
         return self.stream
 

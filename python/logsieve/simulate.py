@@ -276,7 +276,10 @@ def _object_reports(
                 entry = by_uri.setdefault(
                     obj.ref.uri, {"object": obj.ref.uri, "attempts": [], "result": None}
                 )
-                attempt = {"receive": delivery.delivery.receive_count, "ok": obj.ok}
+                attempt: dict[str, Any] = {
+                    "receive": delivery.delivery.receive_count,
+                    "ok": obj.ok,
+                }
                 if obj.ok and obj.result is not None:
                     summary = obj.result.summary()
                     entry["result"] = {

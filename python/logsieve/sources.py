@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol, cast
 
 from logsieve.errors import SourceError
 
@@ -39,6 +40,31 @@ _ZSTD_RESERVED_BIT = 0x08  # of the Frame_Header_Descriptor, the byte after the 
 #: the first block, little enough that a trial decode of them stays small.
 _SNIFF_SIZE = 64
 _READ_SIZE = 1 << 20
+
+
+class Readable(Protocol):
+    """The least a wrapper here reads from: a file, an S3 body, stdin's spool, another wrapper."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class ByteStream(Readable, Protocol):
+    """A binary stream the openers hand out: a plain file or one of the decoding wrappers here.
+
+    A protocol rather than `BinaryIO`, which names a class the `io` wrappers do not derive from.
+    """
+
+    def __enter__(self) -> ByteStream: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> None: ...
 
 
 def compression_of(name: str, content_encoding: str | None = None) -> str | None:
@@ -100,7 +126,7 @@ def _decodes(kind: str, head: bytes) -> bool:
     return True
 
 
-def decompressing(raw: BinaryIO, name: str, content_encoding: str | None = None) -> BinaryIO:
+def decompressing(raw: ByteStream, name: str, content_encoding: str | None = None) -> ByteStream:
     """Wrap `raw` so that reads return decompressed bytes; plain inputs come back unchanged.
 
     gzip (several members allowed) for `.gz` or Content-Encoding gzip, zstd (several frames
@@ -122,7 +148,7 @@ def decompressing(raw: BinaryIO, name: str, content_encoding: str | None = None)
     return raw
 
 
-def _peek(raw: BinaryIO, size: int) -> tuple[BinaryIO, bytes]:
+def _peek(raw: ByteStream, size: int) -> tuple[ByteStream, bytes]:
     """The first `size` bytes, and a stream that still yields them."""
     peek = getattr(raw, "peek", None)
     if callable(peek):
@@ -136,12 +162,16 @@ def _peek(raw: BinaryIO, size: int) -> tuple[BinaryIO, bytes]:
 class _Wrapper(io.RawIOBase):
     """A readable raw stream over another one, which it closes with itself."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Readable) -> None:
         super().__init__()
         self._raw = raw
 
     def readable(self) -> bool:
         return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        # RawIOBase.read gives None only when readinto does, which none of ours ever returns.
+        return super().read(size) or b""
 
     def close(self) -> None:
         try:
@@ -153,7 +183,7 @@ class _Wrapper(io.RawIOBase):
 class _Rewound(_Wrapper):
     """`raw` with bytes already read from it put back in front."""
 
-    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+    def __init__(self, raw: Readable, head: bytes) -> None:
         super().__init__(raw)
         self._head = head
 
@@ -175,7 +205,7 @@ class _Rewound(_Wrapper):
 class _DecodingReader(_Wrapper):
     """A read-only stream over a decoder; subclasses say how to decode the next bytes."""
 
-    def __init__(self, raw: BinaryIO, name: str) -> None:
+    def __init__(self, raw: Readable, name: str) -> None:
         super().__init__(raw)
         self._name = name
 
@@ -205,9 +235,11 @@ class _DecodingReader(_Wrapper):
 
 
 class _GzipReader(_DecodingReader):
-    def __init__(self, raw: BinaryIO, name: str) -> None:
+    def __init__(self, raw: Readable, name: str) -> None:
         super().__init__(raw, name)
-        self._gzip = gzip.GzipFile(fileobj=raw, mode="rb")
+        # typeshed also asks the file object for `seek`, which GzipFile needs only to rewind:
+        # reading forward, as here, calls `read` alone (S3 bodies and pipes cannot seek).
+        self._gzip = gzip.GzipFile(fileobj=cast(Any, raw), mode="rb")
 
     def _decode(self, size: int) -> bytes:
         try:
@@ -227,7 +259,7 @@ class _GzipReader(_DecodingReader):
 class _ZstdReader(_DecodingReader):
     """zstd via `zstandard.decompressobj`, which (unlike its stream reader) reveals truncation."""
 
-    def __init__(self, raw: BinaryIO, name: str) -> None:
+    def __init__(self, raw: Readable, name: str) -> None:
         super().__init__(raw, name)
         import zstandard
 
@@ -268,7 +300,7 @@ class _ZstdReader(_DecodingReader):
 class CountingReader(_Wrapper):
     """Passes reads through and reports how many bytes went by (progress bars, MB/s)."""
 
-    def __init__(self, raw: BinaryIO, on_read: Callable[[int], None] | None = None) -> None:
+    def __init__(self, raw: Readable, on_read: Callable[[int], None] | None = None) -> None:
         super().__init__(raw)
         self._on_read = on_read
         self.count = 0
@@ -307,7 +339,7 @@ class S3ObjectInfo:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def open_s3_object(s3_client: Any, bucket: str, key: str) -> tuple[BinaryIO, S3ObjectInfo]:
+def open_s3_object(s3_client: Any, bucket: str, key: str) -> tuple[ByteStream, S3ObjectInfo]:
     """Stream an S3 object's body, decompressed; nothing is downloaded before the first read.
 
     botocore errors (a missing key, throttling, a dropped connection) propagate unchanged so that
@@ -536,7 +568,7 @@ def _log_files_under(directory: Path, excluded: list[Path], skipped: list[Path])
     return files
 
 
-def open_local_input(item: LocalInput) -> BinaryIO:
+def open_local_input(item: LocalInput) -> ByteStream:
     """Decompressed stream of one local input (stdin compression is recognised by magic bytes)."""
     raw = item.open_raw()
     if item.path is not None:
@@ -544,7 +576,7 @@ def open_local_input(item: LocalInput) -> BinaryIO:
     return decompressing(raw, "<stdin>")
 
 
-def iter_local_inputs(specs: list[str]) -> Iterator[tuple[str, BinaryIO]]:
+def iter_local_inputs(specs: list[str]) -> Iterator[tuple[str, ByteStream]]:
     """(name, decompressed stream) per input; the name is the absolute path, or `-` for stdin.
 
     Every spec is resolved before anything is yielded, so a missing input raises `SourceError`
@@ -567,8 +599,10 @@ def read_exactly(stream: Any, size: int) -> bytes:
 
 
 __all__ = [
+    "ByteStream",
     "CountingReader",
     "LocalInput",
+    "Readable",
     "S3ObjectInfo",
     "UnreadableInput",
     "compression_of",

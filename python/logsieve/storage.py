@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict
 
 import orjson
 
@@ -1297,10 +1297,15 @@ class _GroupWriter:
 
     def result(self, one: Source, elapsed: float) -> IngestResult:
         tally = self.tallies[one.identity]
+        totals = tally.totals
         ledger = self.ledgers[one.identity]
         return IngestResult(
             source=one.name,
-            **{name: int(tally.totals[name]) for name in _STAT_NAMES},
+            processed=totals["processed"],
+            valid=totals["valid"],
+            errors=totals["errors"],
+            blank=totals["blank"],
+            bytes=totals["bytes"],
             error_counts=dict(sorted(tally.error_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
             error_keys=[self.sink.display(k) for k in ledger.files],
             sample_errors=list(tally.samples),
@@ -1338,13 +1343,21 @@ class _Heartbeat:
                     self.sink.write(ledger_key(one.slug, _tag_of(one)), fresh.to_json())
 
 
+class _FieldKeywords(TypedDict):
+    """`FieldNames` as the keyword arguments of `process` and `process_stream`."""
+
+    timestamp_field: str
+    user_id_field: str
+    action_field: str
+
+
 def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[Batch]:
     """The core's batches for a stream. One that fits in a chunk is processed in one call, without
     `process_stream`'s reader and worker threads, which cost more than a small file does."""
     from logsieve import process, process_stream
     from logsieve.sources import read_exactly
 
-    names = {
+    names: _FieldKeywords = {
         "timestamp_field": fields.timestamp,
         "user_id_field": fields.user_id,
         "action_field": fields.action,

@@ -1038,13 +1038,10 @@ def build_template() -> Json:
 
 
 def render(template: Json, fmt: str = "json") -> str:
-    """The template as JSON or YAML text (YAML needs PyYAML, which moto and cfn-lint bring)."""
+    """The template as JSON or YAML text (YAML needs PyYAML, from the `deploy` extra)."""
     if fmt == "json":
         return json.dumps(template, indent=2) + "\n"
-    from logsieve.errors import ConfigError
+    from logsieve.extras import require
 
-    try:
-        import yaml
-    except ImportError:
-        raise ConfigError("--format yaml needs PyYAML (pip install pyyaml); use json") from None
+    yaml = require("yaml", "deploy")
     return yaml.safe_dump(template, sort_keys=False, width=100)
