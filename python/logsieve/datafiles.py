@@ -46,10 +46,17 @@ _WRITE_AHEAD = 2
 #: Low-cardinality columns only: on user ids a dictionary overflows and costs time and size.
 _DICTIONARY_COLUMNS = ["day_of_week", "action", table.SOURCE_ID_COLUMN, table.SOURCE_COLUMN]
 #: Columns with min/max statistics, in the Delta add actions and in the Parquet footers: the
-#: ones readers prune by (the API by `event_time` and `action`, a replace by `source_id`, lookups
-#: by `user_id`). The others (JSON text, the rendered `timestamp`, a source's name and version)
-#: prune nothing, and their min/max cost a pass over the rows in the ingesting thread.
-STATISTICS_COLUMNS = ("event_time", "action", table.SOURCE_ID_COLUMN, "user_id")
+#: ones readers use (the API prunes by `event_time` and `action`, a replace by `source_id`,
+#: lookups by `user_id`; the dashboard names a file's source from `source`). The others (JSON
+#: text, the rendered `timestamp`, `day_of_week`, the source's version) prune nothing, and
+#: their min/max cost a pass over the rows in the ingesting thread.
+STATISTICS_COLUMNS = (
+    "event_time",
+    "action",
+    table.SOURCE_ID_COLUMN,
+    "user_id",
+    table.SOURCE_COLUMN,
+)
 #: Columns without a null count either: `extra` (nulls are normal there, nothing prunes by them).
 _NO_STATISTICS = {"extra"}
 
