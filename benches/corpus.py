@@ -77,10 +77,14 @@ class CorpusSpec:
     mixed_types: bool = True  # epoch-number timestamps and integer user_ids; False: strings only
     blank_share: float = 0.0
     time_ordered: bool = True  # as log files are, with jitter; False: instants shuffled
+    #: Every timestamp in the seed's one format, `YYYY-MM-DDTHH:MM:SSZ` (what `strptime` reads).
+    seed_timestamps: bool = False
 
     def key(self) -> str:
         """File-name-safe cache key; readable prefix, hash of all parameters for uniqueness."""
         params = {**asdict(self), "v": GENERATOR_VERSION}
+        if not self.seed_timestamps:  # added later: older corpora keep their cache keys
+            del params["seed_timestamps"]
         params["invalid_share"] = float(self.invalid_share)  # 0 and 0.0 name the same corpus
         params["blank_share"] = float(self.blank_share)
         payload = json.dumps(params, sort_keys=True)
@@ -88,7 +92,8 @@ class CorpusSpec:
         share = f"{self.invalid_share * 100:g}pct"
         kind = "mixed" if self.mixed_types else "strings"
         order = "" if self.time_ordered else "-shuffled"
-        return f"lines{self.lines}-invalid{share}-{kind}{order}-seed{self.seed}-{digest}"
+        form = "-seedtime" if self.seed_timestamps else ""
+        return f"lines{self.lines}-invalid{share}-{kind}{order}{form}-seed{self.seed}-{digest}"
 
 
 @dataclass
@@ -144,6 +149,8 @@ class _Generator:
     def timestamp_value(self, secs: int, nanos: int) -> str | int | float:
         """The instant in one of the accepted forms (a JSON string or number)."""
         rng = self.rng
+        if self.spec.seed_timestamps:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(secs))
         if self.spec.mixed_types and rng.random() < 0.3:
             form = rng.randrange(4)
             if form == 0:
@@ -456,13 +463,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=CorpusSpec.seed)
     parser.add_argument("--strings-only", action="store_true", help="no epoch/int values")
     parser.add_argument("--shuffled", action="store_true", help="instants in random order")
+    parser.add_argument(
+        "--seed-timestamps", action="store_true", help="every timestamp as YYYY-MM-DDTHH:MM:SSZ"
+    )
     parser.add_argument("--bytes", type=int, help="instead: a file of at least this many bytes")
     args = parser.parse_args()
     if args.bytes:
         print(sized_file(args.bytes, invalid_share=args.invalid, mixed_types=not args.strings_only))
         return
     spec = CorpusSpec(
-        args.lines, args.invalid, args.seed, not args.strings_only, time_ordered=not args.shuffled
+        args.lines,
+        args.invalid,
+        args.seed,
+        not args.strings_only,
+        time_ordered=not args.shuffled,
+        seed_timestamps=args.seed_timestamps,
     )
     path, expected = corpus_file(spec)
     counts = Counter({k: v for k, v in expected.error_counts.items() if v})

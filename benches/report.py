@@ -123,8 +123,37 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
         )
     ratio("end to end: 5% invalid", "polars", 2.5, "end to end vs polars")
     ratio("end to end: 5% invalid", "seed", 50, "end to end vs seed")
+    ratio("whole command: clean", "polars", 2.5, "whole command, clean, vs the polars script")
+    ratio("whole command: clean", "seed", 28, "whole command, clean, vs the seed's program")
+    whole = {
+        name: next((r for r in rows if _is(r, f"whole command: {name}", "logsieve")), None)
+        for name in ("clean", "5% invalid")
+    }
+    if whole["clean"] and whole["5% invalid"]:
+        speed = _bytes_per_s(whole["5% invalid"]) / _bytes_per_s(whole["clean"])
+        ok = "met" if speed >= 0.95 else "MISSED"
+        lines.append(f"whole command, 5% invalid vs clean (bytes/s): {speed:.0%} (>= 95%) {ok}")
+    for row in rows:
+        if _is(row, "whole command: empty file (start-up)", "logsieve process (empty file)"):
+            ms = _seconds(row) * 1000
+            ok = "met" if ms <= 150 else "MISSED"
+            lines.append(f"logsieve process on an empty file: {ms:.0f} ms (<= 150 ms) {ok}")
+    small = {
+        r["extra_info"].get("inputs"): r
+        for r in rows
+        if r.get("group") == "whole command: many small files"
+    }
+    if 1 in small and len(small) == 2:
+        files = max(small)
+        each = (_seconds(small[files]) - _seconds(small[1])) / files * 1000
+        ok = "met" if each <= 2 else "MISSED"
+        lines.append(f"per-file overhead, {files} small files: {each:.2f} ms a file (<= 2 ms) {ok}")
+    gib = "logsieve process (1 GiB file)"
+    if gib in rss:
+        ok = "met" if rss[gib] <= 300 else "MISSED"
+        lines.append(f"{gib} peak RSS: {rss.pop(gib):.0f} MB (target <= 300 MB) {ok}")
     for tool, mb in sorted(rss.items()):
-        if tool.startswith("logsieve"):
+        if tool.startswith("logsieve") and "empty file" not in tool:
             ok = "met" if mb <= 400 else "MISSED"
             lines.append(f"{tool} peak RSS: {mb:.0f} MB (target <= 400 MB) {ok}")
     return lines
@@ -132,6 +161,10 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
 
 def _is(row: dict[str, Any], group: str, tool: str) -> bool:
     return row.get("group") == group and row.get("extra_info", {}).get("tool") == tool
+
+
+def _bytes_per_s(row: dict[str, Any]) -> float:
+    return row["extra_info"]["bytes"] / _seconds(row)
 
 
 def _lines_per_s(row: dict[str, Any]) -> float:

@@ -36,7 +36,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 _STREAMING = {"process", "simulate"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with `argv`, only the command it names gets its arguments (its module is the
+    only one imported: `logsieve process` on an empty file must not pay for the API's imports)."""
+    wanted = _command_of(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="logsieve",
         description="Validate, normalise and store JSON Lines logs; query them over HTTP.",
@@ -48,14 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, (module_name, help_text) in _COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
+        if wanted is not None and name != wanted:
+            continue  # never chosen in this run: its arguments are not needed
         module = importlib.import_module(module_name)
         getattr(module, f"add_{name}_arguments")(cmd)
         cmd.set_defaults(_run=getattr(module, f"run_{name}"))
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command argv names (its first word, `--version` and `-h` aside); None when it names
+    none, so that help and errors list every command with its arguments."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if first in _COMMANDS and argv[0] == first else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command in _STREAMING:
         use_lean_arrow_pool()

@@ -39,11 +39,25 @@ FILE_BYTES = 128 << 20
 #: Dates with an open file at most; the least recently written one is closed beyond (a date may
 #: then get several files). Lambda allows 1,024 open files.
 MAX_OPEN_FILES = 64
+#: Rows of one date in a row from which a batch's rows are sliced, not filtered, into a date.
+_LONG_RUN = 1024
 #: Flushes' worth of rows that may wait for the encoding thread: memory stays at a few budgets.
 _WRITE_AHEAD = 2
 #: Low-cardinality columns only: on user ids a dictionary overflows and costs time and size.
 _DICTIONARY_COLUMNS = ["day_of_week", "action", table.SOURCE_ID_COLUMN, table.SOURCE_COLUMN]
-#: Columns without statistics: min/max of JSON text prunes nothing.
+#: Columns with min/max statistics, in the Delta add actions and in the Parquet footers: the
+#: ones readers use (the API prunes by `event_time` and `action`, a replace by `source_id`,
+#: lookups by `user_id`; the dashboard names a file's source from `source`). The others (JSON
+#: text, the rendered `timestamp`, `day_of_week`, the source's version) prune nothing, and
+#: their min/max cost a pass over the rows in the ingesting thread.
+STATISTICS_COLUMNS = (
+    "event_time",
+    "action",
+    table.SOURCE_ID_COLUMN,
+    "user_id",
+    table.SOURCE_COLUMN,
+)
+#: Columns without a null count either: `extra` (nulls are normal there, nothing prunes by them).
 _NO_STATISTICS = {"extra"}
 #: Flushed rows up to this size are made contiguous before encoding.
 _COMBINE_BYTES = 64 << 20
@@ -67,6 +81,8 @@ class _Statistics:
                 continue
             column = rows.column(name)
             self.nulls[name] = self.nulls.get(name, 0) + column.null_count
+            if name not in STATISTICS_COLUMNS:
+                continue
             extremes = pc.min_max(column)
             low, high = extremes["min"].as_py(), extremes["max"].as_py()
             if low is not None:
@@ -180,7 +196,7 @@ class DateFiles:
             # which for a single 200 MB `extra` value was 200 MB more at the peak.
             data_page_version="2.0",
             use_dictionary=_DICTIONARY_COLUMNS,
-            write_statistics=[name for name in schema.names if name not in _NO_STATISTICS],
+            write_statistics=[name for name in schema.names if name in STATISTICS_COLUMNS],
         )
         file = self.open[date] = _OpenFile(writer, path)
         return file
@@ -244,7 +260,33 @@ def _by_date(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
     extremes = pc.min_max(dates)
     if extremes["min"] == extremes["max"]:
         return [(dates[0].as_py(), data)]
-    return [(date, data.filter(pc.equal(dates, date))) for date in pc.unique(dates).to_pylist()]
+    # Logs are nearly in time order: a batch holds long runs of one date, and around midnight a
+    # stretch where jitter interleaves two dates (~150 runs of a few rows each). Long runs are
+    # zero-copy slices; only an interleaved stretch is filtered, per date. A filter per date of
+    # the whole batch copied every column (mostly `extra`) here, which the encoder copies again.
+    changes = pc.indices_nonzero(pc.not_equal(dates.slice(1), dates.slice(0, len(dates) - 1)))
+    bounds = [0, *(i + 1 for i in changes.to_pylist()), len(dates)]
+    out: list[tuple[str, pa.RecordBatch]] = []
+    mixed_from = 0  # start of the interleaved stretch not yet emitted
+    for start, end in zip(bounds, bounds[1:]):
+        if end - start >= _LONG_RUN:
+            out.extend(_filtered(dates, data, mixed_from, start))
+            out.append((dates[start].as_py(), data.slice(start, end - start)))
+            mixed_from = end
+    out.extend(_filtered(dates, data, mixed_from, len(dates)))
+    return out
+
+
+def _filtered(
+    dates: pa.Array, data: pa.RecordBatch, start: int, end: int
+) -> list[tuple[str, pa.RecordBatch]]:
+    """Rows start..end per date, by a filter over just that stretch."""
+    import pyarrow.compute as pc
+
+    if end <= start:
+        return []
+    stretch, rows = dates.slice(start, end - start), data.slice(start, end - start)
+    return [(date, rows.filter(pc.equal(stretch, date))) for date in pc.unique(stretch).to_pylist()]
 
 
 def data_file_path(date: str) -> str:

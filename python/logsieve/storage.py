@@ -1539,11 +1539,12 @@ def _files_may_hold(snapshot: DeltaTable, identities: list[str]) -> set[str]:
     if not identities:
         return set()
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     actions = pa.table(snapshot.get_add_actions(flatten=True))
     if actions.num_rows == 0:
         return set()
+    import pyarrow.compute as pc  # only here: an empty table's first ingest never loads it
+
     low, high = f"min.{table.SOURCE_ID_COLUMN}", f"max.{table.SOURCE_ID_COLUMN}"
     if low not in actions.column_names or high not in actions.column_names:
         return set(identities)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, TypeVar, Union
 
 from logsieve import _core
@@ -52,6 +51,10 @@ def process_stream(
 
 def _ahead(items: Iterator[T]) -> Iterator[T]:
     """Yield `items`, producing the next one in a background thread while this one is used."""
+    from concurrent.futures import (
+        ThreadPoolExecutor,
+    )  # not at import: `import logsieve` stays light
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="logsieve-stream") as pool:
         pending = pool.submit(next, items, _DONE)
         while True:
