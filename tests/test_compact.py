@@ -161,6 +161,22 @@ def test_small_files_become_one_sorted_file_per_date_with_the_same_rows(tmp_path
     for path in files:
         assert_sorted_by_event_time(tmp_path / "clean" / path)
     json.dumps(report.to_json())  # the report is plain data
+    # A checkpoint of the compacted version: new readers do not replay the 120 removes.
+    checkpoint = (
+        tmp_path / "clean" / "_delta_log" / f"{report.version_after:020d}.checkpoint.parquet"
+    )
+    assert checkpoint.is_file()
+
+
+def test_second_run_writes_no_checkpoint(tmp_path: Path) -> None:
+    uri = str(tmp_path / "clean")
+    small_files_table(uri, 3)
+    compact(uri)
+    log = tmp_path / "clean" / "_delta_log"
+    checkpoints = sorted(p.name for p in log.glob("*.checkpoint.parquet"))
+    again = compact(uri)
+    assert not again.changed
+    assert sorted(p.name for p in log.glob("*.checkpoint.parquet")) == checkpoints
 
 
 def test_polars_reads_the_compacted_table(tmp_path: Path) -> None:

@@ -230,6 +230,11 @@ def _compact_locked(
         vacuumed = _vacuum(location, options, retention_hours) if vacuum else None
         table.update_incremental()
         version_after = table.version()
+        if version_after != version_before:
+            # A rewrite commit names every file it removed: without a checkpoint, each new
+            # reader replays those thousands of removes (a day of 5,000 objects: 16 ms to open
+            # instead of 4).
+            table.create_checkpoint()
     except Exception as exc:
         if _is_delta_error(exc):
             raise OutputError(f"cannot compact {location}: {delta_reason(exc)}") from exc
