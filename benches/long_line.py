@@ -5,9 +5,10 @@
 Writes a file holding a few short lines around one line of `--mb` MB (a valid record whose
 `extra` member is that long, or an invalid line whose `raw` is), streams it through
 `logsieve.process_stream` (8 MiB chunks) in a child process that also asks for each batch's
-Arrow data and error lines, as `logsieve process` does, and prints the child's peak RSS (VmHWM
-and ru_maxrss) as a multiple of the longest line. `--cli` measures `logsieve process FILE --out
-DIR` as a whole instead.
+Arrow data and writes its error lines, as `logsieve process` does, and prints the child's peak RSS (VmHWM
+and ru_maxrss) as a multiple of the longest line, also above the peak of the same child on a
+file without the long line (the interpreter and libraries). `--cli` measures `logsieve process
+FILE --out DIR` as a whole instead.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import tempfile
 from pathlib import Path
 
 CHILD = r"""
-import resource, sys
+import os, resource, sys
 import logsieve
-with open(sys.argv[1], "rb") as source:
+with open(sys.argv[1], "rb") as source, open(os.devnull, "wb") as sink:
     for batch in logsieve.process_stream(source):
         batch.clean.num_rows, batch.errors.num_rows
-        batch.error_lines(sys.argv[1])
+        batch.write_error_lines(sys.argv[1], sink)
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(hwm // 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
@@ -55,15 +56,26 @@ def write_input(path: Path, size: int, kind: str) -> None:
         out.write(short * 1000)
 
 
+def peak_mb(path: Path, out: Path, cli: bool) -> tuple[int, int]:
+    """VmHWM and ru_maxrss (MB) of one child streaming `path`."""
+    script, args = (CLI, [str(path), str(out)]) if cli else (CHILD, [str(path)])
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True
+    )
+    hwm, maxrss = (int(v) for v in result.stdout.split())
+    return hwm, maxrss
+
+
 def measure(size_mb: int, kind: str, cli: bool) -> dict[str, object]:
+    """The peak with the long line, and above what the same command takes for a tiny file (the
+    interpreter and libraries), both as multiples of the line."""
     with tempfile.TemporaryDirectory(prefix="logsieve-long-line-") as tmp:
         path = Path(tmp) / f"{kind}.jsonl"
         write_input(path, size_mb << 20, kind)
-        script, args = (CLI, [str(path), str(Path(tmp) / "out")]) if cli else (CHILD, [str(path)])
-        result = subprocess.run(
-            [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True
-        )
-        hwm, maxrss = (int(v) for v in result.stdout.split())
+        tiny = Path(tmp) / "tiny.jsonl"
+        write_input(tiny, 0, kind)
+        hwm, maxrss = peak_mb(path, Path(tmp) / "out", cli)
+        _, base = peak_mb(tiny, Path(tmp) / "out-tiny", cli)
     return {
         "kind": kind,
         "line_mb": size_mb,
@@ -71,6 +83,8 @@ def measure(size_mb: int, kind: str, cli: bool) -> dict[str, object]:
         "vm_hwm_mb": hwm,
         "ru_maxrss_mb": maxrss,
         "times_line": round(maxrss / size_mb, 2),
+        "base_mb": base,
+        "times_line_over_base": round((maxrss - base) / size_mb, 2),
     }
 
 

@@ -1,10 +1,16 @@
 //! Error records as JSON Lines, rendered in bulk: what a per-row `orjson.dumps` of
 //! `{"source", "line", "error", "detail", "raw" | "raw_base64"}` gives, byte for byte.
 
+use std::io::Write;
+
 use arrow_array::{Array, BinaryArray, Int64Array, RecordBatch, StringArray};
 use base64::Engine as _;
 
 use crate::errors::CoreError;
+
+/// Rendered bytes are handed to the writer in pieces of about this size, so that rendering a
+/// huge `raw` never holds it twice.
+const PIECE: usize = 1 << 20;
 
 /// Appends one JSON line per error record of `errors` (the core's error schema) to `out`.
 ///
@@ -13,6 +19,17 @@ pub fn write_error_lines(
     errors: &RecordBatch,
     source: &str,
     out: &mut Vec<u8>,
+) -> Result<(), CoreError> {
+    out.reserve(errors.get_array_memory_size() + errors.num_rows() * 64);
+    write_error_lines_to(errors, source, out)
+}
+
+/// Writes one JSON line per error record of `errors` to `sink`, a piece of about 1 MiB at a
+/// time: memory stays that piece, whatever the length of a line.
+pub fn write_error_lines_to<W: Write>(
+    errors: &RecordBatch,
+    source: &str,
+    sink: &mut W,
 ) -> Result<(), CoreError> {
     let column = |i: usize| errors.column(i).as_any();
     let (Some(line), Some(code), Some(detail), Some(raw)) = (
@@ -28,23 +45,40 @@ pub fn write_error_lines(
     let mut prefix = b"{\"source\":".to_vec();
     write_json_string(source.as_bytes(), &mut prefix);
     prefix.extend_from_slice(b",\"line\":");
+    let mut out = Vec::with_capacity(2 * PIECE);
     for i in 0..errors.num_rows() {
         out.extend_from_slice(&prefix);
-        write_i64(line.value(i), out);
+        write_i64(line.value(i), &mut out);
         out.extend_from_slice(b",\"error\":");
-        write_json_string(code.value(i).as_bytes(), out);
+        write_json_string(code.value(i).as_bytes(), &mut out);
         out.extend_from_slice(b",\"detail\":");
-        write_json_string(detail.value(i).as_bytes(), out);
+        write_json_string(detail.value(i).as_bytes(), &mut out);
         let bytes = raw.value(i);
         if simdutf8::basic::from_utf8(bytes).is_ok() {
-            out.extend_from_slice(b",\"raw\":");
-            write_json_string(bytes, out);
+            out.extend_from_slice(b",\"raw\":\"");
+            // Escaping is byte by byte (multi-byte characters pass unchanged): any cut is fine.
+            for piece in bytes.chunks(PIECE) {
+                write_json_text(piece, &mut out);
+                spill(&mut out, sink)?;
+            }
         } else {
             out.extend_from_slice(b",\"raw_base64\":\"");
-            write_base64(bytes, out);
-            out.push(b'"');
+            for piece in bytes.chunks(PIECE / 3 * 3) {
+                write_base64(piece, &mut out); // whole 3-byte groups: no padding but at the end
+                spill(&mut out, sink)?;
+            }
         }
-        out.extend_from_slice(b"}\n");
+        out.extend_from_slice(b"\"}\n");
+        spill(&mut out, sink)?;
+    }
+    sink.write_all(&out).map_err(CoreError::from)
+}
+
+/// Hands `out` to `sink` once it holds a piece's worth.
+fn spill<W: Write>(out: &mut Vec<u8>, sink: &mut W) -> Result<(), CoreError> {
+    if out.len() >= PIECE {
+        sink.write_all(out)?;
+        out.clear();
     }
     Ok(())
 }
@@ -62,15 +96,20 @@ fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// Decimal text of `n`, as JSON (and Python) write integers.
 fn write_i64(n: i64, out: &mut Vec<u8>) {
-    use std::io::Write as _;
     write!(out, "{n}").expect("writing to a Vec cannot fail");
 }
 
 /// A JSON string of UTF-8 `text`, escaped as orjson does: `"` `\` and control characters
 /// only (`\b \t \n \f \r` short, the rest `\u00xx`); everything else verbatim.
 pub fn write_json_string(text: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
+    write_json_text(text, out);
+    out.push(b'"');
+}
+
+/// `text` escaped as inside a JSON string, without the quotes.
+fn write_json_text(text: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
     for (i, &b) in text.iter().enumerate() {
         let short = match b {
@@ -96,7 +135,6 @@ pub fn write_json_string(text: &[u8], out: &mut Vec<u8>) {
         start = i + 1;
     }
     out.extend_from_slice(&text[start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub enum CoreError {
     Config(String),
     /// A bug: a panic or an Arrow invariant broken by our own code.
     Internal(String),
+    /// Writing output failed (the file object's `write` raised, a disk filled up).
+    Output(std::io::Error),
 }
 
 impl fmt::Display for CoreError {
@@ -35,6 +37,7 @@ impl fmt::Display for CoreError {
                 f,
                 "internal error in logsieve's core (please report it): {msg}"
             ),
+            Self::Output(e) => write!(f, "writing the output failed: {e}"),
         }
     }
 }
@@ -48,6 +51,12 @@ impl From<arrow_schema::ArrowError> for CoreError {
     }
 }
 
+impl From<std::io::Error> for CoreError {
+    fn from(e: std::io::Error) -> Self {
+        CoreError::Output(e)
+    }
+}
+
 impl From<CoreError> for PyErr {
     fn from(e: CoreError) -> Self {
         let msg = e.to_string();
@@ -55,6 +64,11 @@ impl From<CoreError> for PyErr {
             CoreError::InputTooLarge { .. } => InputTooLargeError::new_err(msg),
             CoreError::Config(_) => ConfigError::new_err(msg),
             CoreError::Internal(_) => InternalError::new_err(msg),
+            // The Python exception the file object raised, where there was one.
+            CoreError::Output(e) => match e.downcast::<PyErr>() {
+                Ok(raised) => raised,
+                Err(other) => pyo3::exceptions::PyOSError::new_err(other.to_string()),
+            },
         }
     }
 }

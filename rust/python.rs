@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyString, PyTuple};
 
-use crate::error_lines::write_error_lines;
+use crate::error_lines::{write_error_lines, write_error_lines_to};
 use crate::errors::CoreError;
 use crate::pipeline::{self, Options, Output};
 use crate::record::FieldNames;
@@ -157,10 +157,23 @@ impl Batch {
     /// `raw_base64`), rendered in Rust without the GIL: one line per error, each ending in `\n`.
     fn error_lines<'py>(&self, py: Python<'py>, source: &str) -> PyResult<Bound<'py, PyBytes>> {
         let rendered = py.detach(|| {
-            let mut out = Vec::with_capacity(self.errors.get_array_memory_size() * 2);
+            let mut out = Vec::new();
             write_error_lines(&self.errors, source, &mut out).map(|()| out)
         })?;
         Ok(PyBytes::new(py, &rendered))
+    }
+
+    /// The same JSON Lines written to `file` (anything with `write(bytes)`), rendered without
+    /// the GIL and handed over about 1 MiB at a time: a huge invalid line is never held twice.
+    fn write_error_lines(
+        &self,
+        py: Python<'_>,
+        source: &str,
+        file: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let mut sink = PyWriter(file.unbind());
+        py.detach(|| write_error_lines_to(&self.errors, source, &mut sink))?;
+        Ok(())
     }
 
     #[pyo3(signature = (requested_schema=None))]
@@ -401,4 +414,41 @@ pub fn read_columns(
         rows: scan.rows,
         failed: failed.unbind(),
     })
+}
+
+/// `std::io::Write` over a Python file object: each write takes the GIL for one `write` call.
+struct PyWriter(Py<PyAny>);
+
+impl std::io::Write for PyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            // A raw file may take fewer bytes than offered and say how many; others take all.
+            let taken = Python::attach(|py| {
+                let written = self
+                    .0
+                    .call_method1(py, "write", (PyBytes::new(py, rest),))?;
+                written.extract::<Option<usize>>(py)
+            })
+            .map_err(std::io::Error::other)?;
+            match taken.unwrap_or(rest.len()) {
+                n @ 1.. if n <= rest.len() => rest = &rest[n..],
+                n => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        format!("write() took {n} of {} bytes", rest.len()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

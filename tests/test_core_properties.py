@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -280,6 +281,56 @@ def test_error_lines_match_orjson_of_each_record(lines: list[bytes], source: str
     )
     assert batch.error_lines(source) == expected
     assert batch.error_lines(source).count(b"\n") == errors.num_rows
+    written = io.BytesIO()
+    batch.write_error_lines(source, written)
+    assert written.getvalue() == expected
+
+
+class RawFile:
+    """A raw file's write: takes at most `most` bytes a call and says how many."""
+
+    def __init__(self, most: int) -> None:
+        self.most, self.data = most, bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data[: self.most]
+        return min(len(data), self.most)
+
+
+def test_huge_invalid_lines_are_written_in_pieces_as_orjson_would() -> None:
+    """Lines longer than the 1 MiB pieces `write_error_lines` hands over, with escapes and
+    multi-byte characters across the cuts, and not UTF-8 (base64 cut in 3-byte groups), come
+    out as the per-record orjson.dumps, also through a file that takes part of each write."""
+    import orjson
+
+    from logsieve.storage import error_record
+
+    text = ('{"a":"\\"é\t😀' * 150_000).encode()  # 2.7 MB, cut mid-character somewhere
+    binary = (
+        bytes(b for b in range(256) if b != 0x0A) * 9_000 + b"\xff"
+    )  # 2.3 MB, not a multiple of 3
+    batch = logsieve.process(text + b"\n" + binary + b"\n")
+    errors = batch.errors
+    expected = b"".join(
+        orjson.dumps(error_record("s", line, code, detail, raw)) + b"\n"
+        for line, code, detail, raw in zip(
+            *(errors.column(n).to_pylist() for n in errors.column_names)
+        )
+    )
+    assert errors.num_rows == 2
+    for sink in (io.BytesIO(), RawFile(300_001)):
+        batch.write_error_lines("s", sink)
+        assert bytes(sink.getvalue() if isinstance(sink, io.BytesIO) else sink.data) == expected
+
+
+def test_a_failing_write_raises_its_own_exception() -> None:
+    class Full:
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+    batch = logsieve.process(b"not json\n")
+    with pytest.raises(OSError, match="No space left"):
+        batch.write_error_lines("s", Full())
 
 
 def test_error_lines_of_a_clean_batch_is_empty() -> None:

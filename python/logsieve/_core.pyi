@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any, Optional, final
 
 import pyarrow as pa
+from _typeshed import SupportsWrite
 
 __all__ = [
     "ERROR_CODES",
@@ -69,6 +70,11 @@ class Batch:
         of `raw` for a line that is not UTF-8; rendered in Rust (the GIL released), byte for byte
         what `orjson.dumps` of the same record gives.
         """
+    def write_error_lines(self, source: str, file: SupportsWrite[bytes]) -> None:
+        """Write the same JSON Lines to `file` (anything with `write(bytes)`; a raw file that
+        takes part of a write is given the rest), rendered without the GIL and handed over
+        about 1 MiB at a time, so that a huge invalid line is never held twice. An exception
+        `write` raises propagates."""
     def __len__(self) -> int:
         """Number of clean rows."""
     def __arrow_c_schema__(self) -> Any: ...

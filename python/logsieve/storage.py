@@ -554,8 +554,9 @@ class _ErrorFiles:
         with _output_errors(f"stage error records in {self.directory}"):
             if file is None:
                 file = self.files[date] = open(self.directory / f"{date}.jsonl", "wb")  # noqa: SIM115
-            # Rendered in Rust: the same bytes as orjson.dumps(error_record(...)) per row.
-            file.write(batch.error_lines(name))
+            # Rendered in Rust, a piece at a time: the same bytes as orjson.dumps(error_record(
+            # ...)) per row, and a huge invalid line is never held twice.
+            batch.write_error_lines(name, file)
         for entry in pc.value_counts(errors.column("error")).to_pylist():
             tally.error_counts[entry["values"]] += entry["counts"]
         tally.error_date = date
