@@ -159,7 +159,7 @@ def test_upload_shows_up_in_logins_today_then_sigint_stops_cleanly(up: Up) -> No
     assert wait_for_count(api, total)["logins_today"] == total
 
     assert up.stop(signal.SIGINT) == 0
-    assert up.output[-1] == "logsieve up: stopped\n"
+    assert up.output[-1].endswith(" logsieve up: stopped\n")
     assert "Traceback" not in "".join(up.errors)
 
 
@@ -167,7 +167,7 @@ def test_sigterm_stops_cleanly(up: Up) -> None:
     api = up.wait_for(r"HTTP API: +(http://127\.0\.0\.1:\d+)").group(1)
     assert httpx.get(f"{api}/healthz", trust_env=False).json() == {"status": "ok"}
     assert up.stop(signal.SIGTERM) == 0
-    assert up.output[-1] == "logsieve up: stopped\n"
+    assert up.output[-1].endswith(" logsieve up: stopped\n")
     assert "Traceback" not in "".join(up.errors)
 
 

@@ -67,11 +67,11 @@ def copied_table(out: Path) -> DeltaTable:
 
 @pytest.fixture(scope="module")
 def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    out = tmp_path_factory.mktemp("simulate") / "clean"
-    done = simulate_command("--json", "--out", str(out))
+    demo = tmp_path_factory.mktemp("simulate") / "demo"
+    done = simulate_command("--json", "--out", str(demo))
     assert done.returncode == 0, done.stderr + done.stdout[-2000:]
     report = json.loads(done.stdout)
-    return report, out
+    return report, demo / "clean"
 
 
 def test_every_object_ends_as_the_samples_say(json_run: tuple[dict[str, Any], Path]) -> None:
@@ -148,7 +148,7 @@ def test_text_report_and_rerun_without_duplicates(json_run: tuple[dict[str, Any]
     sort = [("source", "ascending"), ("timestamp", "ascending"), ("user_id", "ascending")]
     rows_before = before.to_pyarrow_table().sort_by(sort)
 
-    done = simulate_command("--out", str(out))
+    done = simulate_command("--out", str(out.parent))
     assert done.returncode == 0, done.stderr
     text = done.stdout
 
