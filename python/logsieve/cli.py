@@ -114,7 +114,7 @@ def shows_default(action: argparse.Action) -> bool:
         return False
     if isinstance(default, (list, tuple)) and not default:
         return False
-    if isinstance(action, argparse._CountAction) and default == 0:
+    if action.nargs == 0 or isinstance(action, argparse._CountAction):  # flags
         return False
     return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
 
