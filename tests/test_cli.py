@@ -255,25 +255,31 @@ def _many_inputs(root: Path, count: int, bad: dict[int, int]) -> None:
         (root / f"app-{i:03d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.parametrize("bad_inputs", [5, TABLE_ROWS + 4])
 def test_many_inputs_summary_is_totals_plus_the_worst(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    bad_inputs: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    bad = {3: 1, 17: 9, 40: 4, 41: 2, 55: 7}  # 5 bad logs of 60
+    # Every 4th log has invalid lines, more of them the later it comes, but #8 has the most.
+    bad = {4 * k: k + 1 for k in range(bad_inputs)}
+    bad[8] = 50
     _many_inputs(logs, 60, bad)
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["process", str(logs), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if "app-" in line]
-    assert len(rows) == TABLE_ROWS < 60
-    named = [re.search(r"app-(\d+)", row).group(1) for row in rows]  # type: ignore[union-attr]
-    assert [int(n) for n in named[:5]] == [17, 55, 40, 41, 3]  # most invalid lines first
-    assert f"the {TABLE_ROWS} inputs with the most invalid lines, of 60" in out
-    assert f"{60 - TABLE_ROWS} more inputs (--json lists all)" in out
+    named = [int(re.search(r"app-(\d+)", row).group(1)) for row in rows]  # type: ignore[union-attr]
+    worst = sorted(bad, key=lambda i: bad[i], reverse=True)[:TABLE_ROWS]
+    assert named == worst  # only inputs with invalid lines, most first, at most TABLE_ROWS
+    assert f"{60 - len(worst)} more inputs" in out and "(--json lists all)" in out
     total = next(line for line in out.splitlines() if "total (60 inputs)" in line)
     cells = [c.strip() for c in total.strip("│ ").split("│")]
-    assert cells[1:4] == [str(60 * 5 + 23), str(60 * 5), "23"]
+    invalid = sum(bad.values())
+    assert cells[1:4] == [f"{60 * 5 + invalid:,}", f"{60 * 5:,}", str(invalid)]
     assert len(out.splitlines()) < TABLE_ROWS + 15
 
 

@@ -243,3 +243,9 @@ def test_the_demo_folder_is_its_own_by_default() -> None:
     assert args.out == "logsieve-demo"
     process = build_parser().parse_args(["process", "x.jsonl"])
     assert process.out != args.out  # the demo never lands in `process`'s default folder
+
+
+def test_quiet_demo_prints_nothing(tmp_path: Path) -> None:
+    done = simulate_command("-q", "--out", str(tmp_path / "demo"))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert copied_table(tmp_path / "demo" / "clean").to_pyarrow_table().num_rows > 0

@@ -145,10 +145,11 @@ def verbosity(args: argparse.Namespace) -> int:
 
 
 def log_level(args: argparse.Namespace, default: int = logging.WARNING) -> int:
-    """The level -v/-q choose: ERROR (-q), `default`, INFO (-v), DEBUG (-vv)."""
+    """The level -v/-q choose: ERROR (-q; or `default` if higher), `default`, INFO (-v),
+    DEBUG (-vv)."""
     level = verbosity(args)
     if level < 0:
-        return logging.ERROR
+        return max(logging.ERROR, default)
     return {0: default, 1: logging.INFO}.get(level, logging.DEBUG)
 
 

@@ -616,8 +616,8 @@ def _json_report(
 
 
 def worst_inputs(succeeded: list[_Outcome], limit: int) -> list[_Outcome]:
-    """All inputs, in order, when they are few; else the `limit` with the most invalid lines
-    (then the highest share of them), worst first: where a person looks first."""
+    """All inputs, in order, when they are few; else at most `limit` of those with invalid
+    lines, the most (then the highest share) first: where a person looks first."""
     if len(succeeded) <= limit:
         return succeeded
 
@@ -626,7 +626,8 @@ def worst_inputs(succeeded: list[_Outcome], limit: int) -> list[_Outcome]:
         result = outcome.result
         return result.errors, result.errors / result.processed if result.processed else 0.0
 
-    return sorted(succeeded, key=badness, reverse=True)[:limit]
+    bad = [o for o in succeeded if o.result is not None and o.result.errors]
+    return sorted(bad, key=badness, reverse=True)[:limit]
 
 
 def _print_table(
@@ -640,7 +641,8 @@ def _print_table(
     shown = worst_inputs(succeeded, TABLE_ROWS)
     title = f"logsieve process -> {out}"
     if len(shown) < len(succeeded):
-        title += f": the {len(shown)} inputs with the most invalid lines, of {len(succeeded):,}"
+        which = "the inputs" if len(shown) < TABLE_ROWS else f"the {len(shown)} inputs"
+        title += f": {which} with the most invalid lines, of {len(succeeded):,}"
     table = Table(title=title, title_justify="left")
     table.add_column("input", overflow="fold")
     for name in ("processed", "valid", "errors", "blank"):
@@ -661,7 +663,9 @@ def _print_table(
         )
     totals = _totals(succeeded, elapsed)
     if len(shown) < len(succeeded):
-        table.add_row(f"... {len(succeeded) - len(shown):,} more inputs (--json lists all)")
+        rest = len(succeeded) - len(shown)
+        fine = " with no invalid lines" if len(shown) < TABLE_ROWS else ""
+        table.add_row(f"... {rest:,} more inputs{fine} (--json lists all)")
     if len(succeeded) != 1:
         table.add_section()
         table.add_row(
