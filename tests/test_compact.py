@@ -727,6 +727,10 @@ def test_command_refuses_bad_input_in_one_line(
 # --- `logsieve up` compacts in the background ---------------------------------------------
 
 
+#: How `logsieve up` starts each console line: the UTC time to the millisecond.
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
 def test_up_compacts_the_clean_table_and_stops_on_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     proc = subprocess.Popen(
@@ -746,7 +750,7 @@ def test_up_compacts_the_clean_table_and_stops_on_ctrl_c() -> None:
             lines.append(line)
             if line.startswith("curl") or "curl '" in line:
                 ready.set()
-            if line.startswith("compacted "):
+            if re.match(rf"{STAMP} compacted ", line):
                 compacted.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -775,9 +779,9 @@ def test_up_compacts_the_clean_table_and_stops_on_ctrl_c() -> None:
         assert proc.wait(timeout=30) == 0
         reader.join(10)
         stderr = proc.stderr.read() if proc.stderr else ""
-        assert lines[-1] == "logsieve up: stopped\n"
+        assert re.fullmatch(rf"{STAMP} logsieve up: stopped\n", lines[-1])
         assert "Traceback" not in stderr
-        (line,) = [line for line in lines if line.startswith("compacted ")]
+        (line,) = [line for line in lines if re.match(rf"{STAMP} compacted ", line)]
         assert "1 of 1 partitions rewritten (4 -> 1 files)" in line
     finally:
         if proc.poll() is None:

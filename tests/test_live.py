@@ -24,6 +24,8 @@ import pytest
 
 UTC = timezone.utc
 DAY = date(2025, 8, 20)
+#: How `logsieve up` starts each console line: the UTC time to the millisecond.
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
 class Up:
@@ -131,6 +133,7 @@ def wait_for_count(api: str, expected: int, timeout: float = 60) -> dict:
 def test_upload_shows_up_in_logins_today_then_sigint_stops_cleanly(up: Up) -> None:
     import boto3
 
+    up.wait_for(r"moto keeps the buckets, queues and the table in memory: all of it is gone")
     aws = up.wait_for(r"AWS endpoint \(moto\): (http://127\.0\.0\.1:\d+)").group(1)
     api = up.wait_for(r"HTTP API: +(http://127\.0\.0\.1:\d+)").group(1)
     bucket = up.wait_for(r"input bucket: +s3://([^/\s]+)/").group(1)
@@ -151,7 +154,8 @@ def test_upload_shows_up_in_logins_today_then_sigint_stops_cleanly(up: Up) -> No
     first = log_lines(1, first_logins, 20)
     s3.put_object(Bucket=bucket, Key="app/one.jsonl", Body=first)
     assert wait_for_count(api, first_logins)["logins_today"] == first_logins
-    up.wait_for(rf"processed s3://{bucket}/app/one\.jsonl: {first_logins + 20} valid, 2 errors")
+    counts = f"{first_logins + 20} valid, 2 errors, 0 blank"
+    up.wait_for(rf"^{STAMP} processed s3://{bucket}/app/one\.jsonl: {counts}$")
     # The dashboard's panels under `up`: queue depths and the object's two invalid lines, filed
     # under the day the object arrived.
     queues = httpx.get(f"{api}/queues", trust_env=False).json()["queues"]
@@ -166,7 +170,7 @@ def test_upload_shows_up_in_logins_today_then_sigint_stops_cleanly(up: Up) -> No
     assert wait_for_count(api, total)["logins_today"] == total
 
     assert up.stop(signal.SIGINT) == 0
-    assert up.output[-1] == "logsieve up: stopped\n"
+    assert up.output[-1].endswith(" logsieve up: stopped\n")
     assert "Traceback" not in "".join(up.errors)
 
 
@@ -174,7 +178,7 @@ def test_sigterm_stops_cleanly(up: Up) -> None:
     api = up.wait_for(r"HTTP API: +(http://127\.0\.0\.1:\d+)").group(1)
     assert httpx.get(f"{api}/healthz", trust_env=False).json() == {"status": "ok"}
     assert up.stop(signal.SIGTERM) == 0
-    assert up.output[-1] == "logsieve up: stopped\n"
+    assert up.output[-1].endswith(" logsieve up: stopped\n")
     assert "Traceback" not in "".join(up.errors)
 
 
@@ -190,6 +194,9 @@ def test_busy_port_is_a_one_line_error(option: str, refused: Callable[..., str])
     finally:
         busy.close()
     assert "cannot listen on 127.0.0.1" in line
+    # The option that chooses another port is named.
+    assert f"logsieve up: error: {option} {ports[option]}: " in line
+    assert f"(choose another with {option} PORT, or 0 for a free one)" in line
 
 
 def test_same_port_for_moto_and_the_api_is_refused_up_front(refused: Callable[..., str]) -> None:
@@ -216,3 +223,22 @@ def test_urls_printed_for_a_wildcard_address_use_loopback(host: str, in_url: str
     from logsieve.api import url_host
 
     assert url_host(host) == in_url
+
+
+def test_json_log_lines_on_request() -> None:
+    running = Up("--log-format", "json")
+    try:
+        first = json.loads(running.wait_for(r"^\{").string)
+        assert first["message"] == "the pipeline is live" and first["level"] == "info"
+        assert re.fullmatch(STAMP, first["time"])
+        assert "in memory" in first["note"]
+        assert first["aws_endpoint"].startswith("http://127.0.0.1:")
+        assert running.stop(signal.SIGTERM) == 0
+        assert [json.loads(line)["message"] for line in running.output] == [
+            "the pipeline is live",
+            "logsieve up: stopped",
+        ]
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()

@@ -67,11 +67,11 @@ def copied_table(out: Path) -> DeltaTable:
 
 @pytest.fixture(scope="module")
 def json_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    out = tmp_path_factory.mktemp("simulate") / "clean"
-    done = simulate_command("--json", "--out", str(out))
+    demo = tmp_path_factory.mktemp("simulate") / "demo"
+    done = simulate_command("--json", "--out", str(demo))
     assert done.returncode == 0, done.stderr + done.stdout[-2000:]
     report = json.loads(done.stdout)
-    return report, out
+    return report, demo / "clean"
 
 
 def test_every_object_ends_as_the_samples_say(json_run: tuple[dict[str, Any], Path]) -> None:
@@ -148,7 +148,7 @@ def test_text_report_and_rerun_without_duplicates(json_run: tuple[dict[str, Any]
     sort = [("source", "ascending"), ("timestamp", "ascending"), ("user_id", "ascending")]
     rows_before = before.to_pyarrow_table().sort_by(sort)
 
-    done = simulate_command("--out", str(out))
+    done = simulate_command("--out", str(out.parent))
     assert done.returncode == 0, done.stderr
     text = done.stdout
 
@@ -190,3 +190,62 @@ def test_bad_option_is_a_one_line_error_before_any_work(
     assert err.startswith("logsieve simulate: error: ") and err.count("\n") == 1
     assert message in err
     assert in_the_way.read_text() == "not a directory"
+
+
+def test_error_records_copied_as_process_lays_them_out(
+    json_run: tuple[dict[str, Any], Path],
+) -> None:
+    report, clean = json_run
+    demo = clean.parent
+    expected = _expected_from_samples(report)
+    copy = report["errors_copy"]
+    assert Path(copy["directory"]) == (demo / "errors").absolute()
+    files = sorted(str(p.relative_to(demo / "errors")) for p in (demo / "errors").rglob("*.jsonl"))
+    assert files == copy["files"] and files
+    assert all(f.startswith(f"date={report['today']}/") for f in files)
+    records = [
+        json.loads(line)
+        for f in files
+        for line in (demo / "errors" / f).read_text(encoding="utf-8").splitlines()
+    ]
+    assert len(records) == expected["invalid"]  # every invalid line of every object, once
+    assert {r["source"] for r in records} == {
+        uri for uri, counts in expected["ok"].items() if counts["errors"]
+    }
+    assert (demo / ".logsieve-demo").is_file()
+    assert sorted(p.name for p in demo.iterdir()) == [".logsieve-demo", "clean", "errors"]
+
+
+def test_a_users_data_folder_is_never_used_for_the_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    log = tmp_path / "app.jsonl"
+    log.write_text('{"timestamp": "2025-08-20T10:00:00Z", "user_id": 1, "action": "login"}\n')
+    assert main(["process", str(log), "--out", str(data), "-q"]) == 0
+    before = sorted(str(p.relative_to(data)) for p in data.rglob("*"))
+
+    assert main(["simulate", "--out", str(data)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"logsieve simulate: error: --out {data}: the directory holds files `logsieve simulate` "
+        "did not write; the demo replaces DIR/clean and DIR/errors, so it only uses a new or "
+        "empty directory, or an earlier demo's (default: logsieve-demo)\n"
+    )
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before
+
+
+def test_the_demo_folder_is_its_own_by_default() -> None:
+    from logsieve.cli import build_parser
+
+    args = build_parser().parse_args(["simulate"])
+    assert args.out == "logsieve-demo"
+    process = build_parser().parse_args(["process", "x.jsonl"])
+    assert process.out != args.out  # the demo never lands in `process`'s default folder
+
+
+def test_quiet_demo_prints_nothing(tmp_path: Path) -> None:
+    done = simulate_command("-q", "--out", str(tmp_path / "demo"))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert copied_table(tmp_path / "demo" / "clean").to_pyarrow_table().num_rows > 0

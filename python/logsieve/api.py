@@ -1372,7 +1372,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "else errors/ beside a local clean table, as `process --out DIR` writes them)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=port_number, default=8000, help="port (0: a free one)")
+    parser.add_argument(
+        "--port", type=port_number, default=8000, metavar="PORT", help="port (0: a free one)"
+    )
     parser.add_argument(
         "--refresh-interval",
         type=float,
@@ -1385,7 +1387,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level",
         default="warning",
         choices=LOG_LEVELS,
-        help="uvicorn's log level",
+        help="uvicorn's log level (-v: info, and every request)",
     )
 
 
@@ -1408,22 +1410,31 @@ def is_wildcard(host: str) -> bool:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly."""
+    from logsieve.cli import verbosity
+
     app = create_app(args.clean, refresh_interval=args.refresh_interval, errors_uri=args.errors)
+    loud = verbosity(args) > 0  # -v: uvicorn's info lines and every request
     server = BackgroundServer(
-        app, args.host, args.port, log_level=args.log_level, access_log=args.access_log
+        app,
+        args.host,
+        args.port,
+        log_level="info" if loud and args.log_level == "warning" else args.log_level,
+        access_log=args.access_log or loud,
     )
     with shutdown_signals() as stop, server:
-        print(
-            f"logsieve serve: {app.state.table.uri} on {server.url}"
-            f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
-            f"  dashboard: {server.url}/\n"
-            f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
-            f"  API docs: {server.url}/docs   (Ctrl-C stops)",
-            flush=True,
-        )
+        if verbosity(args) >= 0:
+            print(
+                f"logsieve serve: {app.state.table.uri} on {server.url}"
+                f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
+                f"  dashboard: {server.url}/\n"
+                f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
+                f"  API docs: {server.url}/docs   (Ctrl-C stops)",
+                flush=True,
+            )
         while not stop.wait(0.2):
             if not server.alive:
                 print("logsieve serve: the HTTP server stopped unexpectedly", file=sys.stderr)
                 return 1
-    print("logsieve serve: stopped", flush=True)
+    if verbosity(args) >= 0:
+        print("logsieve serve: stopped", flush=True)
     return 0

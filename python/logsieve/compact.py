@@ -534,7 +534,7 @@ def add_compact_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         default=DEFAULT_CLEAN_URI,
         help="the clean Delta table: a directory or s3://bucket/prefix "
-        f"(default {DEFAULT_CLEAN_URI}, where `process --out data` writes)",
+        f"(default: {DEFAULT_CLEAN_URI}, where `process --out data` writes)",
     )
     parser.add_argument(
         "--date",
@@ -547,13 +547,13 @@ def add_compact_arguments(parser: argparse.ArgumentParser) -> None:
         "--target-size",
         default="128MiB",
         metavar="SIZE",
-        help="about the size of each rewritten file (e.g. 128MiB, 64M; default 128MiB)",
+        help="about the size of each rewritten file (e.g. 128MiB, 64M; default: 128MiB)",
     )
     parser.add_argument(
         "--retention-hours",
         default=str(DEFAULT_RETENTION_HOURS),
         metavar="H",
-        help="delete files removed more than H hours ago (default 168: readers of older "
+        help="delete files removed more than H hours ago (default: 168, so readers of older "
         "snapshots keep working for a week)",
     )
     parser.add_argument(
@@ -591,7 +591,7 @@ def run_compact(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
-    else:
+    elif not args.quiet:
         print(format_report(report, every_partition=bool(args.dates)))
     return 0
 

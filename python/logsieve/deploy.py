@@ -10,6 +10,7 @@ touched, and cargo's output goes to a separate target directory that later build
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -79,9 +80,7 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same inputs, same zip byte
 
 
 def add_template_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--format", choices=["json", "yaml"], default="json", help="output format (default json)"
-    )
+    parser.add_argument("--format", choices=["json", "yaml"], default="json", help="output format")
     parser.add_argument(
         "--out", metavar="FILE", help="write the template to FILE instead of standard output"
     )
@@ -93,7 +92,8 @@ def run_template(args: argparse.Namespace) -> int:
     text = render(build_template(), args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {args.out} ({len(text)} bytes)", file=sys.stderr)
+        if not args.quiet:
+            print(f"wrote {args.out} ({len(text)} bytes)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -107,11 +107,12 @@ def add_package_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch", choices=sorted(ARCHES), default="x86_64", help="Lambda architecture"
     )
+    parser.add_argument("--json", action="store_true", help="print the artifact's report as JSON")
     parser.add_argument(
         "--python-version",
         default="3.12",
         metavar="X.Y",
-        help="Lambda runtime's Python (default 3.12, matching the template's PythonRuntime)",
+        help="Lambda runtime's Python (default: 3.12, matching the template's PythonRuntime)",
     )
     parser.add_argument(
         "--source",
@@ -149,8 +150,23 @@ def run_package(args: argparse.Namespace) -> int:
         source=Path(args.source) if args.source else None,
         wheel=Path(args.wheel) if args.wheel else None,
         cargo_target_dir=Path(args.cargo_target_dir),
-        log=lambda text: print(text, file=sys.stderr),
+        log=(lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr)),
     )
+    over = artifact.zipped_bytes > LAMBDA_DIRECT_UPLOAD_LIMIT
+    if args.json:
+        report = {
+            "artifact": str(artifact.zip_path),
+            "wheel": artifact.wheel.name,
+            "packages": artifact.packages,
+            "zipped_bytes": artifact.zipped_bytes,
+            "unzipped_bytes": artifact.unzipped_bytes,
+            "files": artifact.files,
+            "upload_to_s3": over,
+        }
+        print(json.dumps(report, indent=2))
+        return 0
+    if args.quiet:
+        return 0
     print(f"artifact: {artifact.zip_path}")
     print(f"wheel:    {artifact.wheel.name}")
     print(f"packages: {', '.join(artifact.packages)}")
@@ -158,7 +174,7 @@ def run_package(args: argparse.Namespace) -> int:
         f"size:     {_mib(artifact.zipped_bytes)} zipped, {_mib(artifact.unzipped_bytes)} "
         f"unzipped, {artifact.files} files (Lambda limit: 250 MiB unzipped)"
     )
-    if artifact.zipped_bytes > LAMBDA_DIRECT_UPLOAD_LIMIT:
+    if over:
         print("note:     over 50 MiB zipped: upload it to S3 (the template reads it from there)")
     return 0
 

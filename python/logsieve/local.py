@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logsieve.cli import ExitCode, print_capped
 from logsieve.errors import ConcurrentIngestError, ConfigError, LogsieveError
 from logsieve.sources import (
     ByteStream,
@@ -48,8 +49,11 @@ DEFAULT_OUT = "data"
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _STDIN_SPOOL_READ = 1 << 20
-#: Inputs listed one per row in the summary table; the rest are counted (--json lists all).
-TABLE_ROWS = 30
+#: Inputs listed one per row in the summary table: all of them up to this many, else this many
+#: with the most invalid lines (the rest are counted; --json lists all).
+TABLE_ROWS = 10
+#: Notes and failures printed one per line on stderr; the rest are counted (--json lists all).
+MESSAGE_LINES = 20
 #: Inputs are committed together until their bytes reach this; a bigger input is its own commit.
 GROUP_BYTES = 256 << 20
 #: Inputs per commit at most (each adds a transaction to the commit).
@@ -125,13 +129,19 @@ def run_process(args: argparse.Namespace) -> int:
     out = Path(file_url_path(args.out) if args.out.startswith("file:") else args.out).expanduser()
     skipped: list[Path] = []
     found, bad = resolve_local_inputs(args.inputs, exclude=[out], skipped=skipped)
-    for path in skipped:
-        print(f"note: skipped {path}: {skip_reason(path)}", file=sys.stderr)
+    quiet = getattr(args, "quiet", False)
+    if not quiet:
+        print_capped(
+            (f"note: skipped {path}: {skip_reason(path)}" for path in skipped),
+            limit=MESSAGE_LINES,
+            more="note: {count:,} more skipped",
+            file=sys.stderr,
+        )
     if not found and not bad:
         raise ConfigError("no inputs given")
     clean_dir, error_dir = out / "clean", out / "errors"
     chunk_size = args.chunk_size or DEFAULT_CHUNK_SIZE
-    show_progress = not args.json and not args.no_progress and sys.stderr.isatty()
+    show_progress = not (args.json or args.no_progress or quiet) and sys.stderr.isatty()
 
     started = time.perf_counter()
     with ExitStack() as stack, _progress(show_progress, found) as advance:
@@ -143,8 +153,13 @@ def run_process(args: argparse.Namespace) -> int:
             stdin_name=args.stdin_name,
             advance=advance,
         )
-        for note in (o for o in outcomes if o.note):
-            print(f"note: {note.input}: {note.note}", file=sys.stderr)
+        if not quiet:
+            print_capped(
+                (f"note: {o.input}: {o.note}" for o in outcomes if o.note),
+                limit=MESSAGE_LINES,
+                more="note: {count:,} more inputs skipped (--json lists them)",
+                file=sys.stderr,
+            )
         for group in _groups(planned):
             outcomes += _process_group(
                 group, str(clean_dir), str(error_dir), chunk_size=chunk_size, fields=fields
@@ -158,13 +173,18 @@ def run_process(args: argparse.Namespace) -> int:
     if args.json:
         import orjson
 
-        report = _json_report(succeeded, failures, out, elapsed)
+        notes = [o for o in outcomes if o.note]
+        report = _json_report(succeeded, failures, notes, out, elapsed)
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
-    elif succeeded:
-        _print_table(succeeded, out, elapsed)
-    for failure in failures:
-        print(f"logsieve process: error: {failure.input}: {failure.error}", file=sys.stderr)
-    return 1 if failures else 0
+    elif succeeded and not quiet:
+        _print_table(succeeded, failures, out, elapsed)
+    print_capped(
+        (f"logsieve process: error: {f.input}: {f.error}" for f in failures),
+        limit=MESSAGE_LINES,
+        more="logsieve process: error: {count:,} more inputs failed (--json lists all)",
+        file=sys.stderr,
+    )
+    return ExitCode.FAILED if failures else ExitCode.OK
 
 
 def _field_names(args: argparse.Namespace) -> dict[str, str]:
@@ -575,7 +595,11 @@ def _totals(succeeded: list[_Outcome], elapsed: float) -> dict[str, Any]:
 
 
 def _json_report(
-    succeeded: list[_Outcome], failures: list[_Outcome], out: Path, elapsed: float
+    succeeded: list[_Outcome],
+    failures: list[_Outcome],
+    notes: list[_Outcome],
+    out: Path,
+    elapsed: float,
 ) -> dict[str, Any]:
     inputs = []
     for outcome in succeeded:
@@ -587,23 +611,46 @@ def _json_report(
         "errors": _printable(str(out / "errors")),
         "inputs": inputs,
         "failed": [{"input": _printable(f.input), "error": f.error} for f in failures],
+        "skipped": [{"input": _printable(o.input), "note": o.note} for o in notes],
         "totals": _totals(succeeded, elapsed),
     }
 
 
-def _print_table(succeeded: list[_Outcome], out: Path, elapsed: float) -> None:
+def worst_inputs(succeeded: list[_Outcome], limit: int) -> list[_Outcome]:
+    """All inputs, in order, when they are few; else at most `limit` of those with invalid
+    lines, the most (then the highest share) first: where a person looks first."""
+    if len(succeeded) <= limit:
+        return succeeded
+
+    def badness(outcome: _Outcome) -> tuple[int, float]:
+        assert outcome.result is not None
+        result = outcome.result
+        return result.errors, result.errors / result.processed if result.processed else 0.0
+
+    bad = [o for o in succeeded if o.result is not None and o.result.errors]
+    return sorted(bad, key=badness, reverse=True)[:limit]
+
+
+def _print_table(
+    succeeded: list[_Outcome], failures: list[_Outcome], out: Path, elapsed: float
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
     width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((120, 24)).columns, 120)
     console = Console(width=width, highlight=False)
-    table = Table(title=f"logsieve process -> {out}", title_justify="left")
+    shown = worst_inputs(succeeded, TABLE_ROWS)
+    title = f"logsieve process -> {out}"
+    if len(shown) < len(succeeded):
+        which = "the inputs" if len(shown) < TABLE_ROWS else f"the {len(shown)} inputs"
+        title += f": {which} with the most invalid lines, of {len(succeeded):,}"
+    table = Table(title=title, title_justify="left")
     table.add_column("input", overflow="fold")
     for name in ("processed", "valid", "errors", "blank"):
         table.add_column(name, justify="right")
     table.add_column("top errors")
     table.add_column("MB", justify="right")
-    for outcome in succeeded[:TABLE_ROWS]:
+    for outcome in shown:
         result = outcome.result
         assert result is not None
         table.add_row(
@@ -616,12 +663,14 @@ def _print_table(succeeded: list[_Outcome], out: Path, elapsed: float) -> None:
             f"{result.bytes / 1e6:.2f}",
         )
     totals = _totals(succeeded, elapsed)
-    if len(succeeded) > TABLE_ROWS:
-        table.add_row(f"... {len(succeeded) - TABLE_ROWS:,} more inputs (--json lists all)")
+    if len(shown) < len(succeeded):
+        rest = len(succeeded) - len(shown)
+        fine = " with no invalid lines" if len(shown) < TABLE_ROWS else ""
+        table.add_row(f"... {rest:,} more inputs{fine} (--json lists all)")
     if len(succeeded) != 1:
         table.add_section()
         table.add_row(
-            f"total ({totals['inputs']} inputs)",
+            f"total ({totals['inputs']:,} inputs)",
             f"{totals['processed']:,}",
             f"{totals['valid']:,}",
             f"{totals['errors']:,}",
@@ -632,6 +681,8 @@ def _print_table(succeeded: list[_Outcome], out: Path, elapsed: float) -> None:
     console.print(table)
     speed = f"{totals['mb_per_s']:.1f} MB/s" if totals["mb_per_s"] is not None else "-"
     console.print(f"{totals['bytes'] / 1e6:.2f} MB in {elapsed:.2f} s ({speed})")
+    if failures:
+        console.print(f"failed inputs: {len(failures):,} (named on stderr)")
     console.print(f"clean rows:    {out / 'clean'}", soft_wrap=True)
     console.print(f"error records: {out / 'errors'}", soft_wrap=True)
 

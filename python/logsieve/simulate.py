@@ -32,17 +32,23 @@ if TYPE_CHECKING:
 _MAX_VISIBILITY_TIMEOUT = 43200
 
 
+#: The demo's own folder: never a user's data folder (`process --out` writes `data`).
+DEFAULT_DEMO_DIR = "logsieve-demo"
+#: The file that marks a folder as the demo's: only such a folder (or an empty one) is replaced.
+DEMO_MARKER = ".logsieve-demo"
+
+
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
-        default="data/clean",
+        "-o",
+        default=DEFAULT_DEMO_DIR,
         metavar="DIR",
-        help="where to copy the clean table for the API (default: data/clean)",
+        help="the demo's folder: the clean table is copied to DIR/clean and the error records "
+        "to DIR/errors, as `process --out DIR` lays them out; only a new, empty or earlier demo "
+        f"folder is accepted (default: {DEFAULT_DEMO_DIR})",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show the handler's JSON log lines on stderr"
-    )
     parser.add_argument(
         "--visibility-timeout",
         type=int,
@@ -79,11 +85,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.bulk_records < 0:
         raise ConfigError("--bulk-records must not be negative")
     out = Path(args.out).expanduser()
-    try:  # before the demo, not after it: a file in the way fails in a second
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create the directory: {exc.strerror}") from exc
-    _configure_logging(args.verbose)
+    claim_demo_folder(out)  # before the demo, not after it: a wrong folder fails in a second
     report = simulate(
         out=out,
         visibility_timeout=args.visibility_timeout,
@@ -92,24 +94,37 @@ def run_simulate(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
-    else:
+    elif not args.quiet:
         print(format_report(report))
     return 0 if not report["unexpected"] else 1
 
 
-def _configure_logging(verbose: bool) -> None:
-    """The handler logs one JSON line per event; the report says it all unless asked for them."""
-    import logging
-    import sys
+def claim_demo_folder(out: Path) -> None:
+    """Make `out` the demo's folder, or refuse (ConfigError) if it holds anything else.
 
-    log = logging.getLogger("logsieve")
-    if verbose:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.setLevel(logging.INFO)
-    else:
-        handler = logging.NullHandler()
-    log.addHandler(handler)
+    The demo replaces `out/clean` and `out/errors` on every run, so a folder with a user's
+    data (a `process --out` folder, say) must never become one: only a new or empty directory,
+    or one an earlier demo marked, is accepted.
+    """
+    from logsieve.errors import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        marked = (out / DEMO_MARKER).is_file()
+        if not marked and any(out.iterdir()):
+            raise ConfigError(
+                f"--out {out}: the directory holds files `logsieve simulate` did not write; "
+                "the demo replaces DIR/clean and DIR/errors, so it only uses a new or empty "
+                f"directory, or an earlier demo's (default: {DEFAULT_DEMO_DIR})"
+            )
+        if not marked:
+            (out / DEMO_MARKER).write_text(
+                "Written by `logsieve simulate`: its clean table and error records. "
+                "Each demo run replaces them; delete the folder when done.\n",
+                encoding="utf-8",
+            )
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the directory: {exc.strerror}") from exc
 
 
 @dataclass
@@ -226,7 +241,8 @@ def _collect(
     objects = _object_reports(res, samples, outcomes)
     dead_letters = [_dead_letter(letter) for letter in read_dead_letters(clients, res)]
     unexpected = _unexpected(objects, dead_letters)
-    copied = _copy_clean(clients, res, objects, out)
+    copied = _copy_clean(clients, res, objects, out / "clean")
+    errors_copied = _copy_errors(clients, res, out / "errors")
     return {
         "resources": {
             "region": res.region,
@@ -251,6 +267,7 @@ def _collect(
         "alerts": read_alerts(clients, res),
         "dead_letters": dead_letters,
         "clean_copy": {**copied, **_dataset_summary(Path(copied["directory"]), run.today)},
+        "errors_copy": errors_copied,
         "today": run.today.isoformat(),
         "unexpected": unexpected,
     }
@@ -375,6 +392,27 @@ def _copy_clean(
     }
 
 
+def _copy_errors(clients: Clients, res: Resources, out: Path) -> dict[str, Any]:
+    """Copy the error records (`date=.../*.jsonl`, not the ledgers) to `out`, replacing it."""
+    import shutil
+
+    from logsieve.infra import download_prefix
+
+    out = out.expanduser().absolute()
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    files = []
+    for path in download_prefix(clients.s3, res.names.error_bucket, res.names.error_prefix, out):
+        if path.parent.name.startswith("date="):
+            files.append(path)
+        else:  # a ledger: it describes the S3 table's versions, not the local copy's
+            path.unlink()
+    for leftover in sorted(out.rglob("*"), reverse=True):  # the ledgers' emptied folders
+        if leftover.is_dir() and not any(leftover.iterdir()):
+            leftover.rmdir()
+    return {"directory": str(out), "files": sorted(str(p.relative_to(out)) for p in files)}
+
+
 def _dataset_summary(directory: Path, today: date) -> dict[str, Any]:
     """Rows in the local copy and today's logins, read back from the Delta table."""
     import pyarrow.compute as pc
@@ -483,6 +521,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{_plural(len(copy['files']), 'file')}, {copy['rows']} rows; "
         f"logins today ({report['today']}): {copy['logins_today']} by "
         f"{len(copy['users_logged_in_today'])} users",
+        f"Error records copied to {report['errors_copy']['directory']}: "
+        f"{_plural(len(report['errors_copy']['files']), 'file')}",
         f"  serve it: logsieve serve --clean {copy['directory']}",
     ]
     if report["unexpected"]:
