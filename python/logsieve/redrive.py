@@ -228,8 +228,8 @@ def add_redrive_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=("auto", "task", "receive"),
         default="auto",
-        help="task: SQS StartMessageMoveTask; receive: receive, send, delete; auto (default): "
-        "the task where the endpoint supports it",
+        help="task: SQS StartMessageMoveTask; receive: receive, send, delete; auto: the task "
+        "where the endpoint supports it",
     )
     parser.add_argument(
         "--max", type=_positive, metavar="N", help="move at most N messages (receive method)"

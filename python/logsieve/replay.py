@@ -844,7 +844,7 @@ def _add_dates(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--date",
         action="append",
-        default=[],
+        default=None,
         metavar="YYYY-MM-DD",
         help="only error files of this arrival date (repeatable; default: all)",
     )
@@ -878,7 +878,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--code",
         action="append",
-        default=[],
+        default=None,
         metavar="CODE",
         help="only records with this error code (repeatable; default: all)",
     )
@@ -890,7 +890,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from logsieve.storage import FieldNames
 
     names = _field_names(args)
-    selection = Selection.checked(args.date, args.code)
+    selection = Selection.checked(args.date or [], args.code or [])
     clean = args.clean or _join(args.out, "clean")
     report = replay(
         args.errors,
@@ -963,7 +963,7 @@ def add_errors_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_errors(args: argparse.Namespace) -> int:
-    selection = Selection.checked(args.date)
+    selection = Selection.checked(args.date or [])
     s3_client = None
     if args.errors.startswith("s3://"):
         import boto3
