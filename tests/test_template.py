@@ -263,7 +263,7 @@ def test_iam_is_least_privilege(template: dict[str, Any]) -> None:
     may_reach = {  # role -> the buckets its S3 statements may name at all
         "WorkerRole": {bucket_of(b) for b in ("InputBucket", "CleanBucket", "ErrorBucket")},
         "CompactRole": {bucket_of("CleanBucket")},
-        "ApiRole": {bucket_of("CleanBucket")},
+        "ApiRole": {bucket_of("CleanBucket"), bucket_of("ErrorBucket")},  # /errors/summary
     }
     services = {  # role -> the services it may call
         "WorkerRole": {"logs", "s3", "sqs", "sns", "cloudwatch"},
@@ -650,7 +650,13 @@ def test_roles_allow_the_s3_work_and_nothing_beside_it(
         log_key = f"{clean_prefix}/_delta_log/{result.table_version + 1:020d}.json"
         assert denied(lambda: api_s3.put_object(Bucket=clean_bucket, Key=log_key, Body=b"{}"))
         assert denied(lambda: api_s3.get_object(Bucket=input_bucket, Key=key))
-        assert denied(lambda: api_s3.get_object(Bucket=error_bucket, Key=result.error_keys[0]))
+        # The dashboard reads the error records (/errors/summary), and may not change them.
+        error_file = api_s3.get_object(Bucket=error_bucket, Key=result.error_keys[0])["Body"]
+        assert error_file.read().count(b"\n") == sum(log.invalid.values())
+        assert denied(
+            lambda: api_s3.put_object(Bucket=error_bucket, Key=result.error_keys[0], Body=b"")
+        )
+        assert api["Environment"]["Variables"]["LOGSIEVE_ERROR_URI"] == config.error_uri.rstrip("/")
         # The worker replaces and removes its own outputs only.
         scratch = f"{error_prefix}/date=2000-01-01/scratch.jsonl"
         worker_s3.put_object(Bucket=error_bucket, Key=scratch, Body=b"{}\n")

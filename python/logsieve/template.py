@@ -579,6 +579,19 @@ def api_policy() -> Json:
                 "Action": "s3:GetObject",
                 "Resource": bucket_arn("CleanBucket", f"/{CLEAN_PREFIX}/*"),
             },
+            # The dashboard's /errors/summary reads the error records.
+            {
+                "Sid": "ListErrors",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn("ErrorBucket"),
+            },
+            {
+                "Sid": "ReadErrors",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": bucket_arn("ErrorBucket", f"/{ERROR_PREFIX}/*"),
+            },
         ],
     }
 
@@ -629,7 +642,7 @@ def worker_environment() -> Json:
     """The variables `logsieve.aws.handler` reads its configuration from."""
     return {
         "LOGSIEVE_CLEAN_URI": clean_uri(),
-        "LOGSIEVE_ERROR_URI": sub(f"s3://${{ErrorBucket}}/{ERROR_PREFIX}"),
+        "LOGSIEVE_ERROR_URI": error_uri(),
         "LOGSIEVE_ALERT_TOPIC_ARN": ref("AlertTopic"),
         "LOGSIEVE_ERROR_RATE_ALERT": ref("ErrorRateAlert"),
         "LOGSIEVE_METRICS_NAMESPACE": ref("MetricsNamespace"),
@@ -665,6 +678,11 @@ def worker_resources() -> Json:
             },
         },
     }
+
+
+def error_uri() -> Json:
+    """The error records' location, as the worker and the API read it from LOGSIEVE_ERROR_URI."""
+    return sub(f"s3://${{ErrorBucket}}/{ERROR_PREFIX}")
 
 
 def clean_uri() -> Json:
@@ -733,7 +751,10 @@ def api_resources() -> Json:
             API_HANDLER,
             "ApiMemory",
             ref("ApiTimeout"),
-            {"LOGSIEVE_CLEAN_URI": clean_uri()},
+            {
+                "LOGSIEVE_CLEAN_URI": clean_uri(),
+                "LOGSIEVE_ERROR_URI": error_uri(),
+            },
         ),
         "HttpApi": {
             "Type": "AWS::ApiGatewayV2::Api",
