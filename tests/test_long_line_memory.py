@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from logsieve import DEFAULT_CHUNK_SIZE
+
 LINE_MB = 96
-CHUNK_MB = 8  # logsieve's default read chunk
+CHUNK_MB = DEFAULT_CHUNK_SIZE / (1 << 20)  # logsieve's default read chunk
 SHORT = b'{"timestamp":"2025-08-20T10:00:00Z","user_id":1,"action":"login"}\n'
 
 CHILD = r"""

@@ -101,7 +101,7 @@ def add_process_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_size,
         default=None,
         metavar="SIZE",
-        help="bytes read per batch, bounds memory (default: 8MiB)",
+        help="bytes read per batch, bounds memory (default: 4MiB)",
     )
     parser.add_argument(
         "--stdin-name",

@@ -17,7 +17,7 @@ from typing import BinaryIO, TypeVar, Union
 from logsieve import _core
 from logsieve.errors import ConfigError
 
-DEFAULT_CHUNK_SIZE = 8 << 20
+DEFAULT_CHUNK_SIZE = 4 << 20
 """Bytes handed to the core per call: big enough to amortise the call and use every core."""
 
 Source = Union[BinaryIO, Iterable[bytes]]
