@@ -710,9 +710,11 @@ def test_many_sources_at_once_each_appear_exactly_once(tmp_path: Path) -> None:
     logs = {f"s3://in/{i}.jsonl": make_log(days=1, per_day=10 + i) for i in range(10)}
     errors: list[BaseException] = []
 
+    results: dict[str, IngestResult] = {}
+
     def deliver(name: str, log: Log) -> None:
         try:
-            retrying(lambda: run(log, tmp_path, source=name, source_version="e"))
+            results[name] = retrying(lambda: run(log, tmp_path, source=name, source_version="e"))
         except BaseException as exc:  # surfaces in the assertion below
             errors.append(exc)
 
@@ -726,6 +728,12 @@ def test_many_sources_at_once_each_appear_exactly_once(tmp_path: Path) -> None:
     for name, log in logs.items():
         mine = rows.filter(pa.compute.equal(rows["source_id"], name))
         assert sorted(seqs_of(mine)) == sorted(log.valid)
+    # Each result names the commit that stored it, whatever committed after it.
+    clean = str(tmp_path / "clean")
+    for name, result in results.items():
+        app = table.app_id(name)
+        assert DeltaTable(clean, version=result.table_version).transaction_version(app) is not None
+        assert DeltaTable(clean, version=result.table_version - 1).transaction_version(app) is None
 
 
 def test_readers_see_one_committed_version_while_a_source_is_replaced(tmp_path: Path) -> None:
@@ -849,6 +857,13 @@ def test_s3_concurrent_deliveries_and_many_objects_at_once(s3: Any) -> None:
         assert sorted(seqs_of(rows.filter(pa.compute.equal(rows["source_id"], name)))) == sorted(
             log.valid
         )
+    options = table.storage_options(CLEAN_URI, s3)
+    for outcome in outcomes:  # the version each names is the commit that stored its source
+        app = table.app_id(outcome.source)
+        at = DeltaTable(CLEAN_URI, version=outcome.table_version, storage_options=options)
+        before = DeltaTable(CLEAN_URI, version=outcome.table_version - 1, storage_options=options)
+        assert at.transaction_version(app) is not None, outcome
+        assert before.transaction_version(app) is None or outcome.already_ingested, outcome
 
 
 def test_s3_missing_buckets_are_output_errors(s3: Any) -> None:

@@ -45,6 +45,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,8 @@ logger = logging.getLogger("logsieve.storage")
 
 #: Where per-source ledgers live, under the error location (`_` keeps it out of readers' way).
 LEDGER_DIR = "_logsieve/sources"
+#: The commit-info key naming one ingest's commit.
+COMMIT_ID_KEY = "logsieve.commit"
 #: Where groups' markers live (see `group_key`).
 GROUP_DIR = "_logsieve/groups"
 SAMPLE_ERRORS = 5
@@ -1033,6 +1036,9 @@ class _GroupWriter:
         #: The transaction number each source's earlier version is committed under, if any.
         self.replaced = replaced
         self.table_files: table.DataFiles | None = None
+        #: Names this run's commit in its commit info, to find its version afterwards.
+        self.commit_id = uuid.uuid4().hex
+        self.planned_version: int | None = None
 
     def write(self, clean_uri: str, s3_client: Any = None) -> SourceFailure | None:
         """Commit the group; a SourceFailure (nothing committed) if one source was unreadable.
@@ -1058,7 +1064,7 @@ class _GroupWriter:
             raise OutputError(
                 f"cannot commit to the clean table at {clean_uri}: {_reason(exc)}"
             ) from exc
-        self.version = self.snapshot.version()
+        self.version = self._committed_version()
         return None
 
     def _properties(self, retries: int) -> Any:
@@ -1071,9 +1077,24 @@ class _GroupWriter:
                 Transaction(table.app_id(one.identity), table.version_number(one.version))
                 for one in self.sources
             ],
-            custom_metadata={"logsieve.sources": str(len(self.sources))},
+            custom_metadata={
+                "logsieve.sources": str(len(self.sources)),
+                COMMIT_ID_KEY: self.commit_id,
+            },
             max_commit_retries=retries,
         )
+
+    def _committed_version(self) -> int:
+        """The version this run's commit became: other writers may have committed after it
+        by the time the snapshot moved forward, so it is found by the id in its commit info
+        (read from the log: delta-rs numbers `history()` from the snapshot it is asked on)."""
+        latest = self.snapshot.version()
+        if self.planned_version is None or self.table_files is None:
+            return latest
+        for version in range(self.planned_version + 1, latest + 1):
+            if table.commit_info(self.table_files, version).get(COMMIT_ID_KEY) == self.commit_id:
+                return version
+        return latest
 
     def _commit(self, clean_uri: str, s3_client: Any) -> None:
         """logsieve's own data files, published into the table as each is complete (invisible
@@ -1083,6 +1104,7 @@ class _GroupWriter:
         from logsieve import datafiles
 
         _check_schema(self.snapshot, clean_uri)
+        self.planned_version = self.snapshot.version()
         clean = open_sink(clean_uri, s3_client)
         actions: list[Any] = []
         published: list[str] = []

@@ -306,6 +306,21 @@ def log_transactions(snapshot: DeltaTable, files: DataFiles) -> dict[str, int] |
     return recorded
 
 
+def commit_info(files: DataFiles, version: int) -> dict[str, Any]:
+    """The `commitInfo` of one commit of the log ({} when it has none or cannot be read)."""
+    import orjson
+
+    try:
+        with files.fs.open_input_stream(f"{files.root}/_delta_log/{version:020d}.json") as stream:
+            for line in stream.read().splitlines():
+                if b'"commitInfo"' in line:
+                    info = orjson.loads(line).get("commitInfo")
+                    return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
 def open_table(uri: str, s3_client: Any = None, **options: Any) -> DeltaTable | None:
     """The table's latest snapshot, or None when there is no table at `uri` yet."""
     from deltalake import DeltaTable
