@@ -528,6 +528,32 @@ def test_a_file_name_that_is_not_utf8_is_processed(tmp_path: Path) -> None:
     assert "\\xff" in shown
 
 
+def test_names_that_print_alike_keep_each_others_error_records(tmp_path: Path) -> None:
+    """`bad\\xff.jsonl` spelled out and a name holding the byte 0xff both print as
+    `bad\\xff.jsonl`; a new version of one must not take the other's error lines along."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    byte_name = os.fsencode(logs) + b"/bad\xff.jsonl"
+    text_name = logs / "bad\\xff.jsonl"
+    with open(byte_name, "wb") as file:
+        file.write(b"".join(line + b"\n" for line in make_lines(7)))
+    text_lines = lines_from(b"not json at all", 3, 5)
+    text_name.write_bytes(b"".join(line + b"\n" for line in text_lines))
+    out = tmp_path / "out"
+    assert cli_subprocess(str(logs), "--out", str(out)).returncode == 0
+    before = len(error_records(out))
+    with open(byte_name, "ab") as file:  # a new version of the byte-named file
+        file.write(b"still not json\n")
+
+    result = cli_subprocess(str(logs), "--out", str(out))
+
+    assert result.returncode == 0, result.stderr
+    errors = error_records(out)
+    assert len(errors) == before + 1
+    text_errors = [r for r in errors if r.get("raw") == "not json at all"]
+    assert len(text_errors) == 1  # the spelled-out name's invalid line is still there
+
+
 def test_an_output_that_cannot_be_written_is_reported_once(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     for number in range(13):

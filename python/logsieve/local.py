@@ -457,15 +457,23 @@ def _printable(name: str) -> str:
 
 
 def _groups(planned: list[_Planned]) -> list[list[_Planned]]:
-    """Inputs in commit groups of at most GROUP_BYTES (bigger inputs alone), in input order."""
+    """Inputs in commit groups of at most GROUP_BYTES (bigger inputs alone), in input order.
+
+    A group's sources share error files, where a source's lines are known by its name: two
+    inputs whose printable names are equal (`bad\\xff.jsonl` written out, and a name with the
+    byte 0xff) never share a group, or replacing one would take the other's lines along.
+    """
     groups: list[list[_Planned]] = []
     current: list[_Planned] = []
+    names: set[str] = set()
     size = 0
     for entry in planned:
-        if current and (size + entry.size > GROUP_BYTES or len(current) >= GROUP_INPUTS):
+        full = size + entry.size > GROUP_BYTES or len(current) >= GROUP_INPUTS
+        if current and (full or entry.source.name in names):
             groups.append(current)
-            current, size = [], 0
+            current, names, size = [], set(), 0
         current.append(entry)
+        names.add(entry.source.name)
         size += entry.size
     if current:
         groups.append(current)
