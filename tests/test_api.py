@@ -33,7 +33,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import AddAction
 
-from logsieve.api import (
+from logsieve.api.app import (
     ACCEPTED_PARAMETERS,
     BackgroundServer,
     CleanTable,
@@ -41,7 +41,7 @@ from logsieve.api import (
     day_window,
     openapi_document,
 )
-from logsieve.table import storage_options, table_schema, table_uri
+from logsieve.storage.table import storage_options, table_schema, table_uri
 
 UTC = timezone.utc
 BASE = datetime(2025, 8, 20, tzinfo=UTC)
@@ -777,7 +777,7 @@ def test_serve_command_refuses_a_port_out_of_range() -> None:
 
 
 def test_serve_command_reports_a_busy_port(dataset) -> None:
-    from logsieve.api import bind_socket
+    from logsieve.api.app import bind_socket
 
     busy = bind_socket("127.0.0.1", 0)
     busy.listen()

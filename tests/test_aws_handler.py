@@ -13,10 +13,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from logsieve import aws
+from logsieve.aws import pipeline as aws
 from logsieve.errors import ConfigError, EventError
-from logsieve.infra import drain_queue, list_keys, read_alerts, read_metrics
-from logsieve.samples import (
+from logsieve.sim.infra import drain_queue, list_keys, read_alerts, read_metrics
+from logsieve.sim.samples import (
     SampleLine,
     every_error_lines,
     join_lines,
@@ -24,7 +24,7 @@ from logsieve.samples import (
     utc_today,
     web_lines,
 )
-from logsieve.table import open_table, table_schema
+from logsieve.storage.table import open_table, table_schema
 
 TODAY = utc_today()
 #: What the keys of the per-source ledgers (not error records) contain.
@@ -404,7 +404,7 @@ def race_newer_version(
 
     Returns the old run's outcome, the other worker's outcomes and the new version's ETag.
     """
-    from logsieve.infra import Clients
+    from logsieve.sim.infra import Clients
 
     (old_message,) = upload(clients, res, key, join_lines(old))
     config = aws.HandlerConfig.from_env()
@@ -491,7 +491,7 @@ def test_last_receive_in_a_batch_is_final_even_after_an_earlier_one(aws_stack: A
 
 def process_at_once(refs: list[aws.ObjectRef]) -> list[aws.ObjectOutcome]:
     """Each ref processed by its own worker (own clients, own thread), all released together."""
-    from logsieve.infra import Clients
+    from logsieve.sim.infra import Clients
 
     config = aws.HandlerConfig.from_env()
     workers = [

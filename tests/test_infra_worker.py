@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from logsieve.aws import ALERT_OBJECT_FAILED, Pipeline
-from logsieve.infra import (
+from logsieve.aws.pipeline import ALERT_OBJECT_FAILED, Pipeline
+from logsieve.aws.worker import Worker
+from logsieve.sim.infra import (
     Clients,
     ResourceNames,
     list_keys,
@@ -20,9 +21,8 @@ from logsieve.infra import (
     read_alerts,
     read_dead_letters,
 )
-from logsieve.samples import join_lines, mobile_lines, utc_today, web_lines
-from logsieve.table import open_table
-from logsieve.worker import Worker
+from logsieve.sim.samples import join_lines, mobile_lines, utc_today, web_lines
+from logsieve.storage.table import open_table
 
 TODAY = utc_today()
 

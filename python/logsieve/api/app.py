@@ -1,5 +1,5 @@
 """The HTTP API over the clean Delta table: /logins_today, /readyz, /healthz, /openapi.json, /docs
-(the dashboard at / and its endpoints are in `logsieve.dashboard`).
+(the dashboard at / and its endpoints are in `logsieve.api.dashboard`).
 
 Every answer is counted from one committed snapshot of the table: the data files live at one
 version, as the Delta log says (the directory also holds files that overwrites and compaction
@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 from logsieve import _core
 from logsieve.errors import ConfigError, InternalError, QueryParameterError, SourceError
-from logsieve.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
+from logsieve.storage.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
 
 if TYPE_CHECKING:
     import pyarrow
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from logsieve.dashboard import QueueProbe
-    from logsieve.error_records import ErrorRecords
+    from logsieve.api.dashboard import QueueProbe
+    from logsieve.api.error_records import ErrorRecords
 
 CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
 DEFAULT_REFRESH_INTERVAL = 1.0
@@ -916,8 +916,8 @@ def create_app(
     from starlette.staticfiles import StaticFiles
     from swagger_ui_bundle import swagger_ui_path
 
-    from logsieve.activity import ActivityIndex
-    from logsieve.dashboard import routes as dashboard_routes
+    from logsieve.api.activity import ActivityIndex
+    from logsieve.api.dashboard import routes as dashboard_routes
 
     table = CleanTable(resolve_clean_uri(clean_uri), refresh_interval=refresh_interval)
     errors = open_error_records(errors_uri, table.uri, refresh_interval)
@@ -1000,7 +1000,7 @@ def open_error_records(
 ) -> ErrorRecords | None:
     """The error records: the location given, else $LOGSIEVE_ERROR_URI, else a local table's
     sibling `errors/`; None when none is known (then /errors/summary says how to name one)."""
-    from logsieve.error_records import ERROR_URI_ENV, ErrorRecords, default_error_uri
+    from logsieve.api.error_records import ERROR_URI_ENV, ErrorRecords, default_error_uri
 
     uri = errors_uri or os.environ.get(ERROR_URI_ENV, "").strip()
     if uri:
@@ -1078,7 +1078,7 @@ def openapi_document() -> dict[str, Any]:
         "description": "An unknown or malformed query parameter; the body names it.",
         "content": json_content("ParameterError"),
     }
-    from logsieve.dashboard import openapi_paths, openapi_schemas
+    from logsieve.api.dashboard import openapi_paths, openapi_schemas
 
     document: dict[str, Any] = {
         "openapi": "3.0.3",

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from logsieve.api import (
+from logsieve.api.app import (
     CleanTable,
     DataFile,
     DayWindow,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logsieve.aws import HandlerOutcome, Pipeline, log_line
+from logsieve.aws.pipeline import HandlerOutcome, Pipeline, log_line
 
 logger = logging.getLogger("logsieve.worker")
 
@@ -104,7 +104,7 @@ class Worker:
         eventually move to the dead-letter queue; this waits for all of that to settle.
         Returns the outcomes of this call; raises TimeoutError if the queue never went idle.
         """
-        from logsieve.infra import queue_depth
+        from logsieve.sim.infra import queue_depth
 
         start = len(self.outcomes)
         deadline = time.monotonic() + timeout
@@ -121,7 +121,7 @@ class Worker:
                 self.poll_once()
                 backoff = 1.0
             except Exception as exc:
-                from logsieve.aws import describe_failure
+                from logsieve.aws.pipeline import describe_failure
 
                 logger.error(
                     log_line("poll_failed", queue=self.queue_url, error=describe_failure(exc))

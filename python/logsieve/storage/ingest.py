@@ -25,8 +25,8 @@ Guarantees:
   between) is ingested again by its next delivery, so no invalid line is lost.
 * All or nothing per source: a source that fails mid-way (a truncated gzip) commits nothing,
   its previous rows stay; in a group the others are committed without it.
-* Memory: rows are written by `logsieve.datafiles` as they come and earlier files are rewritten
-  a row group at a time, so memory stays bounded (docs/storage.md, "Memory", has the
+* Memory: rows are written by `logsieve.storage.datafiles` as they come and earlier files are
+  rewritten a row group at a time, so memory stays bounded (docs/storage.md, "Memory", has the
   measurements).
 """
 
@@ -54,9 +54,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict
 
 import orjson
 
-from logsieve import DEFAULT_CHUNK_SIZE, table
+from logsieve import DEFAULT_CHUNK_SIZE
 from logsieve.errors import ConcurrentIngestError, ConfigError, LogsieveError, OutputError
-from logsieve.table import file_url_path
+from logsieve.storage import table
+from logsieve.storage.table import file_url_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -1080,7 +1081,7 @@ class _GroupWriter:
         until the commit), and the files holding the sources' earlier rows removed, all in one
         commit; the published files are taken back if it fails. Memory stays bounded: rows
         are written as they come, earlier files are rewritten a row group at a time."""
-        from logsieve import datafiles
+        from logsieve.storage import datafiles
 
         _check_schema(self.snapshot, clean_uri)
         clean = open_sink(clean_uri, s3_client)

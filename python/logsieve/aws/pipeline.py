@@ -3,8 +3,8 @@
 `handler(event, context)` is the Lambda entry point. It accepts every shape in which S3 announces
 a new object (a direct S3 notification, an SQS message carrying one, an SNS notification, SNS
 delivered through SQS, an EventBridge "Object Created" event), processes each object with
-`logsieve.storage.ingest`, publishes CloudWatch metrics, and alerts through SNS when an object's
-error rate is too high or the object fails for good.
+`logsieve.storage.ingest.ingest`, publishes CloudWatch metrics, and alerts through SNS when an
+object's error rate is too high or the object fails for good.
 
 Retries are safe because each commit replaces the object's earlier rows and records the version
 (ETag) it holds: a repeated notification for the same version commits nothing, not even metrics
@@ -39,8 +39,8 @@ from logsieve.errors import ConcurrentIngestError, ConfigError, EventError, Outp
 from logsieve.memory import use_lean_arrow_pool
 
 if TYPE_CHECKING:
-    from logsieve.infra import Clients
-    from logsieve.storage import IngestResult
+    from logsieve.sim.infra import Clients
+    from logsieve.storage.ingest import IngestResult
 
 logger = logging.getLogger("logsieve.aws")
 
@@ -469,7 +469,7 @@ class Pipeline:
         the retry finds a version someone else committed meanwhile already stored.
         """
         from logsieve.sources import open_s3_object
-        from logsieve.storage import ingest
+        from logsieve.storage.ingest import ingest
 
         for attempt in range(1, _INGEST_ATTEMPTS + 1):
             stream, info = open_s3_object(self.s3, ref.bucket, ref.key)
@@ -720,7 +720,7 @@ _CLIENTS: dict[tuple[str | None, str | None], Any] = {}
 
 def _shared_clients() -> Clients:
     """One set of clients per endpoint and region, reused across warm invocations."""
-    from logsieve.infra import Clients
+    from logsieve.sim.infra import Clients
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     cache_key = (os.environ.get("AWS_ENDPOINT_URL"), region)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from logsieve.api import (
+from logsieve.api.app import (
     ACCEPTED_PARAMETERS,
     CleanTable,
     _BoundedCache,
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from logsieve.activity import ActivityIndex, DayActivity
-    from logsieve.error_records import ErrorRecords
+    from logsieve.api.activity import ActivityIndex, DayActivity
+    from logsieve.api.error_records import ErrorRecords
 
 _UTC = timezone.utc
 #: Commits looked at, newest first, to find the latest ingests (compactions are skipped).
@@ -253,7 +253,7 @@ def dashboard_html() -> str:
     """The page, a data file of the package."""
     from importlib.resources import files
 
-    return (files("logsieve") / "static" / "dashboard.html").read_text(encoding="utf-8")
+    return (files("logsieve.api") / "static" / "dashboard.html").read_text(encoding="utf-8")
 
 
 def routes(
