@@ -21,7 +21,9 @@ import pytest
 from logsieve.cli import main
 from logsieve.errors import OutputError
 from logsieve.storage import table
-from logsieve.storage.ingest import FieldNames, ingest, raw_bytes
+from logsieve.storage.error_files import raw_bytes
+from logsieve.storage.identity import FieldNames
+from logsieve.storage.ingest import ingest
 from logsieve.storage.replay import REPLAY_DIR, ReplayReport, Selection, replay, summarize
 
 ARRIVAL = datetime(2025, 9, 2, 8, 0, tzinfo=timezone.utc)

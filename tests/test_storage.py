@@ -24,17 +24,11 @@ from deltalake import DeltaTable, write_deltalake
 from logsieve.errors import ConcurrentIngestError, ConfigError, OutputError, SourceError
 from logsieve.sources import decompressing
 from logsieve.storage import table
-from logsieve.storage.ingest import (
-    IngestResult,
-    Source,
-    ingest,
-    ingest_group,
-    ledger_key,
-    raw_bytes,
-    source_id,
-    stored_result,
-    version_tag,
-)
+from logsieve.storage.error_files import raw_bytes
+from logsieve.storage.identity import Source, source_id
+from logsieve.storage.ingest import ingest, ingest_group, stored_result
+from logsieve.storage.ledgers import ledger_key, version_tag
+from logsieve.storage.results import IngestResult
 
 CLEAN_COLUMNS = ["timestamp", "day_of_week", "event_time", "user_id", "action", "extra"]
 ARRIVAL = datetime(2025, 9, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2)))  # 2025-09-02 UTC

@@ -40,7 +40,7 @@ from logsieve.memory import use_lean_arrow_pool
 
 if TYPE_CHECKING:
     from logsieve.sim.infra import Clients
-    from logsieve.storage.ingest import IngestResult
+    from logsieve.storage.results import IngestResult
 
 logger = logging.getLogger("logsieve.aws")
 

@@ -43,7 +43,9 @@ from logsieve.sources import (
 from logsieve.storage.table import file_url_path
 
 if TYPE_CHECKING:
-    from logsieve.storage.ingest import IngestResult, Source, StoredContent
+    from logsieve.storage.identity import Source
+    from logsieve.storage.ingest import StoredContent
+    from logsieve.storage.results import IngestResult
 
 DEFAULT_OUT = "data"
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
@@ -322,7 +324,7 @@ class _Candidate:
         return _is_prefix(self.item.path, other.item.path)
 
     def planned(self, identity: str, advance: Any) -> _Planned:
-        from logsieve.storage.ingest import ContentMark, Source
+        from logsieve.storage.identity import ContentMark, Source
 
         if self.source is not None:  # stdin
             return _Planned(self.order, self.item, self.source, self.size)
@@ -349,7 +351,7 @@ class _Candidate:
 def _candidate(
     order: int, item: LocalInput, stack: ExitStack, *, stdin_name: str | None, advance: Any
 ) -> _Candidate:
-    from logsieve.storage.ingest import Source
+    from logsieve.storage.identity import Source
 
     if item.is_stdin:
         spooled, digest = _spool_stdin(stack)
@@ -480,7 +482,8 @@ def _process_group(
     chunk_size: int,
     fields: dict[str, str],
 ) -> list[_Outcome]:
-    from logsieve.storage.ingest import FieldNames, ingest_group
+    from logsieve.storage.identity import FieldNames
+    from logsieve.storage.ingest import ingest_group
 
     names = FieldNames(fields["timestamp_field"], fields["user_id_field"], fields["action_field"])
     try:
