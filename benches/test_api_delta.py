@@ -48,7 +48,8 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import AddAction
 
-from logsieve.api.app import CleanTable, day_window
+from logsieve.api.dataset import CleanTable
+from logsieve.api.queries import day_window
 from logsieve.storage.compact import compact
 from logsieve.storage.table import create_table, table_schema
 

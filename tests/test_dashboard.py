@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from logsieve.api.app import BackgroundServer, create_app
+from logsieve.api.app import create_app
 from logsieve.api.dashboard import QueueProbe
+from logsieve.api.serving import BackgroundServer
 from logsieve.errors import ConfigError
 from logsieve.storage.compact import compact
 from logsieve.storage.ingest import ingest

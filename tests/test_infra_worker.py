@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from logsieve.aws.pipeline import ALERT_OBJECT_FAILED, Pipeline
+from logsieve.aws.notifications import ALERT_OBJECT_FAILED
+from logsieve.aws.pipeline import Pipeline
 from logsieve.aws.worker import Worker
 from logsieve.sim.infra import (
     Clients,

@@ -172,7 +172,7 @@ def test_a_cold_lambda_ingests_with_lean_jemalloc(in_lambda: bool, moto_endpoint
         import json, os, sys
         from urllib.parse import urlsplit
         assert urlsplit(os.environ["AWS_ENDPOINT_URL"]).hostname == "127.0.0.1"
-        from logsieve.aws import pipeline as aws
+        from logsieve import aws
         from logsieve.sim.infra import Clients, ResourceNames, drain_queue, provision
         from logsieve.sim.samples import join_lines, utc_today, web_lines
 

@@ -470,7 +470,7 @@ def test_stack_deploys_into_moto(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from moto import mock_aws
 
-    from logsieve.aws.pipeline import HandlerConfig
+    from logsieve.aws.config import HandlerConfig
 
     with mock_aws(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # moto warns about each resource type it skips
@@ -575,7 +575,8 @@ def test_roles_allow_the_s3_work_and_nothing_beside_it(
     from botocore.exceptions import ClientError
     from moto.core.authorization import enable_iam_authentication
 
-    from logsieve.aws.pipeline import HandlerConfig, Pipeline
+    from logsieve.aws.config import HandlerConfig
+    from logsieve.aws.pipeline import Pipeline
 
     session = boto3.session.Session(region_name=REGION)
 

@@ -17,18 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from logsieve.api.app import (
-    ACCEPTED_PARAMETERS,
-    CleanTable,
-    _BoundedCache,
-    _first_line,
-    day_of,
-    error_response,
-    json_response,
-    open_clean_location,
-    parse_date,
-    query_parameters,
-)
+from logsieve.api.app import error_response, json_response
+from logsieve.api.dataset import CleanTable, _BoundedCache, _first_line, open_clean_location
+from logsieve.api.queries import ACCEPTED_PARAMETERS, day_of, parse_date, query_parameters
 from logsieve.errors import QueryParameterError, SourceError
 
 if TYPE_CHECKING:

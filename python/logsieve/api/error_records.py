@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from logsieve.api.app import _BoundedCache, _first_line, open_clean_location
+from logsieve.api.dataset import _BoundedCache, _first_line, open_clean_location
 from logsieve.errors import ConfigError, SourceError
 from logsieve.storage.table import table_uri
 

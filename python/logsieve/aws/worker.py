@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logsieve.aws.pipeline import HandlerOutcome, Pipeline, log_line
+from logsieve.aws.logs import log_line
+from logsieve.aws.pipeline import HandlerOutcome, Pipeline
 
 logger = logging.getLogger("logsieve.worker")
 
@@ -121,7 +122,7 @@ class Worker:
                 self.poll_once()
                 backoff = 1.0
             except Exception as exc:
-                from logsieve.aws.pipeline import describe_failure
+                from logsieve.aws.logs import describe_failure
 
                 logger.error(
                     log_line("poll_failed", queue=self.queue_url, error=describe_failure(exc))

@@ -22,7 +22,8 @@ from logsieve.cli import ExitCode
 from logsieve.errors import ConfigError
 
 if TYPE_CHECKING:
-    from logsieve.aws.pipeline import HandlerConfig, HandlerOutcome
+    from logsieve.aws.config import HandlerConfig
+    from logsieve.aws.pipeline import HandlerOutcome
 
 #: Seconds `validate` waits for an endpoint: it answers a question, it should not hang.
 _VALIDATE_TIMEOUT = 5
@@ -97,7 +98,8 @@ def _read_event(spec: str) -> Any:
 
 def run_invoke(args: argparse.Namespace) -> int:
     """Run the handler once; exit 1 when an object or message failed (as Lambda would retry)."""
-    from logsieve.aws.pipeline import HandlerConfig, Pipeline
+    from logsieve.aws.config import HandlerConfig
+    from logsieve.aws.pipeline import Pipeline
     from logsieve.sim.infra import Clients
 
     event = _read_event(args.event)
@@ -167,7 +169,7 @@ class Check:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Check configuration, then each resource; exit 2 for configuration, 1 for a resource."""
-    from logsieve.aws.pipeline import HandlerConfig
+    from logsieve.aws.config import HandlerConfig
 
     try:
         config = HandlerConfig.from_env()
@@ -266,7 +268,7 @@ def _check_location(name: str, uri: str, s3: Any, *, table: bool) -> Check:
 
 def _reason(exc: BaseException) -> str:
     """One line for a failed request: botocore's error code and message, or the exception."""
-    from logsieve.aws.pipeline import describe_failure
+    from logsieve.aws.logs import describe_failure
 
     response = getattr(exc, "response", None)
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None

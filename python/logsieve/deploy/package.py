@@ -547,7 +547,7 @@ def trim(staging: Path) -> None:
         for pattern in patterns:
             for path in (staging / package).glob(pattern):
                 path.unlink()
-    from logsieve.api.app import DOCS_ASSETS
+    from logsieve.api.openapi import DOCS_ASSETS
 
     for path in (staging / "swagger_ui_bundle" / "vendor").glob("*/*"):
         if path.is_file() and path.name not in DOCS_ASSETS:

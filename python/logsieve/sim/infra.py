@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from logsieve.aws.pipeline import HandlerConfig
+    from logsieve.aws.config import HandlerConfig
 
 DEFAULT_REGION = "us-east-1"
 
@@ -153,7 +153,7 @@ class Resources:
 
     def handler_config(self, **overrides: Any) -> HandlerConfig:
         """A `HandlerConfig` for these resources (defaults for threshold and namespace)."""
-        from logsieve.aws.pipeline import HandlerConfig
+        from logsieve.aws.config import HandlerConfig
 
         return HandlerConfig.from_env({**self.environment()}, **overrides)
 

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logsieve.api.app import (
-    LOG_LEVELS,
+from logsieve.api.app import LOG_LEVELS, create_app
+from logsieve.api.serving import (
     BackgroundServer,
     bind_socket,
-    create_app,
     port_number,
     shutdown_signals,
     url_host,

@@ -322,7 +322,7 @@ def _object_reports(
 
 
 def _dead_letter(letter: dict[str, Any]) -> dict[str, Any]:
-    from logsieve.aws.pipeline import objects_in
+    from logsieve.aws.events import objects_in
     from logsieve.errors import EventError
 
     try:
