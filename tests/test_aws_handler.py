@@ -407,7 +407,7 @@ def race_newer_version(
 
     Returns the old run's outcome, the other worker's outcomes and the new version's ETag.
     """
-    from logsieve.sim.infra import Clients
+    from logsieve.aws.clients import Clients
 
     (old_message,) = upload(clients, res, key, join_lines(old))
     config = HandlerConfig.from_env()
@@ -494,7 +494,7 @@ def test_last_receive_in_a_batch_is_final_even_after_an_earlier_one(aws_stack: A
 
 def process_at_once(refs: list[ObjectRef]) -> list[ObjectOutcome]:
     """Each ref processed by its own worker (own clients, own thread), all released together."""
-    from logsieve.sim.infra import Clients
+    from logsieve.aws.clients import Clients
 
     config = HandlerConfig.from_env()
     workers = [Pipeline.from_clients(config, Clients.create(region_name="us-east-1")) for _ in refs]

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from logsieve.sim.infra import Clients, Resources
+from logsieve.aws.clients import Clients
+from logsieve.sim.infra import Resources
 from logsieve.storage.table import open_table
 
 LINES = (

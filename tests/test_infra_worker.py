@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from logsieve.aws.clients import Clients
 from logsieve.aws.notifications import ALERT_OBJECT_FAILED
 from logsieve.aws.pipeline import Pipeline
 from logsieve.aws.worker import Worker
 from logsieve.sim.infra import (
-    Clients,
     ResourceNames,
     list_keys,
     prepare_local_environment,

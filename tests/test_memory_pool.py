@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
+from logsieve.aws.clients import Clients
 from logsieve.memory import LEAN_JEMALLOC_CONF, pyarrow_has_jemalloc
-from logsieve.sim.infra import Clients
 from logsieve.sim.samples import join_lines, utc_today, web_lines
 from logsieve.storage.table import open_table
 
@@ -173,7 +173,8 @@ def test_a_cold_lambda_ingests_with_lean_jemalloc(in_lambda: bool, moto_endpoint
         from urllib.parse import urlsplit
         assert urlsplit(os.environ["AWS_ENDPOINT_URL"]).hostname == "127.0.0.1"
         from logsieve import aws
-        from logsieve.sim.infra import Clients, ResourceNames, drain_queue, provision
+        from logsieve.aws.clients import Clients
+        from logsieve.sim.infra import ResourceNames, drain_queue, provision
         from logsieve.sim.samples import join_lines, utc_today, web_lines
 
         lines = web_lines(utc_today())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from logsieve.api.dataset import DEFAULT_REFRESH_INTERVAL, CleanTable
 from logsieve.api.openapi import DOCS_ASSETS, docs_page, openapi_document
 from logsieve.api.queries import _UTC, parse_logins_query
+from logsieve.api.responses import error_response, json_response
 from logsieve.api.serving import BackgroundServer, is_wildcard, port_number, shutdown_signals
 from logsieve.errors import ConfigError, QueryParameterError, SourceError
 
@@ -166,21 +167,6 @@ def resolve_clean_uri(clean_uri: str | None) -> str:
     if not uri:
         raise ConfigError(f"no clean table given: pass --clean URI or set {CLEAN_URI_ENV}")
     return uri
-
-
-def json_response(body: Any, status_code: int = 200, headers: Any = None) -> Response:
-    """A JSON response serialised by orjson."""
-    import orjson
-    from starlette.responses import Response
-
-    return Response(
-        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
-    )
-
-
-def error_response(status_code: int, message: str, headers: Any = None, **fields: str) -> Response:
-    """The one error shape every endpoint uses: {"error": ..., plus context fields}."""
-    return json_response({"error": message, **fields}, status_code=status_code, headers=headers)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from logsieve.api.app import error_response, json_response
 from logsieve.api.dataset import CleanTable, _BoundedCache, _first_line, open_clean_location
 from logsieve.api.queries import ACCEPTED_PARAMETERS, day_of, parse_date, query_parameters
+from logsieve.api.responses import error_response, json_response
 from logsieve.errors import QueryParameterError, SourceError
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ from logsieve.errors import ConcurrentIngestError, ConfigError, OutputError
 from logsieve.memory import use_lean_arrow_pool
 
 if TYPE_CHECKING:
-    from logsieve.sim.infra import Clients
+    from logsieve.aws.clients import Clients
     from logsieve.storage.results import IngestResult
 
 
@@ -375,7 +375,7 @@ _CLIENTS: dict[tuple[str | None, str | None], Any] = {}
 
 def _shared_clients() -> Clients:
     """One set of clients per endpoint and region, reused across warm invocations."""
-    from logsieve.sim.infra import Clients
+    from logsieve.aws.clients import Clients
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     cache_key = (os.environ.get("AWS_ENDPOINT_URL"), region)

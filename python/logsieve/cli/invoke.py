@@ -98,9 +98,9 @@ def _read_event(spec: str) -> Any:
 
 def run_invoke(args: argparse.Namespace) -> int:
     """Run the handler once; exit 1 when an object or message failed (as Lambda would retry)."""
+    from logsieve.aws.clients import Clients
     from logsieve.aws.config import HandlerConfig
     from logsieve.aws.pipeline import Pipeline
-    from logsieve.sim.infra import Clients
 
     event = _read_event(args.event)
     config = HandlerConfig.from_env()

@@ -220,9 +220,10 @@ def start_moto(host: str, port: int) -> Any:
 
 
 def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) -> int:
+    from logsieve.aws.clients import Clients
     from logsieve.aws.pipeline import Pipeline
     from logsieve.aws.worker import Worker
-    from logsieve.sim.infra import Clients, prepare_local_environment, provision
+    from logsieve.sim.infra import prepare_local_environment, provision
 
     moto_host, moto_port = moto.get_host_and_port()
     aws_url = f"http://{url_host(moto_host)}:{moto_port}"

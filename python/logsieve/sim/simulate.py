@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from logsieve.aws.clients import Clients
     from logsieve.aws.pipeline import HandlerOutcome
-    from logsieve.sim.infra import Clients, Resources
+    from logsieve.sim.infra import Resources
     from logsieve.sim.samples import SampleObject
 
 
@@ -145,7 +146,8 @@ def simulate(
     today: date | None = None,
 ) -> dict[str, Any]:
     """Run the demo and return the report as a JSON-ready dict."""
-    from logsieve.sim.infra import Clients, ResourceNames, prepare_local_environment, provision
+    from logsieve.aws.clients import Clients
+    from logsieve.sim.infra import ResourceNames, prepare_local_environment, provision
 
     region = prepare_local_environment()
     from logsieve.aws.pipeline import Pipeline
