@@ -820,18 +820,11 @@ def _commit(
     return snapshot.version()
 
 
-@contextlib.contextmanager
 def _writing(sink: Any, doing: str) -> Any:
     """Output-side failures as one OutputError line: cannot `doing`: reason."""
-    from logsieve.errors import LogsieveError
-    from logsieve.storage.sinks import _reason
+    from logsieve.storage.sinks import _output_errors
 
-    try:
-        yield
-    except LogsieveError:
-        raise
-    except Exception as exc:
-        raise OutputError(f"cannot {doing}: {_reason(exc)}") from exc
+    return _output_errors(doing)
 
 
 # --- the commands -----------------------------------------------------------------------------
