@@ -59,7 +59,7 @@ def bench_dir() -> Path:
 
 def build_dataset(rows: int, days: int, root: Path | None = None) -> Path:
     """`rows` rows spread evenly over `days` UTC days; reused when already built."""
-    from logsieve.table import create_table
+    from logsieve.storage.table import create_table
 
     clean = (root or bench_dir()) / f"delta-rows{rows}-days{days}"
     marker = clean / "_complete.json"
@@ -83,7 +83,7 @@ def append_source(table: Any, day: date, rows: int, seed: int) -> None:
     import pyarrow.compute as pc
     from deltalake import write_deltalake
 
-    from logsieve.table import table_schema, writer_properties
+    from logsieve.storage.table import table_schema, writer_properties
 
     def uniform_ints(high: int, salt: int) -> pa.Array:
         noise = pc.random(rows, initializer=seed * 7 + salt)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import logsieve
 from end_to_end import logsieve_ingest
-from logsieve import storage
+from logsieve.storage import ingest as storage
 
 
 def _stream(path: Path, out: Path) -> None:

@@ -37,8 +37,8 @@ def _error_record(number: int, code: str, raw: bytes) -> dict[str, Any]:
 
 
 def logsieve_ingest(path: Path, out: Path) -> tuple[int, int]:
-    """`logsieve.storage.ingest`: what `logsieve process FILE` runs for each input."""
-    from logsieve.storage import ingest
+    """`logsieve.storage.ingest.ingest`: what `logsieve process FILE` runs for each input."""
+    from logsieve.storage.ingest import ingest
 
     with path.open("rb") as stream:
         result = ingest(

@@ -4,10 +4,10 @@
 
 Writes a file holding a few short lines around one line of `--mb` MB (a valid record whose
 `extra` member is that long, or an invalid line whose `raw` is), streams it through
-`logsieve.process_stream` (4 MiB chunks, the default) in a child process that also asks for each batch's
-Arrow data and writes its error lines, as `logsieve process` does, and prints the child's peak
-RSS (VmHWM and ru_maxrss) as a multiple of the longest line, also above the peak of the same
-child on a file without the long line (the interpreter and libraries). `--cli` measures
+`logsieve.process_stream` (4 MiB chunks, the default) in a child process that also asks for each
+batch's Arrow data and writes its error lines, as `logsieve process` does, and prints the child's
+peak RSS (VmHWM and ru_maxrss) as a multiple of the longest line, also above the peak of the
+same child on a file without the long line (the interpreter and libraries). `--cli` measures
 `logsieve process FILE --out DIR` as a whole instead.
 """
 

@@ -9,8 +9,8 @@ pipeline stores what producers upload. Measured, each as extra_info and printed:
 * after one new object: a warm reader answering right after one more object is committed
   (`update_incremental`, the new add action, one file read, the cached files summed). Target:
   <= 50 ms.
-* after `logsieve compact` (`logsieve.compact.compact`, which also writes a checkpoint): a new
-  reader on the compacted day, against a day written as one file. Target: within 2x.
+* after `logsieve compact` (`logsieve.storage.compact.compact`, which also writes a checkpoint):
+  a new reader on the compacted day, against a day written as one file. Target: within 2x.
 
 Committing 5,000 objects one per commit takes delta-rs tens of minutes (each commit costs more
 as the table grows), so the day's files are written with pyarrow and committed
@@ -48,9 +48,10 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import AddAction
 
-from logsieve.api import CleanTable, day_window
-from logsieve.compact import compact
-from logsieve.table import create_table, table_schema
+from logsieve.api.dataset import CleanTable
+from logsieve.api.queries import day_window
+from logsieve.storage.compact import compact
+from logsieve.storage.table import create_table, table_schema
 
 DAY = date(2025, 1, 1)
 OBJECTS = int(os.environ.get("LOGSIEVE_BENCH_OBJECTS", "5000"))

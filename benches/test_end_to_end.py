@@ -1,9 +1,9 @@
 """End to end: a JSON Lines file -> Hive-partitioned Parquet (zstd) + error JSONL on local disk.
 
-logsieve runs `logsieve.storage.ingest` (what `logsieve process FILE` does per input); the peers
-are the polars and plain-Python ("seed") programs a user would write for the same outputs. Input
-is the 5% invalid corpus, because the error stream is half of the job. Each round writes into a
-fresh directory (created untimed).
+logsieve runs `logsieve.storage.ingest.ingest` (what `logsieve process FILE` does per input); the
+peers are the polars and plain-Python ("seed") programs a user would write for the same outputs.
+Input is the 5% invalid corpus, because the error stream is half of the job. Each round writes into
+a fresh directory (created untimed).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from logsieve.memory import use_lean_arrow_pool
 use_lean_arrow_pool()  # what the Lambda handler does on a cold start
 import boto3
 from logsieve.sources import open_s3_object
-from logsieve.storage import ingest
+from logsieve.storage.ingest import ingest
 
 s3 = boto3.client("s3")
 start = time.perf_counter()

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 if TYPE_CHECKING:
-    from logsieve.infra import Clients, Resources
+    from logsieve.aws.clients import Clients
+    from logsieve.sim.infra import Resources
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +67,8 @@ def aws_stack(
     Yields (clients, resources); the work queue retries failed messages after 1 second and the
     test event moto sends when the notification is configured has been consumed.
     """
-    from logsieve.infra import Clients, ResourceNames, drain_queue, provision
+    from logsieve.aws.clients import Clients
+    from logsieve.sim.infra import ResourceNames, drain_queue, provision
 
     clients = Clients.create(endpoint_url=moto_endpoint, region_name="us-east-1")
     resources = provision(clients, ResourceNames(visibility_timeout=1))

@@ -33,15 +33,12 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import AddAction
 
-from logsieve.api import (
-    ACCEPTED_PARAMETERS,
-    BackgroundServer,
-    CleanTable,
-    create_app,
-    day_window,
-    openapi_document,
-)
-from logsieve.table import storage_options, table_schema, table_uri
+from logsieve.api.app import create_app
+from logsieve.api.dataset import CleanTable
+from logsieve.api.openapi import openapi_document
+from logsieve.api.queries import ACCEPTED_PARAMETERS, day_window
+from logsieve.api.serving import BackgroundServer
+from logsieve.storage.table import storage_options, table_schema, table_uri
 
 UTC = timezone.utc
 BASE = datetime(2025, 8, 20, tzinfo=UTC)
@@ -777,7 +774,7 @@ def test_serve_command_refuses_a_port_out_of_range() -> None:
 
 
 def test_serve_command_reports_a_busy_port(dataset) -> None:
-    from logsieve.api import bind_socket
+    from logsieve.api.serving import bind_socket
 
     busy = bind_socket("127.0.0.1", 0)
     busy.listen()

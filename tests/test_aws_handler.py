@@ -14,9 +14,12 @@ import pyarrow as pa
 import pytest
 
 from logsieve import aws
+from logsieve.aws.config import HandlerConfig
+from logsieve.aws.events import ObjectRef, objects_in
+from logsieve.aws.pipeline import HandlerOutcome, ObjectOutcome, Pipeline
 from logsieve.errors import ConfigError, EventError
-from logsieve.infra import drain_queue, list_keys, read_alerts, read_metrics
-from logsieve.samples import (
+from logsieve.sim.infra import drain_queue, list_keys, read_alerts, read_metrics
+from logsieve.sim.samples import (
     SampleLine,
     every_error_lines,
     join_lines,
@@ -24,7 +27,7 @@ from logsieve.samples import (
     utc_today,
     web_lines,
 )
-from logsieve.table import open_table, table_schema
+from logsieve.storage.table import open_table, table_schema
 
 TODAY = utc_today()
 #: What the keys of the per-source ledgers (not error records) contain.
@@ -254,7 +257,7 @@ def test_test_event_and_removals_are_skipped(aws_stack: Any) -> None:
     ],
 )
 def test_hand_written_s3_records(record: dict[str, Any], expected: list[str]) -> None:
-    assert [ref.key for ref in aws.objects_in({"Records": [record]})] == expected
+    assert [ref.key for ref in objects_in({"Records": [record]})] == expected
 
 
 @pytest.mark.parametrize(
@@ -273,7 +276,7 @@ def test_hand_written_s3_records(record: dict[str, Any], expected: list[str]) ->
 )
 def test_malformed_object_fields_are_event_errors(payload: dict[str, Any]) -> None:
     with pytest.raises(EventError, match="without bucket name or object key"):
-        list(aws.objects_in(payload))
+        list(objects_in(payload))
 
 
 def test_malformed_sqs_records_fail_only_themselves(aws_stack: Any) -> None:
@@ -398,18 +401,18 @@ RACE_POINTS = {"error records": "/date=", "ledger": f"/{LEDGER_MARK}"}
 
 def race_newer_version(
     clients: Any, res: Any, key: str, old: list[SampleLine], new: list[SampleLine], during: str
-) -> tuple[aws.HandlerOutcome, list[aws.HandlerOutcome], str]:
+) -> tuple[HandlerOutcome, list[HandlerOutcome], str]:
     """Ingest `old` under `key`; while its run writes the S3 key containing `during`, upload
     `new` under the same key and let another worker ingest it from start to finish.
 
     Returns the old run's outcome, the other worker's outcomes and the new version's ETag.
     """
-    from logsieve.infra import Clients
+    from logsieve.aws.clients import Clients
 
     (old_message,) = upload(clients, res, key, join_lines(old))
-    config = aws.HandlerConfig.from_env()
-    other_worker = aws.Pipeline.from_clients(config, Clients.create(region_name="us-east-1"))
-    replaced: list[aws.HandlerOutcome] = []
+    config = HandlerConfig.from_env()
+    other_worker = Pipeline.from_clients(config, Clients.create(region_name="us-east-1"))
+    replaced: list[HandlerOutcome] = []
 
     def newer_version_meanwhile(params: dict[str, Any], **kwargs: Any) -> None:
         if replaced or during not in params.get("Key", ""):
@@ -421,7 +424,7 @@ def race_newer_version(
 
     clients.s3.meta.events.register("provide-client-params.s3.PutObject", newer_version_meanwhile)
     try:
-        outcome = aws.Pipeline.from_clients(config, clients).handle(sqs_event([old_message]))
+        outcome = Pipeline.from_clients(config, clients).handle(sqs_event([old_message]))
     finally:
         clients.s3.meta.events.unregister(
             "provide-client-params.s3.PutObject", newer_version_meanwhile
@@ -489,17 +492,15 @@ def test_last_receive_in_a_batch_is_final_even_after_an_earlier_one(aws_stack: A
 # --- concurrency and versions -----------------------------------------------------------------
 
 
-def process_at_once(refs: list[aws.ObjectRef]) -> list[aws.ObjectOutcome]:
+def process_at_once(refs: list[ObjectRef]) -> list[ObjectOutcome]:
     """Each ref processed by its own worker (own clients, own thread), all released together."""
-    from logsieve.infra import Clients
+    from logsieve.aws.clients import Clients
 
-    config = aws.HandlerConfig.from_env()
-    workers = [
-        aws.Pipeline.from_clients(config, Clients.create(region_name="us-east-1")) for _ in refs
-    ]
+    config = HandlerConfig.from_env()
+    workers = [Pipeline.from_clients(config, Clients.create(region_name="us-east-1")) for _ in refs]
     start = threading.Barrier(len(refs))
 
-    def run(worker: aws.Pipeline, ref: aws.ObjectRef) -> aws.ObjectOutcome:
+    def run(worker: Pipeline, ref: ObjectRef) -> ObjectOutcome:
         start.wait(timeout=30)
         return worker.process_object(ref)
 
@@ -526,7 +527,7 @@ def test_simultaneous_deliveries_of_one_version_store_it_once(
     lines = every_error_lines(TODAY)
     key = "twice/at once.jsonl"
     upload(clients, res, key, join_lines(lines))
-    ref = aws.ObjectRef(res.names.input_bucket, key)
+    ref = ObjectRef(res.names.input_bucket, key)
 
     outcomes = process_at_once([ref] * deliveries)
 
@@ -548,7 +549,7 @@ def test_many_objects_at_once_each_stored_once(aws_stack: Any) -> None:
     objects = {f"many/{n:02d}.jsonl": kinds[n % len(kinds)](TODAY) for n in range(12)}
     for key, lines in objects.items():
         upload(clients, res, key, join_lines(lines))
-    refs = [aws.ObjectRef(res.names.input_bucket, key) for key in objects]
+    refs = [ObjectRef(res.names.input_bucket, key) for key in objects]
 
     outcomes = process_at_once(refs)
 
@@ -628,7 +629,7 @@ def test_transient_s3_error_is_retried_without_duplicates(aws_stack: Any) -> Non
             error = {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}
             raise ClientError(error, "GetObject")
 
-    pipeline = aws.Pipeline.from_clients(aws.HandlerConfig.from_env(), clients)
+    pipeline = Pipeline.from_clients(HandlerConfig.from_env(), clients)
     clients.s3.meta.events.register("provide-client-params.s3.GetObject", throttle)
     try:
         outcome = pipeline.handle(sqs_event(first + second))
@@ -808,9 +809,7 @@ def test_gzip_and_empty_objects(aws_stack: Any) -> None:
     messages += upload(clients, res, "z/empty.jsonl", b"")
     messages += upload(clients, res, "z/empty.jsonl.gz", gzip.compress(b""))
 
-    outcome = aws.Pipeline.from_clients(aws.HandlerConfig.from_env(), clients).handle(
-        sqs_event(messages)
-    )
+    outcome = Pipeline.from_clients(HandlerConfig.from_env(), clients).handle(sqs_event(messages))
 
     assert outcome.failed_message_ids == []
     results = {o.ref.key: o.result for o in outcome.objects}
@@ -865,7 +864,7 @@ def test_missing_configuration_names_the_variable(
     }
     del env[name]
     with pytest.raises(ConfigError, match=name):
-        aws.HandlerConfig.from_env(env)
+        HandlerConfig.from_env(env)
     for key in env:
         monkeypatch.setenv(key, env[key])
     monkeypatch.delenv(name, raising=False)
@@ -894,11 +893,11 @@ def test_malformed_configuration_names_the_variable(name: str, value: str) -> No
         name: value,
     }
     with pytest.raises(ConfigError, match=name):
-        aws.HandlerConfig.from_env(env)
+        HandlerConfig.from_env(env)
 
 
 def test_configuration_defaults() -> None:
-    config = aws.HandlerConfig.from_env(
+    config = HandlerConfig.from_env(
         {
             "LOGSIEVE_CLEAN_URI": "s3://clean/clean",
             "LOGSIEVE_ERROR_URI": "/tmp/errors",
@@ -941,7 +940,7 @@ def test_a_failed_check_after_the_commit_keeps_the_result_and_its_metrics(aws_st
 
     clients.s3.meta.events.register("before-call.s3.HeadObject", refuse)
     try:
-        outcome = aws.Pipeline.from_clients(aws.HandlerConfig.from_env(), clients).handle(
+        outcome = Pipeline.from_clients(HandlerConfig.from_env(), clients).handle(
             sqs_event([message])
         )
     finally:

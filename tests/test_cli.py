@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from logsieve.cli import COMMANDS, ExitCode, build_parser, main
-from logsieve.local import MESSAGE_LINES, TABLE_ROWS
+from logsieve.cli.process import MESSAGE_LINES, TABLE_ROWS
 
 LOGSIEVE = [sys.executable, "-m", "logsieve.cli"]
 

@@ -3,7 +3,7 @@ S3 server, the `logsieve compact` command as a process, `logsieve up` as a proce
 CloudFormation template checked by cfn-lint and deployed into moto.
 
 Tables are made the way the real-time pipeline makes them, one `write_deltalake` commit per
-object (the lead's writer, logsieve.storage, is deliberately not used), so expected contents
+object (the lead's writer, logsieve.storage.ingest, is deliberately not used), so expected contents
 are known from what was written.
 """
 
@@ -31,8 +31,10 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from logsieve import table
-from logsieve.compact import (
+from logsieve.deploy.template import COMPACT_HANDLER, build_template, render
+from logsieve.errors import ConfigError, OutputError
+from logsieve.storage import table
+from logsieve.storage.compact import (
     LOCK_NAME,
     CompactionLock,
     CompactionLockedError,
@@ -42,8 +44,6 @@ from logsieve.compact import (
     configured_retention_hours,
     handler,
 )
-from logsieve.errors import ConfigError, OutputError
-from logsieve.template import COMPACT_HANDLER, build_template, render
 
 UTC = timezone.utc
 DAY = date(2025, 8, 20)
@@ -312,10 +312,10 @@ def overwrite_during_compaction(
     compaction asks for the writer properties after it has planned from a snapshot and before
     delta-rs rewrites the files: the writer's overwrite lands exactly in that window.
     """
-    import logsieve.compact
+    import logsieve.storage.compact
 
     done: list[Write] = []
-    real = logsieve.compact.writer_properties
+    real = logsieve.storage.compact.writer_properties
 
     def racing_writer() -> Any:
         if len(done) < times:
@@ -324,9 +324,9 @@ def overwrite_during_compaction(
             done.append(write)
         return real()
 
-    monkeypatch.setattr(logsieve.compact, "writer_properties", racing_writer)
+    monkeypatch.setattr(logsieve.storage.compact, "writer_properties", racing_writer)
     monkeypatch.setattr(
-        logsieve.compact,
+        logsieve.storage.compact,
         "with_commit_retries",
         lambda attempt: table.with_commit_retries(attempt, attempts=3),
     )
@@ -799,7 +799,7 @@ def test_up_compacts_the_clean_table_and_stops_on_ctrl_c() -> None:
 
 
 def test_compactor_thread_starts_only_when_asked(tmp_path: Path) -> None:
-    from logsieve.live import Compactor
+    from logsieve.sim.live import Compactor
 
     uri = str(tmp_path / "clean")
     said: list[str] = []

@@ -266,7 +266,7 @@ def test_error_lines_match_orjson_of_each_record(lines: list[bytes], source: str
     """`Batch.error_lines` is byte for byte the per-record `orjson.dumps` it replaces."""
     import orjson
 
-    from logsieve.storage import error_record
+    from logsieve.storage.error_files import error_record
 
     batch = logsieve.process(b"\n".join(lines))
     errors = batch.errors
@@ -303,7 +303,7 @@ def test_huge_invalid_lines_are_written_in_pieces_as_orjson_would() -> None:
     out as the per-record orjson.dumps, also through a file that takes part of each write."""
     import orjson
 
-    from logsieve.storage import error_record
+    from logsieve.storage.error_files import error_record
 
     text = ('{"a":"\\"é\t😀' * 150_000).encode()  # 2.7 MB, cut mid-character somewhere
     binary = (

@@ -1,5 +1,5 @@
 """The dashboard's endpoints (/actions, /activity, /errors/summary, /sources, /queues) against a
-real uvicorn server over tables written by the real pipeline (`logsieve.storage.ingest`).
+real uvicorn server over tables written by the real pipeline (`logsieve.storage.ingest.ingest`).
 
 Expected answers come from the generated input itself: which lines are valid, when they happened
 (zoneinfo row by row), what each invalid line's error code is. Local hours are recomputed by
@@ -25,11 +25,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from logsieve.api import BackgroundServer, create_app
-from logsieve.compact import compact
-from logsieve.dashboard import QueueProbe
+from logsieve.api.app import create_app
+from logsieve.api.dashboard import QueueProbe
+from logsieve.api.serving import BackgroundServer
 from logsieve.errors import ConfigError
-from logsieve.storage import ingest
+from logsieve.storage.compact import compact
+from logsieve.storage.ingest import ingest
 
 UTC = timezone.utc
 ACTIONS = ["login", "login", "logout", "view", "purchase", "LOGIN", "login "]

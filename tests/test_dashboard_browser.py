@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from logsieve.api import BackgroundServer, create_app
+from logsieve.api.app import create_app
+from logsieve.api.serving import BackgroundServer
 from test_dashboard import sources, store
 
 DAY, ZONE = "2025-03-30", "Europe/Berlin"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from logsieve import datafiles, table
+from logsieve.storage import datafiles, table
 
 
 def test_rows_split_by_date_keep_every_row_once_in_order() -> None:

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from logsieve.infra import Clients, Resources
-from logsieve.table import open_table
+from logsieve.aws.clients import Clients
+from logsieve.sim.infra import Resources
+from logsieve.storage.table import open_table
 
 LINES = (
     b'{"timestamp": "2025-08-20T10:00:00Z", "user_id": "u1", "action": "login"}\n'

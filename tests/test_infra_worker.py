@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from logsieve.aws import ALERT_OBJECT_FAILED, Pipeline
-from logsieve.infra import (
-    Clients,
+from logsieve.aws.clients import Clients
+from logsieve.aws.notifications import ALERT_OBJECT_FAILED
+from logsieve.aws.pipeline import Pipeline
+from logsieve.aws.worker import Worker
+from logsieve.sim.infra import (
     ResourceNames,
     list_keys,
     prepare_local_environment,
@@ -20,9 +22,8 @@ from logsieve.infra import (
     read_alerts,
     read_dead_letters,
 )
-from logsieve.samples import join_lines, mobile_lines, utc_today, web_lines
-from logsieve.table import open_table
-from logsieve.worker import Worker
+from logsieve.sim.samples import join_lines, mobile_lines, utc_today, web_lines
+from logsieve.storage.table import open_table
 
 TODAY = utc_today()
 

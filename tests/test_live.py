@@ -184,7 +184,7 @@ def test_sigterm_stops_cleanly(up: Up) -> None:
 
 @pytest.mark.parametrize("option", ["--moto-port", "--port"])
 def test_busy_port_is_a_one_line_error(option: str, refused: Callable[..., str]) -> None:
-    from logsieve.api import bind_socket
+    from logsieve.api.serving import bind_socket
 
     busy = bind_socket("127.0.0.1", 0)
     busy.listen()
@@ -220,7 +220,7 @@ def test_same_port_for_moto_and_the_api_is_refused_up_front(refused: Callable[..
     ],
 )
 def test_urls_printed_for_a_wildcard_address_use_loopback(host: str, in_url: str) -> None:
-    from logsieve.api import url_host
+    from logsieve.api.serving import url_host
 
     assert url_host(host) == in_url
 

@@ -16,7 +16,8 @@ import zstandard
 from deltalake import DeltaTable
 
 from logsieve.cli import main
-from logsieve.storage import raw_bytes, source_id
+from logsieve.storage.error_files import raw_bytes
+from logsieve.storage.identity import source_id
 
 VALID = (
     '{{"timestamp": "2025-08-{day:02d}T{hour:02d}:15:00Z", "user_id": {uid}, "action": "{act}"}}'

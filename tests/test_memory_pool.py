@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from logsieve.infra import Clients
+from logsieve.aws.clients import Clients
 from logsieve.memory import LEAN_JEMALLOC_CONF, pyarrow_has_jemalloc
-from logsieve.samples import join_lines, utc_today, web_lines
-from logsieve.table import open_table
+from logsieve.sim.samples import join_lines, utc_today, web_lines
+from logsieve.storage.table import open_table
 
 
 def run_fresh(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -173,8 +173,9 @@ def test_a_cold_lambda_ingests_with_lean_jemalloc(in_lambda: bool, moto_endpoint
         from urllib.parse import urlsplit
         assert urlsplit(os.environ["AWS_ENDPOINT_URL"]).hostname == "127.0.0.1"
         from logsieve import aws
-        from logsieve.infra import Clients, ResourceNames, drain_queue, provision
-        from logsieve.samples import join_lines, utc_today, web_lines
+        from logsieve.aws.clients import Clients
+        from logsieve.sim.infra import ResourceNames, drain_queue, provision
+        from logsieve.sim.samples import join_lines, utc_today, web_lines
 
         lines = web_lines(utc_today())
         clients = Clients.create(region_name="us-east-1")

@@ -22,9 +22,9 @@ from typing import Any
 import boto3
 import pytest
 
-from logsieve import deploy
 from logsieve.cli import main
-from logsieve.template import (
+from logsieve.deploy import package as deploy
+from logsieve.deploy.template import (
     build_template,
 )
 from test_template import (
@@ -241,12 +241,12 @@ def lambda_python(lambda_artifact: Built, tmp_path_factory: pytest.TempPathFacto
 
 RUN_IN_LAMBDA = r"""
 import json, sys
-import logsieve, logsieve.aws, logsieve.lambda_api
+import logsieve, logsieve.aws.pipeline, logsieve.aws.lambda_api
 event = json.load(open(sys.argv[1]))
 worker = logsieve.aws.handler(event["worker"], None)
 import pyarrow
 pool = pyarrow.default_memory_pool().backend_name
-api = [logsieve.lambda_api.handler(e, None) for e in event["api"]]
+api = [logsieve.aws.lambda_api.handler(e, None) for e in event["api"]]
 print(json.dumps({"logsieve": logsieve.__file__, "worker": worker, "api": api, "pool": pool}))
 """
 

@@ -18,11 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
-from logsieve import table
 from logsieve.cli import main
 from logsieve.errors import OutputError
-from logsieve.replay import REPLAY_DIR, ReplayReport, Selection, replay, summarize
-from logsieve.storage import FieldNames, ingest, raw_bytes
+from logsieve.storage import table
+from logsieve.storage.error_files import raw_bytes
+from logsieve.storage.identity import FieldNames
+from logsieve.storage.ingest import ingest
+from logsieve.storage.replay import REPLAY_DIR, ReplayReport, Selection, replay, summarize
 
 ARRIVAL = datetime(2025, 9, 2, 8, 0, tzinfo=timezone.utc)
 

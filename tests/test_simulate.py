@@ -15,7 +15,7 @@ import pytest
 from deltalake import DeltaTable
 
 from logsieve.cli import main
-from logsieve.samples import sample_objects
+from logsieve.sim.samples import sample_objects
 
 
 def _expected_from_samples(report: dict[str, Any]) -> dict[str, Any]:

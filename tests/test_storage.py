@@ -21,20 +21,14 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from logsieve import table
 from logsieve.errors import ConcurrentIngestError, ConfigError, OutputError, SourceError
 from logsieve.sources import decompressing
-from logsieve.storage import (
-    IngestResult,
-    Source,
-    ingest,
-    ingest_group,
-    ledger_key,
-    raw_bytes,
-    source_id,
-    stored_result,
-    version_tag,
-)
+from logsieve.storage import table
+from logsieve.storage.error_files import raw_bytes
+from logsieve.storage.identity import Source, source_id
+from logsieve.storage.ingest import ingest, ingest_group, stored_result
+from logsieve.storage.ledgers import ledger_key, version_tag
+from logsieve.storage.results import IngestResult
 
 CLEAN_COLUMNS = ["timestamp", "day_of_week", "event_time", "user_id", "action", "extra"]
 ARRIVAL = datetime(2025, 9, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2)))  # 2025-09-02 UTC
@@ -602,7 +596,7 @@ def test_a_replace_never_commits_over_a_rewrite_of_the_files_it_removes(
     worker.start()
     assert reading.wait(30)
     if by == "compaction":
-        from logsieve.compact import compact
+        from logsieve.storage.compact import compact
 
         report = compact(clean, vacuum=False)
         assert any(p.action in ("sorted", "compacted") for p in report.partitions)
@@ -1005,7 +999,7 @@ def test_a_source_over_many_more_dates_than_open_files_allowed(tmp_path: Path) -
 import io, resource
 from datetime import date, timedelta
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-from logsieve.storage import ingest
+from logsieve.storage.ingest import ingest
 day = date(2020, 1, 1)
 lines = b"".join(
     b'{{"timestamp":"%sT10:00:00Z","user_id":"u","action":"login"}}\\n'

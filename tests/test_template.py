@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from logsieve import lambda_api
+from logsieve.aws import lambda_api
 from logsieve.cli import main
-from logsieve.template import (
+from logsieve.deploy.template import (
     CLEAN_COLUMNS,
     ERROR_COLUMNS,
     MAX_BATCHING_WINDOW,
@@ -336,8 +336,8 @@ def test_glue_tables_match_what_the_pipeline_writes(
 ) -> None:
     """The clean table is the Delta table the writer makes (its log's schema and partitioning,
     at the worker's LOGSIEVE_CLEAN_URI); the error table is the Hive layout of real records."""
-    from logsieve.storage import ingest
-    from logsieve.table import PARTITION_COLUMN, open_table, table_schema
+    from logsieve.storage.ingest import ingest
+    from logsieve.storage.table import PARTITION_COLUMN, open_table, table_schema
 
     log = make_log(24)
     result = ingest(
@@ -422,7 +422,7 @@ def table_rows(clean_uri: str, s3: Any) -> Counter[str]:
     latest snapshot from its log, then each live data file with a GET."""
     from urllib.parse import unquote
 
-    from logsieve.table import PARTITION_COLUMN, open_table
+    from logsieve.storage.table import PARTITION_COLUMN, open_table
 
     snapshot = open_table(clean_uri, s3)
     assert snapshot is not None, f"no Delta table at {clean_uri}"
@@ -470,7 +470,7 @@ def test_stack_deploys_into_moto(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from moto import mock_aws
 
-    from logsieve.aws import HandlerConfig
+    from logsieve.aws.config import HandlerConfig
 
     with mock_aws(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # moto warns about each resource type it skips
@@ -575,7 +575,8 @@ def test_roles_allow_the_s3_work_and_nothing_beside_it(
     from botocore.exceptions import ClientError
     from moto.core.authorization import enable_iam_authentication
 
-    from logsieve.aws import HandlerConfig, Pipeline
+    from logsieve.aws.config import HandlerConfig
+    from logsieve.aws.pipeline import Pipeline
 
     session = boto3.session.Session(region_name=REGION)
 
@@ -678,7 +679,7 @@ def test_alarm_dimensions_match_the_metrics_the_handler_sends(
     template: dict[str, Any], aws_stack: Any
 ) -> None:
     """An alarm matches a metric's exact dimension set: compare with what the handler emits."""
-    from logsieve.aws import handler
+    from logsieve.aws.pipeline import handler
 
     clients, resources = aws_stack
     log = make_log(20)
@@ -752,7 +753,7 @@ def response_json(response: dict[str, Any]) -> Any:
 def test_lambda_api_answers_api_gateway_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logsieve.storage import ingest
+    from logsieve.storage.ingest import ingest
 
     log = make_log(80)
     ingest(

@@ -20,15 +20,15 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from logsieve.api import (
+from logsieve.api.dataset import (
     CleanTable,
     DataFile,
-    DayWindow,
     Snapshot,
     UnreadableFileError,
     _BoundedCache,
     _micros,
 )
+from logsieve.api.queries import DayWindow
 from logsieve.errors import SourceError
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """The clean table: a Delta Lake table at a local directory or an `s3://bucket/prefix`.
 
 One place for where the table lives, how delta-rs reaches it and what its columns are:
-the writer (`logsieve.storage`), compaction (`logsieve.compact`) and the HTTP API all open it
-through here, so a table written by one is what the others read.
+the writer (`logsieve.storage.ingest`), compaction (`logsieve.storage.compact`) and the HTTP API
+all open it through here, so a table written by one is what the others read.
 
 delta-rs makes its own HTTP requests (it cannot see an in-process moto), so S3 access is
 described to it as storage options: taken from the boto3 client the caller already has (its

@@ -1,11 +1,10 @@
 """`logsieve template` and `logsieve package`: the stack and the code for running on real AWS.
 
-`template` prints the CloudFormation document from `logsieve.template`. `package` builds what that
-stack's two functions run: a manylinux wheel of logsieve (maturin, cross-linked with zig so that it
-runs on Lambda's older glibc) plus the dependencies the Lambda Python runtime lacks, in one zip.
-The wheel is built in a copy of the source tree so a working tree that others are using is never
-touched, and cargo's output goes to a separate target directory that later builds reuse.
-"""
+`template` prints the CloudFormation document from `logsieve.deploy.template`. `package` builds what
+that stack's two functions run: a manylinux wheel of logsieve (maturin, cross-linked with zig so
+that it runs on Lambda's older glibc) plus the dependencies the Lambda Python runtime lacks, in one
+zip. The wheel is built in a copy of the source tree so a working tree that others are using is
+never touched, and cargo's output goes to a separate target directory that later builds reuse."""
 
 from __future__ import annotations
 
@@ -53,7 +52,7 @@ TRIM_KEEP = ("pyarrow/include/arrow/util/config.h",)
 # - the extra names of libarrow_python: a wheel holds its symlinks as copies; the loader asks for
 #   libarrow_python.so.2600 only.
 # - zstandard's cffi backend (its C backend is the one imported);
-# - of Swagger UI, all but the files `/docs` loads (`logsieve.api.DOCS_ASSETS`).
+# - of Swagger UI, all but the files `/docs` loads (`logsieve.api.app.DOCS_ASSETS`).
 TRIM_GLOBS = {
     "pyarrow": (
         "_flight*",
@@ -87,7 +86,7 @@ def add_template_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_template(args: argparse.Namespace) -> int:
-    from logsieve.template import build_template, render
+    from logsieve.deploy.template import build_template, render
 
     text = render(build_template(), args.format)
     if args.out:
@@ -234,7 +233,7 @@ def _mib(size: int) -> str:
 
 def find_source_tree(source: Path | None) -> Path:
     """The directory with Cargo.toml + pyproject.toml: given, or the tree this module lives in."""
-    candidates = [source] if source else [Path(__file__).resolve().parents[2], Path.cwd()]
+    candidates = [source] if source else [Path(__file__).resolve().parents[3], Path.cwd()]
     for candidate in candidates:
         if (candidate / "Cargo.toml").is_file() and (candidate / "pyproject.toml").is_file():
             return candidate.resolve()
@@ -548,7 +547,7 @@ def trim(staging: Path) -> None:
         for pattern in patterns:
             for path in (staging / package).glob(pattern):
                 path.unlink()
-    from logsieve.api import DOCS_ASSETS
+    from logsieve.api.openapi import DOCS_ASSETS
 
     for path in (staging / "swagger_ui_bundle" / "vendor").glob("*/*"):
         if path.is_file() and path.name not in DOCS_ASSETS:

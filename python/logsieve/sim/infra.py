@@ -11,17 +11,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logsieve.aws.clients import Clients
+
 if TYPE_CHECKING:
-    from logsieve.aws import HandlerConfig
+    from logsieve.aws.config import HandlerConfig
+
 
 DEFAULT_REGION = "us-east-1"
+
 
 #: Set before any client exists when nothing else is configured: moto accepts any credentials,
 #: and botocore's default CRC checksums on every put break large in-process uploads to moto.
@@ -44,59 +47,6 @@ def prepare_local_environment(env: MutableMapping[str, str] | None = None) -> st
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     env.setdefault("AWS_DEFAULT_REGION", region)
     return region
-
-
-_SESSION_LOCK = threading.Lock()
-_SESSION: Any = None
-
-
-def _shared_session() -> Any:
-    """One boto3 session for the process: it caches service models, making clients cheap."""
-    global _SESSION
-    if _SESSION is None:
-        import boto3
-
-        _SESSION = boto3.session.Session()
-    return _SESSION
-
-
-@dataclass(frozen=True)
-class Clients:
-    """One boto3 client per service, shared by provisioning, the handler and the worker."""
-
-    s3: Any
-    sqs: Any
-    sns: Any
-    cloudwatch: Any
-
-    @classmethod
-    def create(cls, *, endpoint_url: str | None = None, region_name: str | None = None) -> Clients:
-        """Clients for `endpoint_url` (a moto server) or, when None, boto3's usual resolution."""
-        from botocore.config import Config
-
-        config = Config(
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            retries={"max_attempts": 3, "mode": "standard"},
-        )
-        with _SESSION_LOCK:
-            session = _shared_session()
-
-            def client(service: str) -> Any:
-                return session.client(
-                    service, region_name=region_name, endpoint_url=endpoint_url, config=config
-                )
-
-            return cls(
-                s3=client("s3"),
-                sqs=client("sqs"),
-                sns=client("sns"),
-                cloudwatch=client("cloudwatch"),
-            )
-
-    @property
-    def region(self) -> str:
-        return str(self.sqs.meta.region_name)
 
 
 @dataclass(frozen=True)
@@ -153,7 +103,7 @@ class Resources:
 
     def handler_config(self, **overrides: Any) -> HandlerConfig:
         """A `HandlerConfig` for these resources (defaults for threshold and namespace)."""
-        from logsieve.aws import HandlerConfig
+        from logsieve.aws.config import HandlerConfig
 
         return HandlerConfig.from_env({**self.environment()}, **overrides)
 
@@ -242,9 +192,6 @@ def _allow_send(sqs: Any, queue_url: str, queue_arn: str, service: str, source_a
         ],
     }
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
-
-
-# --- inspection (reports, tests) --------------------------------------------------------------
 
 
 def queue_depth(sqs: Any, queue_url: str) -> int:

@@ -1,210 +1,87 @@
-"""The HTTP API over the clean Delta table: /logins_today, /readyz, /healthz, /openapi.json, /docs
-(the dashboard at / and its endpoints are in `logsieve.dashboard`).
-
-Every answer is counted from one committed snapshot of the table: the data files live at one
-version, as the Delta log says (the directory also holds files that overwrites and compaction
-have removed). One `DeltaTable` is kept and moved forward with `update_incremental()` at most
-once per `refresh_interval` (1 s), which reads only the new commits' log entries. A question
-reads only the files of the one or two `date` partitions its day touches, skips files whose
-statistics rule it out, and keeps each file's login times by path: data files never change once
-written, so after a commit only the files it added are read, and the ones it removed drop out.
-"""
+"""The dataset reader: `CleanTable` answers questions about the clean table from its current
+snapshot, keeping the files it has read (per-file login counts, bounded caches) across requests
+and moving forward by reading only the log entries added since."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import os
 import re
-import signal
-import socket
-import sys
 import threading
 import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from datetime import time as time_of_day
-from types import FrameType
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
-from zoneinfo import ZoneInfo
 
 from logsieve import _core
-from logsieve.errors import ConfigError, InternalError, QueryParameterError, SourceError
-from logsieve.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
+from logsieve.api.queries import _ONE_US, _UTC, DayWindow
+from logsieve.errors import ConfigError, SourceError
+from logsieve.storage.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
 
 if TYPE_CHECKING:
     import pyarrow
     import pyarrow.fs
     import pyarrow.parquet
     from deltalake import DeltaTable
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
 
-    from logsieve.dashboard import QueueProbe
-    from logsieve.error_records import ErrorRecords
 
-CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
 DEFAULT_REFRESH_INTERVAL = 1.0
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-"""Log levels `serve` and `up` accept (uvicorn's names)."""
+
+
 LOGIN_ACTION = "login"
+
+
 _CACHE_ENTRIES = 4096
+
+
 #: Login times kept for files read (8 bytes each): 16 Mi, 128 MiB at most.
 _FILE_CACHE_TIMES = 16 << 20
+
+
 #: S3 files read at once, so that request latencies overlap.
 _READ_THREADS = 16
+
+
 #: Files up to this size are read whole in one request before parsing.
 _WHOLE_FILE_BYTES = 4 << 20
-_UTC = timezone.utc
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
-_ONE_US = timedelta(microseconds=1)
+
+
 _MS_TRUNCATION = 999
-_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 #: How Arrow's S3 filesystem words a failure to reach the endpoint (refused, reset, timed out).
 _NETWORK_ERROR = "AWS Error NETWORK_CONNECTION"
+
+
 #: Seconds an S3 request may take, for delta-rs and for pyarrow.
 _S3_TIMEOUT = 5
+
+
 _FOREVER = float("inf")
-_NOT_ZONE_NAMES = re.compile(r"(localtime|posixrules|(posix|right)/.*)\Z")
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 _BACKTRACE = re.compile(r"([0-9]+: |stack backtrace)", re.IGNORECASE)
+
+
 _MESSAGE_LIMIT = 400
 
-#: What each query parameter of /logins_today accepts, as told to a client that got it wrong.
-ACCEPTED_PARAMETERS: dict[str, str] = {
-    "date": "a calendar date as YYYY-MM-DD, e.g. 2025-08-20 (default: today in tz)",
-    "tz": "an IANA time zone name such as UTC, Europe/Berlin or America/New_York (default: UTC)",
-}
-
-# ----------------------------------------------------------------------------------------------
-# The question: which day, in which zone
-
-
-@dataclass(frozen=True)
-class DayWindow:
-    """One calendar day in one time zone as the inclusive UTC interval [first, last]."""
-
-    day: date
-    tz: str
-    first: datetime
-    last: datetime
-
-    @property
-    def partitions(self) -> tuple[str, ...]:
-        """The UTC dates (partition names) the window touches: one or two, in order."""
-        start, stop = self.first.date(), self.last.date()
-        return tuple(
-            (start + timedelta(days=i)).isoformat() for i in range((stop - start).days + 1)
-        )
-
-    def covers(self, partition: str) -> bool:
-        """Whether the whole UTC day `partition` lies inside the window (always so for UTC)."""
-        day = date.fromisoformat(partition)
-        start = datetime(day.year, day.month, day.day, tzinfo=_UTC)
-        end = start.replace(hour=23, minute=59, second=59, microsecond=999_999)
-        return self.first <= start and end <= self.last
-
-
-def day_window(day: date, zone: ZoneInfo) -> DayWindow:
-    """The UTC instants of `day` as lived in `zone`, clamped to the years 0001-9999."""
-    first = _utc_instant(day, zone, clamp=datetime.min)
-    try:
-        last = _utc_instant(day + timedelta(days=1), zone, clamp=datetime.max) - _ONE_US
-    except OverflowError:  # 9999-12-31 has no next day: its last microsecond, if in range
-        try:
-            last = datetime.combine(day, time_of_day.max, tzinfo=zone).astimezone(_UTC)
-        except OverflowError:
-            last = datetime.max.replace(tzinfo=_UTC)
-    return DayWindow(day, str(zone.key), first, min(last, datetime.max.replace(tzinfo=_UTC)))
-
-
-def _utc_instant(day: date, zone: ZoneInfo, *, clamp: datetime) -> datetime:
-    """Local midnight of `day` in UTC; `clamp` when that lies outside datetime's range."""
-    try:
-        return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(_UTC)
-    except OverflowError:
-        return clamp.replace(tzinfo=_UTC)
-
-
-def parse_date(value: str) -> date:
-    """A strict `YYYY-MM-DD` (no week dates, no basic format), as the partitions are named."""
-    if _DATE_RE.fullmatch(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise QueryParameterError(
-        "date", f"date {_shorten(value)} is not a calendar date", ACCEPTED_PARAMETERS["date"]
-    )
-
-
-def parse_tz(value: str) -> ZoneInfo:
-    """An IANA zone from the system's (or the tzdata package's) database.
-
-    Files in the system's zoneinfo directory that are not zone names (`localtime`, whatever the
-    server's clock is set to; `posixrules`; the `posix/` and `right/` copies) are refused: the
-    answer must not depend on the machine that serves it.
-    """
-    try:
-        if value and value == value.strip() and not _NOT_ZONE_NAMES.match(value):
-            return ZoneInfo(value)
-    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
-        pass
-    hint = " (a '+' in a URL means a space: write it as %2B)" if " " in value else ""
-    raise QueryParameterError(
-        "tz",
-        f"tz {_shorten(value)} is not an IANA time zone name{hint}",
-        ACCEPTED_PARAMETERS["tz"],
-    )
-
-
-def parse_logins_query(params: Iterable[tuple[str, str]], now: datetime) -> DayWindow:
-    """The window a /logins_today query asks about; `now` decides what "today" is."""
-    return day_of(query_parameters(params, ACCEPTED_PARAMETERS), now)
-
-
-def query_parameters(params: Iterable[tuple[str, str]], accepted: dict[str, str]) -> dict[str, str]:
-    """The query's parameters by name; an unknown name or one given twice is a 400 naming it."""
-    given: dict[str, str] = {}
-    for name, value in params:
-        if name not in accepted:
-            raise QueryParameterError(
-                name,
-                f"unknown query parameter {_shorten(name)}",
-                "only " + "; ".join(f"{k}: {v}" for k, v in accepted.items()),
-            )
-        if name in given:
-            raise QueryParameterError(
-                name, f"query parameter {name!r} given more than once", accepted[name]
-            )
-        given[name] = value
-    return given
-
-
-def day_of(given: dict[str, str], now: datetime) -> DayWindow:
-    """The day that `date` and `tz` name (default: today in UTC); `now` decides what today is."""
-    zone = parse_tz(given["tz"]) if "tz" in given else ZoneInfo("UTC")
-    day = parse_date(given["date"]) if "date" in given else now.astimezone(zone).date()
-    return day_window(day, zone)
-
-
-def _shorten(value: str, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-# ----------------------------------------------------------------------------------------------
-# The data: one committed snapshot of the Delta table per answer, read file by file, cached
 
 K = TypeVar("K")
+
+
 V = TypeVar("V")
 
 
@@ -348,6 +225,8 @@ _ACTION_COLUMNS = {
     "min.action": "min_action",
     "max.action": "max_action",
 }
+
+
 _PARTITION_FIELD = f"partition.{PARTITION_COLUMN}"
 
 
@@ -887,554 +766,3 @@ def _endpoint_options(endpoint: str) -> dict[str, str]:
     if problem:
         raise ConfigError(f"AWS endpoint URL {endpoint!r} {problem}")
     return {"scheme": parts.scheme, "endpoint_override": parts.netloc}
-
-
-# ----------------------------------------------------------------------------------------------
-# The web application
-
-
-def create_app(
-    clean_uri: str | None = None,
-    *,
-    refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
-    errors_uri: str | None = None,
-    queues: QueueProbe | None = None,
-) -> Starlette:
-    """The Starlette app over the table at `clean_uri` (default: $LOGSIEVE_CLEAN_URI).
-
-    A local path without a Delta table is refused here (ConfigError), so a wrong `--clean`
-    fails at start-up; an `s3://` location without one is served (the pipeline creates it).
-    The error records are read from `errors_uri` (default: $LOGSIEVE_ERROR_URI, else a local
-    table's sibling `errors/`); `queues`, when given, adds /queues for the dashboard.
-    """
-    import anyio.to_thread
-    import pyarrow.parquet  # noqa: F401  (imported now, not on the first request)
-    from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
-    from starlette.responses import HTMLResponse
-    from starlette.routing import Route
-    from starlette.staticfiles import StaticFiles
-    from swagger_ui_bundle import swagger_ui_path
-
-    from logsieve.activity import ActivityIndex
-    from logsieve.dashboard import routes as dashboard_routes
-
-    table = CleanTable(resolve_clean_uri(clean_uri), refresh_interval=refresh_interval)
-    errors = open_error_records(errors_uri, table.uri, refresh_interval)
-    activity = ActivityIndex(table)
-
-    async def logins_today(request: Request) -> Response:
-        try:
-            window = parse_logins_query(request.query_params.multi_items(), datetime.now(_UTC))
-        except QueryParameterError as exc:
-            return error_response(400, str(exc), parameter=exc.parameter, accepted=exc.accepted)
-        try:
-            answer = table.cached_answer(window)
-            if answer is None:
-                answer = await anyio.to_thread.run_sync(table.answer, window)
-        except SourceError as exc:
-            return error_response(503, str(exc))
-        body: dict[str, Any] = {
-            "logins_today": answer.count,
-            "date": window.day.isoformat(),
-            "tz": window.tz,
-        }
-        if answer.version is not None:
-            body["version"] = answer.version
-        if answer.note:
-            body["note"] = answer.note
-        return json_response(body)
-
-    async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        readiness = await anyio.to_thread.run_sync(table.readiness)
-        if not readiness.ready:
-            return error_response(503, readiness.reason or "not ready", status="not ready")
-        return json_response({"status": "ready", "version": readiness.version})
-
-    async def openapi(request: Request) -> Response:
-        return json_response(openapi_document())
-
-    async def docs(request: Request) -> Response:
-        return HTMLResponse(docs_page(request.scope.get("root_path", "")))
-
-    assets = StaticFiles(directory=os.fspath(swagger_ui_path))
-
-    async def docs_asset(request: Request) -> Response:
-        # Only what /docs uses: the package also ships Swagger's demo page (the petstore).
-        name = request.path_params["name"]
-        if name not in DOCS_ASSETS:
-            raise HTTPException(404)
-        return await assets.get_response(name, request.scope)  # ETags, 304s, HEAD
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        return error_response(500, f"internal error: {type(exc).__name__}")
-
-    routes = [
-        Route("/logins_today", logins_today, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
-        Route("/docs/assets/{name}", docs_asset, methods=["GET", "HEAD"]),
-        *dashboard_routes(table, activity, errors, queues),
-    ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
-    )
-    app.state.table = table
-    app.state.errors = errors
-    app.state.activity = activity
-    return app
-
-
-def open_error_records(
-    errors_uri: str | None, clean_uri: str, refresh_interval: float
-) -> ErrorRecords | None:
-    """The error records: the location given, else $LOGSIEVE_ERROR_URI, else a local table's
-    sibling `errors/`; None when none is known (then /errors/summary says how to name one)."""
-    from logsieve.error_records import ERROR_URI_ENV, ErrorRecords, default_error_uri
-
-    uri = errors_uri or os.environ.get(ERROR_URI_ENV, "").strip()
-    if uri:
-        return ErrorRecords(uri, refresh_interval=refresh_interval)
-    default = default_error_uri(clean_uri)
-    if default is None:
-        return None
-    return ErrorRecords(default, refresh_interval=refresh_interval, required=False)
-
-
-def resolve_clean_uri(clean_uri: str | None) -> str:
-    """The clean table's location: the argument, else $LOGSIEVE_CLEAN_URI, else an error."""
-    uri = clean_uri or os.environ.get(CLEAN_URI_ENV, "").strip()
-    if not uri:
-        raise ConfigError(f"no clean table given: pass --clean URI or set {CLEAN_URI_ENV}")
-    return uri
-
-
-def json_response(body: Any, status_code: int = 200, headers: Any = None) -> Response:
-    """A JSON response serialised by orjson."""
-    import orjson
-    from starlette.responses import Response
-
-    return Response(
-        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
-    )
-
-
-def error_response(status_code: int, message: str, headers: Any = None, **fields: str) -> Response:
-    """The one error shape every endpoint uses: {"error": ..., plus context fields}."""
-    return json_response({"error": message, **fields}, status_code=status_code, headers=headers)
-
-
-#: The files of the swagger-ui-bundle package that /docs loads, and all that is served of it.
-DOCS_ASSETS = ("swagger-ui.css", "favicon-32x32.png", "swagger-ui-bundle.js")
-
-
-def docs_page(root_path: str = "") -> str:
-    """Swagger UI wired to our own assets and document: it loads nothing from the network."""
-    assets = f"{root_path}/docs/assets"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>logsieve API</title>
-<link rel="stylesheet" href="{assets}/{DOCS_ASSETS[0]}">
-<link rel="icon" type="image/png" href="{assets}/{DOCS_ASSETS[1]}">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="{assets}/{DOCS_ASSETS[2]}"></script>
-<script>
-window.ui = SwaggerUIBundle({{
-  url: "{root_path}/openapi.json",
-  dom_id: "#swagger-ui",
-  validatorUrl: null,
-  deepLinking: true,
-  presets: [SwaggerUIBundle.presets.apis],
-  layout: "BaseLayout"
-}});
-</script>
-</body>
-</html>
-"""
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3 description of every endpoint, parameter and response."""
-    from logsieve import __version__
-
-    def json_content(schema_ref: str) -> dict[str, Any]:
-        return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
-
-    error_400 = {
-        "description": "An unknown or malformed query parameter; the body names it.",
-        "content": json_content("ParameterError"),
-    }
-    from logsieve.dashboard import openapi_paths, openapi_schemas
-
-    document: dict[str, Any] = {
-        "openapi": "3.0.3",
-        "info": {
-            "title": "logsieve API",
-            "version": __version__,
-            "description": "Questions about the clean log table (Delta Lake, by date).",
-        },
-        "paths": {
-            "/logins_today": {
-                "get": {
-                    "operationId": "loginsToday",
-                    "summary": "Count logins on one day",
-                    "description": (
-                        "Rows whose action is `login` and whose event time falls on the given "
-                        "day in the given time zone (by default: today, UTC), counted in one "
-                        "committed version of the Delta table, at most about a second old. "
-                        "Reads only the one or two UTC date partitions that day touches."
-                    ),
-                    "parameters": [
-                        {
-                            "name": "date",
-                            "in": "query",
-                            "required": False,
-                            "description": ACCEPTED_PARAMETERS["date"],
-                            "schema": {"type": "string", "format": "date"},
-                            "example": "2025-08-20",
-                        },
-                        {
-                            "name": "tz",
-                            "in": "query",
-                            "required": False,
-                            "description": ACCEPTED_PARAMETERS["tz"],
-                            "schema": {"type": "string", "default": "UTC"},
-                            "example": "Europe/Berlin",
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "The count for that day.",
-                            "content": json_content("LoginsToday"),
-                        },
-                        "400": error_400,
-                        "503": {
-                            "description": "The table's log or a data file could not be read.",
-                            "content": json_content("Error"),
-                        },
-                    },
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "operationId": "readyz",
-                    "summary": "Readiness check",
-                    "description": (
-                        "Whether the latest snapshot of the table could be loaded: the log is "
-                        "reachable and readable, and the table exists."
-                    ),
-                    "responses": {
-                        "200": {
-                            "description": "The snapshot is loaded; its version.",
-                            "content": json_content("Ready"),
-                        },
-                        "503": {
-                            "description": (
-                                "Not ready: storage unreachable, a corrupt log, or no table yet."
-                            ),
-                            "content": json_content("NotReady"),
-                        },
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "summary": "Liveness check",
-                    "responses": {
-                        "200": {
-                            "description": "The server is up.",
-                            "content": json_content("Health"),
-                        }
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This OpenAPI document",
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI 3 document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-            "/docs": {
-                "get": {
-                    "operationId": "docs",
-                    "summary": "Interactive documentation (Swagger UI, served locally)",
-                    "responses": {
-                        "200": {
-                            "description": "An HTML page.",
-                            "content": {"text/html": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "LoginsToday": {
-                    "type": "object",
-                    "required": ["logins_today", "date", "tz"],
-                    "properties": {
-                        "logins_today": {"type": "integer", "minimum": 0},
-                        "date": {"type": "string", "format": "date"},
-                        "tz": {"type": "string", "description": "The zone the day is in."},
-                        "version": {
-                            "type": "integer",
-                            "minimum": 0,
-                            "description": "The table version counted (absent without a table).",
-                        },
-                        "note": {
-                            "type": "string",
-                            "description": "Present when there is no table yet (count 0).",
-                        },
-                    },
-                },
-                "Health": {
-                    "type": "object",
-                    "required": ["status"],
-                    "properties": {"status": {"type": "string", "enum": ["ok"]}},
-                },
-                "Ready": {
-                    "type": "object",
-                    "required": ["status", "version"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["ready"]},
-                        "version": {"type": "integer", "minimum": 0},
-                    },
-                },
-                "NotReady": {
-                    "type": "object",
-                    "required": ["status", "error"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["not ready"]},
-                        "error": {"type": "string", "description": "Why, in one line."},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {"type": "string"}},
-                },
-                "ParameterError": {
-                    "type": "object",
-                    "required": ["error", "parameter", "accepted"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "parameter": {"type": "string", "description": "The parameter at fault."},
-                        "accepted": {"type": "string", "description": "What it accepts."},
-                    },
-                },
-            }
-        },
-    }
-    document["paths"].update(openapi_paths())
-    document["components"]["schemas"].update(openapi_schemas())
-    return document
-
-
-# ----------------------------------------------------------------------------------------------
-# Serving: uvicorn in a thread, so the main thread keeps the signals
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket, bound up front so a busy port is a clear one-line error."""
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"port {port} is not a TCP port number (0-65535; 0 picks a free one)")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-    except (OSError, UnicodeError) as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from exc
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
-
-
-class BackgroundServer:
-    """uvicorn serving an ASGI app from a daemon thread; `with` starts it and stops it."""
-
-    def __init__(
-        self,
-        app: Any,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        log_level: str = "warning",
-        access_log: bool = False,
-    ) -> None:
-        import uvicorn
-
-        self.socket = bind_socket(host, port)
-        self.host = host
-        self.port: int = self.socket.getsockname()[1]
-        config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self.socket]},
-            name="logsieve-api",
-            daemon=True,
-        )
-
-    @property
-    def url(self) -> str:
-        """A URL clients can use: a wildcard address (0.0.0.0, ::) is reached through loopback."""
-        return f"http://{url_host(self.host)}:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def start(self, timeout: float = 15.0) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise InternalError(f"the HTTP server on {self.url} did not start")
-            time.sleep(0.01)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self.socket.close()
-
-    def __enter__(self) -> BackgroundServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-@contextlib.contextmanager
-def shutdown_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM while inside; the previous handlers come back after."""
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def port_number(text: str) -> int:
-    """argparse type for a TCP port: 0-65535, where 0 asks the system for a free one."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number 0-65535")
-    return port
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--clean",
-        metavar="URI",
-        default=None,
-        help=f"clean Delta table: a directory or s3://bucket/prefix (default: ${CLEAN_URI_ENV})",
-    )
-    parser.add_argument(
-        "--errors",
-        metavar="URI",
-        default=None,
-        help="error records: a directory or s3://bucket/prefix (default: $LOGSIEVE_ERROR_URI, "
-        "else errors/ beside a local clean table, as `process --out DIR` writes them)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument(
-        "--port", type=port_number, default=8000, metavar="PORT", help="port (0: a free one)"
-    )
-    parser.add_argument(
-        "--refresh-interval",
-        type=float,
-        default=DEFAULT_REFRESH_INTERVAL,
-        metavar="SECONDS",
-        help="how often the Delta log is checked for new commits (default: 1)",
-    )
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=LOG_LEVELS,
-        help="uvicorn's log level (-v: info, and every request)",
-    )
-
-
-def url_host(host: str) -> str:
-    """`host` as it goes in a URL that clients connect to: a wildcard is reached via loopback."""
-    if is_wildcard(host):
-        host = "::1" if ":" in host else "127.0.0.1"
-    return f"[{host.replace('%', '%25')}]" if ":" in host else host
-
-
-def is_wildcard(host: str) -> bool:
-    """Whether binding `host` listens on every interface (0.0.0.0, ::, 0, ::0 ...)."""
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        return host == "0"  # what inet_aton reads as 0.0.0.0
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM, then stop cleanly."""
-    from logsieve.cli import verbosity
-
-    app = create_app(args.clean, refresh_interval=args.refresh_interval, errors_uri=args.errors)
-    loud = verbosity(args) > 0  # -v: uvicorn's info lines and every request
-    server = BackgroundServer(
-        app,
-        args.host,
-        args.port,
-        log_level="info" if loud and args.log_level == "warning" else args.log_level,
-        access_log=args.access_log or loud,
-    )
-    with shutdown_signals() as stop, server:
-        if verbosity(args) >= 0:
-            print(
-                f"logsieve serve: {app.state.table.uri} on {server.url}"
-                f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
-                f"  dashboard: {server.url}/\n"
-                f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
-                f"  API docs: {server.url}/docs   (Ctrl-C stops)",
-                flush=True,
-            )
-        while not stop.wait(0.2):
-            if not server.alive:
-                print("logsieve serve: the HTTP server stopped unexpectedly", file=sys.stderr)
-                return 1
-    if verbosity(args) >= 0:
-        print("logsieve serve: stopped", flush=True)
-    return 0

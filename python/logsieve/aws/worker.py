@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logsieve.aws import HandlerOutcome, Pipeline, log_line
+from logsieve.aws.logs import log_line
+from logsieve.aws.pipeline import HandlerOutcome, Pipeline
 
 logger = logging.getLogger("logsieve.worker")
 
@@ -104,7 +105,7 @@ class Worker:
         eventually move to the dead-letter queue; this waits for all of that to settle.
         Returns the outcomes of this call; raises TimeoutError if the queue never went idle.
         """
-        from logsieve.infra import queue_depth
+        from logsieve.sim.infra import queue_depth
 
         start = len(self.outcomes)
         deadline = time.monotonic() + timeout
@@ -121,7 +122,7 @@ class Worker:
                 self.poll_once()
                 backoff = 1.0
             except Exception as exc:
-                from logsieve.aws import describe_failure
+                from logsieve.aws.logs import describe_failure
 
                 logger.error(
                     log_line("poll_failed", queue=self.queue_url, error=describe_failure(exc))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from logsieve import table
+from logsieve.storage import table
 
 if TYPE_CHECKING:
     import pyarrow as pa

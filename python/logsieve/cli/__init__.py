@@ -58,40 +58,50 @@ class Command:
 # BENCHMARKS.md, decisions).
 COMMANDS: dict[str, Command] = {
     "simulate": Command(
-        "logsieve.simulate",
+        "logsieve.sim.simulate",
         "run the whole pipeline once on a local moto server (the demo)",
         quiet_logs=True,
         streaming=True,
     ),
     "process": Command(
-        "logsieve.local",
+        "logsieve.cli.process",
         "process local files into DIR/clean (Delta table) and DIR/errors (JSON Lines)",
         streaming=True,
     ),
     "serve": Command(
-        "logsieve.api", "serve the HTTP API (/logins_today, /docs) over a clean table"
+        "logsieve.api.app", "serve the HTTP API (/logins_today, /docs) over a clean table"
     ),
     "up": Command(
-        "logsieve.live",
+        "logsieve.sim.live",
         "run the live pipeline on a local moto server, worker and API",
         own_logging=True,
     ),
     "invoke": Command(
-        "logsieve.handler_cli",
+        "logsieve.cli.invoke",
         "run the handler once on an event file against the configured endpoint",
         quiet_logs=True,
     ),
     "validate": Command(
-        "logsieve.handler_cli",
+        "logsieve.cli.invoke",
         "check the handler's configuration and reach its buckets and topic; process nothing",
         quiet_logs=True,
     ),
-    "compact": Command("logsieve.compact", "rewrite the clean table's small files, sorted; vacuum"),
-    "errors": Command("logsieve.replay", "summarise the error records: by code, source and day"),
-    "replay": Command("logsieve.replay", "run error records through the core again into the table"),
-    "redrive": Command("logsieve.redrive", "move the dead-letter queue's messages back to work"),
-    "template": Command("logsieve.deploy", "print the CloudFormation template for real AWS"),
-    "package": Command("logsieve.deploy", "build the Lambda deployment artifact"),
+    "compact": Command(
+        "logsieve.storage.compact", "rewrite the clean table's small files, sorted; vacuum"
+    ),
+    "errors": Command(
+        "logsieve.storage.replay", "summarise the error records: by code, source and day"
+    ),
+    "replay": Command(
+        "logsieve.storage.replay", "run error records through the core again into the table"
+    ),
+    "redrive": Command(
+        "logsieve.aws.redrive", "move the dead-letter queue's messages back to work"
+    ),
+    "template": Command(
+        "logsieve.deploy.package", "print the CloudFormation template for real AWS"
+    ),
+    "package": Command("logsieve.deploy.package", "build the Lambda deployment artifact"),
 }
 
 EXIT_CODES_EPILOG = (
@@ -286,7 +296,3 @@ def run() -> None:
     except BrokenPipeError:
         code = code or ExitCode.FAILED
     os._exit(code)
-
-
-if __name__ == "__main__":
-    run()

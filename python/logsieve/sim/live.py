@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logsieve.api import (
-    LOG_LEVELS,
+from logsieve.api.app import LOG_LEVELS, create_app
+from logsieve.api.serving import (
     BackgroundServer,
     bind_socket,
-    create_app,
     port_number,
     shutdown_signals,
     url_host,
@@ -31,9 +30,9 @@ from logsieve.api import (
 from logsieve.errors import ConfigError
 
 if TYPE_CHECKING:
-    from logsieve.aws import HandlerOutcome
-    from logsieve.compact import CompactionReport
-    from logsieve.infra import Resources
+    from logsieve.aws.pipeline import HandlerOutcome
+    from logsieve.sim.infra import Resources
+    from logsieve.storage.compact import CompactionReport
 
 #: Seconds one SQS long poll waits; also the longest a stop waits for the worker.
 _WORKER_WAIT_SECONDS = 1
@@ -221,9 +220,10 @@ def start_moto(host: str, port: int) -> Any:
 
 
 def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) -> int:
-    from logsieve.aws import Pipeline
-    from logsieve.infra import Clients, prepare_local_environment, provision
-    from logsieve.worker import Worker
+    from logsieve.aws.clients import Clients
+    from logsieve.aws.pipeline import Pipeline
+    from logsieve.aws.worker import Worker
+    from logsieve.sim.infra import prepare_local_environment, provision
 
     moto_host, moto_port = moto.get_host_and_port()
     aws_url = f"http://{url_host(moto_host)}:{moto_port}"
@@ -248,7 +248,7 @@ def _serve_pipeline(moto: Any, args: argparse.Namespace, stop: threading.Event) 
     worker_thread = threading.Thread(
         target=worker.run_forever, args=(worker_stop,), name="logsieve-worker", daemon=True
     )
-    from logsieve.dashboard import QueueProbe
+    from logsieve.api.dashboard import QueueProbe
 
     queues = {"work": resources.queue_url, "dead-letter": resources.dead_letter_queue_url}
     app = create_app(
@@ -315,7 +315,7 @@ class Compactor:
 
     def run_once(self) -> CompactionReport | None:
         """One compaction; its report, or None when there is no table or it failed."""
-        from logsieve.compact import (
+        from logsieve.storage.compact import (
             DEFAULT_RETENTION_HOURS,
             CompactionLockedError,
             NoTableError,

@@ -37,7 +37,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from logsieve.errors import ConfigError, LogsieveError, OutputError
-from logsieve.table import (
+from logsieve.storage.table import (
     PARTITION_COLUMN,
     delta_reason,
     is_commit_conflict,
@@ -564,7 +564,7 @@ def add_compact_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_compact(args: argparse.Namespace) -> int:
     """Compact, then print the report (a short table, or JSON)."""
-    from logsieve.local import parse_size
+    from logsieve.cli.process import parse_size
 
     try:
         target_size = parse_size(args.target_size)

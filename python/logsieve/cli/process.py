@@ -40,10 +40,12 @@ from logsieve.sources import (
     resolve_local_inputs,
     skip_reason,
 )
-from logsieve.table import file_url_path
+from logsieve.storage.table import file_url_path
 
 if TYPE_CHECKING:
-    from logsieve.storage import IngestResult, Source, StoredContent
+    from logsieve.storage.identity import Source
+    from logsieve.storage.ingest import StoredContent
+    from logsieve.storage.results import IngestResult
 
 DEFAULT_OUT = "data"
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
@@ -238,7 +240,7 @@ def _plan(
         except OSError as exc:
             error = f"cannot read: {exc.strerror or exc}"
             outcomes.append(_Outcome(input=item.spec, order=order, error=error))
-    from logsieve.storage import StoredContent
+    from logsieve.storage.ingest import StoredContent
 
     stored = StoredContent(clean_uri=clean_uri, error_uri=error_uri)
     by_base: dict[str, list[_Candidate]] = {}
@@ -322,7 +324,7 @@ class _Candidate:
         return _is_prefix(self.item.path, other.item.path)
 
     def planned(self, identity: str, advance: Any) -> _Planned:
-        from logsieve.storage import ContentMark, Source
+        from logsieve.storage.identity import ContentMark, Source
 
         if self.source is not None:  # stdin
             return _Planned(self.order, self.item, self.source, self.size)
@@ -349,7 +351,7 @@ class _Candidate:
 def _candidate(
     order: int, item: LocalInput, stack: ExitStack, *, stdin_name: str | None, advance: Any
 ) -> _Candidate:
-    from logsieve.storage import Source
+    from logsieve.storage.identity import Source
 
     if item.is_stdin:
         spooled, digest = _spool_stdin(stack)
@@ -488,7 +490,8 @@ def _process_group(
     chunk_size: int,
     fields: dict[str, str],
 ) -> list[_Outcome]:
-    from logsieve.storage import FieldNames, ingest_group
+    from logsieve.storage.identity import FieldNames
+    from logsieve.storage.ingest import ingest_group
 
     names = FieldNames(fields["timestamp_field"], fields["user_id_field"], fields["action_field"])
     try:

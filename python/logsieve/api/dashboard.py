@@ -17,18 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from logsieve.api import (
-    ACCEPTED_PARAMETERS,
-    CleanTable,
-    _BoundedCache,
-    _first_line,
-    day_of,
-    error_response,
-    json_response,
-    open_clean_location,
-    parse_date,
-    query_parameters,
-)
+from logsieve.api.dataset import CleanTable, _BoundedCache, _first_line, open_clean_location
+from logsieve.api.queries import ACCEPTED_PARAMETERS, day_of, parse_date, query_parameters
+from logsieve.api.responses import error_response, json_response
 from logsieve.errors import QueryParameterError, SourceError
 
 if TYPE_CHECKING:
@@ -36,8 +27,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from logsieve.activity import ActivityIndex, DayActivity
-    from logsieve.error_records import ErrorRecords
+    from logsieve.api.activity import ActivityIndex, DayActivity
+    from logsieve.api.error_records import ErrorRecords
 
 _UTC = timezone.utc
 #: Commits looked at, newest first, to find the latest ingests (compactions are skipped).
@@ -253,7 +244,7 @@ def dashboard_html() -> str:
     """The page, a data file of the package."""
     from importlib.resources import files
 
-    return (files("logsieve") / "static" / "dashboard.html").read_text(encoding="utf-8")
+    return (files("logsieve.api") / "static" / "dashboard.html").read_text(encoding="utf-8")
 
 
 def routes(

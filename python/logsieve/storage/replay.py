@@ -45,14 +45,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from logsieve import table
 from logsieve.errors import ConcurrentIngestError, ConfigError, InternalError, OutputError
+from logsieve.storage import table
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
 
-    from logsieve.storage import FieldNames, Ledger, _Sink
+    from logsieve.storage.identity import FieldNames
+    from logsieve.storage.ledgers import Ledger
+    from logsieve.storage.sinks import _Sink
 
 #: Intents of replays, under the error location.
 REPLAY_DIR = "_logsieve/replays"
@@ -128,7 +130,7 @@ class ErrorRecord:
 def open_error_location(uri: str, s3_client: Any = None) -> _Sink:
     """The sink of an existing error-records location; a ConfigError naming what is wrong
     (missing, a clean table, a parent directory, something else) otherwise."""
-    from logsieve.storage import open_sink
+    from logsieve.storage.sinks import open_sink
 
     location = table.table_uri(uri, delta=False)
     if location.startswith("s3://"):
@@ -151,7 +153,7 @@ def open_error_location(uri: str, s3_client: Any = None) -> _Sink:
 def _open_s3_errors(location: str, s3_client: Any) -> _Sink:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from logsieve.storage import open_sink
+    from logsieve.storage.sinks import open_sink
 
     sink = open_sink(location, s3_client)
     bucket, _, prefix = location[len("s3://") :].partition("/")
@@ -193,7 +195,7 @@ def error_files(sink: _Sink, selection: Selection) -> list[str]:
 
 def read_records(sink: _Sink, key: str) -> list[ErrorRecord]:
     """The records of one error file (none if it went meanwhile)."""
-    from logsieve.storage import raw_bytes
+    from logsieve.storage.error_files import raw_bytes
 
     data = sink.read(key)
     records: list[ErrorRecord] = []
@@ -324,7 +326,7 @@ class _Owners:
         return Owner(ledger.identity, ledger.name, ledger.version), ""
 
     def _single(self, name: str) -> Ledger | None:
-        from logsieve.storage import Ledger, ledger_key
+        from logsieve.storage.ledgers import Ledger, ledger_key
 
         if name not in self.single:
             slug, _, tag = name.rpartition("-")
@@ -338,7 +340,7 @@ class _Owners:
         if self.grouped is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            from logsieve.storage import LEDGER_DIR, Ledger
+            from logsieve.storage.ledgers import LEDGER_DIR, Ledger
 
             keys = [k for k in self.sink.list(LEDGER_DIR + "/") if k.endswith(".json")]
             with ThreadPoolExecutor(max_workers=16) as pool:
@@ -356,7 +358,7 @@ class _Owners:
         return self.grouped
 
     def _written(self, ledger: Ledger) -> bool:
-        from logsieve.storage import group_key
+        from logsieve.storage.ledgers import group_key
 
         if ledger.errors_written or ledger.complete:
             return True
@@ -545,7 +547,7 @@ def replay(
     when a store cannot be written (run it again: it finishes what was committed), and
     ConcurrentIngestError after losing `attempts` commit races.
     """
-    from logsieve.storage import FieldNames
+    from logsieve.storage.identity import FieldNames
 
     fields = fields or FieldNames()
     if s3_client is None and (errors_uri.startswith("s3://") or clean_uri.startswith("s3://")):
@@ -650,7 +652,8 @@ def _replay_source(
     rows_by_date: Counter[str],
 ) -> SourceReplay:
     """Run one source's records through the core; add its rows and rewrites to `plan`."""
-    from logsieve.storage import error_record, source_id
+    from logsieve.storage.error_files import error_record
+    from logsieve.storage.identity import source_id
 
     part = SourceReplay(owner.name, source_id(owner.identity), owner.version, selected=len(records))
     digest = hashlib.sha256()
@@ -736,7 +739,8 @@ def _run_core(
 
 def _lineage(clean: pa.RecordBatch, owner: Owner, rows_by_date: Counter[str]) -> pa.RecordBatch:
     """The rows with their original source's lineage, as its ingest would have written them."""
-    from logsieve.storage import Source, _with_lineage
+    from logsieve.storage.group_writer import _with_lineage
+    from logsieve.storage.identity import Source
 
     one = Source(owner.identity, owner.name, owner.version, open=contextlib.nullcontext)
     return _with_lineage(clean, one, rows_by_date)
@@ -749,8 +753,9 @@ def _commit(
     (unchanged) one; on a lost race, nothing stays and ConcurrentIngestError is raised."""
     from deltalake import CommitProperties, Transaction
 
-    from logsieve import datafiles
-    from logsieve.storage import _check_schema, open_sink
+    from logsieve.storage import datafiles
+    from logsieve.storage.group_writer import _check_schema
+    from logsieve.storage.sinks import open_sink
 
     _check_schema(snapshot, clean_uri)  # rows in logsieve's schema only: never mix tables
     clean = open_sink(clean_uri, s3_client)
@@ -788,7 +793,7 @@ def _commit(
             partition_by=[table.PARTITION_COLUMN],
             commit_properties=CommitProperties(
                 app_transactions=transactions,
-                custom_metadata={"logsieve.replay": intent.id},
+                custom_metadata={"logsieve.storage.replay": intent.id},
                 max_commit_retries=25,
             ),
         )
@@ -815,18 +820,11 @@ def _commit(
     return snapshot.version()
 
 
-@contextlib.contextmanager
 def _writing(sink: Any, doing: str) -> Any:
     """Output-side failures as one OutputError line: cannot `doing`: reason."""
-    from logsieve.errors import LogsieveError
-    from logsieve.storage import _reason
+    from logsieve.storage.sinks import _output_errors
 
-    try:
-        yield
-    except LogsieveError:
-        raise
-    except Exception as exc:
-        raise OutputError(f"cannot {doing}: {_reason(exc)}") from exc
+    return _output_errors(doing)
 
 
 # --- the commands -----------------------------------------------------------------------------
@@ -886,8 +884,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from logsieve.local import _field_names
-    from logsieve.storage import FieldNames
+    from logsieve.cli.process import _field_names
+    from logsieve.storage.identity import FieldNames
 
     names = _field_names(args)
     selection = Selection.checked(args.date or [], args.code or [])

@@ -22,7 +22,8 @@ from logsieve.cli import ExitCode
 from logsieve.errors import ConfigError
 
 if TYPE_CHECKING:
-    from logsieve.aws import HandlerConfig, HandlerOutcome
+    from logsieve.aws.config import HandlerConfig
+    from logsieve.aws.pipeline import HandlerOutcome
 
 #: Seconds `validate` waits for an endpoint: it answers a question, it should not hang.
 _VALIDATE_TIMEOUT = 5
@@ -97,8 +98,9 @@ def _read_event(spec: str) -> Any:
 
 def run_invoke(args: argparse.Namespace) -> int:
     """Run the handler once; exit 1 when an object or message failed (as Lambda would retry)."""
-    from logsieve.aws import HandlerConfig, Pipeline
-    from logsieve.infra import Clients
+    from logsieve.aws.clients import Clients
+    from logsieve.aws.config import HandlerConfig
+    from logsieve.aws.pipeline import Pipeline
 
     event = _read_event(args.event)
     config = HandlerConfig.from_env()
@@ -167,7 +169,7 @@ class Check:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Check configuration, then each resource; exit 2 for configuration, 1 for a resource."""
-    from logsieve.aws import HandlerConfig
+    from logsieve.aws.config import HandlerConfig
 
     try:
         config = HandlerConfig.from_env()
@@ -241,7 +243,7 @@ def _check_location(name: str, uri: str, s3: Any, *, table: bool) -> Check:
             return Check(name, False, f"{uri}: bucket {bucket}: {_reason(exc)}")
         found = f"{uri}: bucket {bucket} answers"
     else:
-        from logsieve.table import file_url_path
+        from logsieve.storage.table import file_url_path
 
         path = Path(file_url_path(uri) if uri.startswith("file:") else uri)
         existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
@@ -250,7 +252,7 @@ def _check_location(name: str, uri: str, s3: Any, *, table: bool) -> Check:
         found = f"{uri}: " + ("the directory exists" if existing == path else "will be created")
     if not table:
         return Check(name, True, found)
-    from logsieve.table import open_table
+    from logsieve.storage.table import open_table
 
     try:
         snapshot = open_table(uri, s3 if uri.startswith("s3://") else None)
@@ -266,7 +268,7 @@ def _check_location(name: str, uri: str, s3: Any, *, table: bool) -> Check:
 
 def _reason(exc: BaseException) -> str:
     """One line for a failed request: botocore's error code and message, or the exception."""
-    from logsieve.aws import describe_failure
+    from logsieve.aws.logs import describe_failure
 
     response = getattr(exc, "response", None)
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None

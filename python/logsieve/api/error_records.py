@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from logsieve.api import _BoundedCache, _first_line, open_clean_location
+from logsieve.api.dataset import _BoundedCache, _first_line, open_clean_location
 from logsieve.errors import ConfigError, SourceError
-from logsieve.table import table_uri
+from logsieve.storage.table import table_uri
 
 ERROR_URI_ENV = "LOGSIEVE_ERROR_URI"
 #: Sample lines kept per error code.

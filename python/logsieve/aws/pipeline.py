@@ -3,8 +3,8 @@
 `handler(event, context)` is the Lambda entry point. It accepts every shape in which S3 announces
 a new object (a direct S3 notification, an SQS message carrying one, an SNS notification, SNS
 delivered through SQS, an EventBridge "Object Created" event), processes each object with
-`logsieve.storage.ingest`, publishes CloudWatch metrics, and alerts through SNS when an object's
-error rate is too high or the object fails for good.
+`logsieve.storage.ingest.ingest`, publishes CloudWatch metrics, and alerts through SNS when an
+object's error rate is too high or the object fails for good.
 
 Retries are safe because each commit replaces the object's earlier rows and records the version
 (ETag) it holds: a repeated notification for the same version commits nothing, not even metrics
@@ -23,273 +23,34 @@ queue's redrive maxReceiveCount).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import random
-import re
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
-from logsieve.errors import ConcurrentIngestError, ConfigError, EventError, OutputError
+from logsieve.aws.config import HandlerConfig
+from logsieve.aws.events import Delivery, ObjectRef, deliveries, is_sqs_batch
+from logsieve.aws.logs import _expected_failure, describe_failure, log_line, logger
+from logsieve.aws.notifications import (
+    ALERT_HIGH_ERROR_RATE,
+    ALERT_OBJECT_FAILED,
+    _datum,
+    alert_subject,
+    high_error_rate_message,
+    object_failed_message,
+)
+from logsieve.errors import ConcurrentIngestError, ConfigError, OutputError
 from logsieve.memory import use_lean_arrow_pool
 
 if TYPE_CHECKING:
-    from logsieve.infra import Clients
-    from logsieve.storage import IngestResult
+    from logsieve.aws.clients import Clients
+    from logsieve.storage.results import IngestResult
 
-logger = logging.getLogger("logsieve.aws")
 
-ALERT_HIGH_ERROR_RATE = "high_error_rate"
-ALERT_OBJECT_FAILED = "object_failed"
-_SAMPLE_ERRORS_IN_ALERT = 3
 #: Runs of one object lost to a concurrent run or to a newer version before it fails.
 _INGEST_ATTEMPTS = 8
-_NAMESPACE = re.compile(r"[^:][\x20-\x7e]{0,254}")
-_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
-
-
-# --- configuration ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HandlerConfig:
-    """Everything the handler needs besides clients, validated once per invocation."""
-
-    clean_uri: str
-    error_uri: str
-    alert_topic_arn: str
-    error_rate_alert: float = 0.1
-    metrics_namespace: str = "LogSieve"
-    max_receive_count: int = 3
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> HandlerConfig:
-        """Read and check the LOGSIEVE_* variables; ConfigError names the first bad one."""
-        env = os.environ if env is None else env
-        config = cls(
-            clean_uri=_location(env, "LOGSIEVE_CLEAN_URI"),
-            error_uri=_location(env, "LOGSIEVE_ERROR_URI"),
-            alert_topic_arn=_topic_arn(env, "LOGSIEVE_ALERT_TOPIC_ARN"),
-            error_rate_alert=_fraction(env, "LOGSIEVE_ERROR_RATE_ALERT", 0.1),
-            metrics_namespace=_namespace(env, "LOGSIEVE_METRICS_NAMESPACE", "LogSieve"),
-            max_receive_count=_positive_int(env, "LOGSIEVE_MAX_RECEIVE_COUNT", 3),
-        )
-        return dataclasses.replace(config, **overrides) if overrides else config
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigError(f"environment variable {name} is not set")
-    return value
-
-
-def _location(env: Mapping[str, str], name: str) -> str:
-    value = _required(env, name)
-    if "://" in value and not value.startswith(("s3://", "file://")):
-        raise ConfigError(f"{name}={value!r}: expected s3://bucket/prefix or a local directory")
-    if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
-        raise ConfigError(f"{name}={value!r}: names no bucket (expected s3://bucket/prefix)")
-    return value
-
-
-def _topic_arn(env: Mapping[str, str], name: str) -> str:
-    value = _required(env, name)
-    if not _TOPIC_ARN.fullmatch(value):
-        raise ConfigError(
-            f"{name}={value!r}: not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
-        )
-    return value
-
-
-def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={raw!r}: expected a fraction between 0 and 1, e.g. 0.1")
-    return value
-
-
-def _namespace(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip() or default
-    if not _NAMESPACE.fullmatch(value) or value.startswith("AWS/"):
-        raise ConfigError(
-            f"{name}={value!r}: a CloudWatch namespace is 1-255 printable ASCII characters, "
-            "not starting with ':' or 'AWS/'"
-        )
-    return value
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name}={raw!r}: expected a positive whole number")
-    return int(raw)
-
-
-# --- events -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """One S3 object an event announced, key already URL-decoded."""
-
-    bucket: str
-    key: str
-    event_name: str = "ObjectCreated"
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A unit that succeeds or fails as a whole: one SQS message, or a whole direct event."""
-
-    objects: list[ObjectRef]
-    message_id: str | None = None
-    receive_count: int = 1
-    #: Why the payload could not be read; the delivery then fails without touching S3.
-    problem: str | None = None
-
-
-def is_sqs_batch(event: Any) -> bool:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not records:
-        return False
-    return all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
-
-
-def deliveries(event: Any) -> list[Delivery]:
-    """Split an invocation into deliveries; a direct event is one delivery, SQS one per message."""
-    if not is_sqs_batch(event):
-        return [Delivery(objects=list(objects_in(event)))]
-    result = []
-    for record in event["Records"]:
-        message_id = str(record.get("messageId", ""))
-        count = _receive_count(record)
-        try:
-            body = json.loads(_text(record.get("body"), "the body"))
-            result.append(Delivery(list(objects_in(body)), message_id, count))
-        except (ValueError, EventError, RecursionError) as exc:  # RecursionError: deep nesting
-            problem = f"unreadable message body: {exc}"
-            result.append(Delivery([], message_id, count, problem=problem))
-    return result
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise EventError(f"{what} is {type(value).__name__}, not a string")
-    return value
-
-
-def _receive_count(record: Mapping[str, Any]) -> int:
-    attributes = record.get("attributes")
-    if not isinstance(attributes, dict):
-        return 1
-    raw = attributes.get("ApproximateReceiveCount", "1")
-    try:
-        return max(1, int(raw))
-    except (TypeError, ValueError):
-        return 1
-
-
-def objects_in(payload: Any) -> Iterator[ObjectRef]:
-    """Objects created according to an S3, SNS or EventBridge payload, unwrapping nesting.
-
-    Test events and events for anything but object creation yield nothing; a payload of no
-    known shape raises EventError rather than being ignored.
-    """
-    if not isinstance(payload, dict):
-        raise EventError(f"expected a JSON object, got {type(payload).__name__}")
-    if payload.get("Event") == "s3:TestEvent":
-        logger.info(log_line("test_event_skipped", bucket=payload.get("Bucket")))
-        return
-    if "Records" in payload and isinstance(payload["Records"], list):
-        for record in payload["Records"]:
-            yield from _objects_in_record(record)
-        return
-    if payload.get("Type") == "Notification" and "Message" in payload:  # SNS -> SQS envelope
-        yield from objects_in(_loads(payload["Message"], "SNS message"))
-        return
-    if payload.get("source") == "aws.s3" and isinstance(payload.get("detail"), dict):
-        yield from _objects_in_eventbridge(payload)
-        return
-    raise EventError(
-        "not an S3, SQS, SNS or EventBridge notification (no Records, Event or detail)"
-    )
-
-
-def _objects_in_record(record: Any) -> Iterator[ObjectRef]:
-    if not isinstance(record, dict):
-        raise EventError("a Records entry is not a JSON object")
-    if "s3" in record:
-        name = str(record.get("eventName", ""))
-        try:
-            bucket = _name(record["s3"]["bucket"]["name"], "bucket name")
-            key = unquote_plus(_name(record["s3"]["object"]["key"], "object key"))
-        except (KeyError, TypeError) as exc:
-            raise EventError(f"S3 record without bucket name or object key ({exc})") from exc
-        if not name or name.removeprefix("s3:").startswith("ObjectCreated"):
-            yield ObjectRef(bucket, key, name or "ObjectCreated")
-        else:
-            logger.info(log_line("event_skipped", event_name=name, object=f"s3://{bucket}/{key}"))
-        return
-    if "Sns" in record:
-        sns = record["Sns"]
-        message = sns.get("Message") if isinstance(sns, dict) else None
-        yield from objects_in(_loads(message, "SNS message"))
-        return
-    raise EventError(
-        f"unsupported record from {record.get('eventSource') or record.get('EventSource')!r}"
-    )
-
-
-def _objects_in_eventbridge(payload: dict[str, Any]) -> Iterator[ObjectRef]:
-    detail_type = payload.get("detail-type")
-    detail = payload["detail"]
-    try:
-        bucket = _name(detail["bucket"]["name"], "bucket name")
-        key = _name(detail["object"]["key"], "object key")  # not URL-encoded, unlike S3's
-    except (KeyError, TypeError) as exc:
-        raise EventError(f"EventBridge S3 event without bucket name or object key ({exc})") from exc
-    if detail_type == "Object Created":
-        yield ObjectRef(bucket, key, f"ObjectCreated:{detail.get('reason', '')}".rstrip(":"))
-    else:
-        logger.info(
-            log_line("event_skipped", event_name=detail_type, object=f"s3://{bucket}/{key}")
-        )
-
-
-def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"the {what} is {value!r}, not a non-empty string")
-    return value
-
-
-def _loads(text: Any, what: str) -> Any:
-    if not isinstance(text, str):
-        raise EventError(f"{what} is missing or not a string")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise EventError(f"{what} is not JSON: {exc}") from exc
-
-
-# --- outcomes ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -362,9 +123,6 @@ class HandlerOutcome:
             "objects": [o.summary() for o in self.objects if o.ok],
             "failed": [o.summary() for o in self.objects if not o.ok],
         }
-
-
-# --- the pipeline ------------------------------------------------------------------------------
 
 
 class Pipeline:
@@ -469,7 +227,7 @@ class Pipeline:
         the retry finds a version someone else committed meanwhile already stored.
         """
         from logsieve.sources import open_s3_object
-        from logsieve.storage import ingest
+        from logsieve.storage.ingest import ingest
 
         for attempt in range(1, _INGEST_ATTEMPTS + 1):
             stream, info = open_s3_object(self.s3, ref.bucket, ref.key)
@@ -612,115 +370,12 @@ class Pipeline:
             )
 
 
-def _datum(name: str, value: float, unit: str, dimensions: list[dict[str, str]]) -> dict[str, Any]:
-    return {"MetricName": name, "Value": float(value), "Unit": unit, "Dimensions": dimensions}
-
-
-def alert_subject(kind: str, subject_of: str) -> str:
-    """SNS subjects must be ASCII without control characters and under 100 characters."""
-    title = "error rate too high" if kind == ALERT_HIGH_ERROR_RATE else "object failed"
-    text = f"logsieve: {title}: {subject_of}"
-    text = text.encode("ascii", "replace").decode("ascii")
-    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
-    return text if len(text) < 100 else text[:96] + "..."
-
-
-def high_error_rate_message(result: IngestResult, config: HandlerConfig) -> str:
-    lines = [
-        "logsieve alert: error rate above threshold",
-        f"object: {result.source}",
-        f"records: processed {result.processed}, valid {result.valid}, invalid {result.errors}, "
-        f"blank lines {result.blank}",
-        f"error rate: {result.error_rate:.1%} (threshold {config.error_rate_alert:.1%})",
-        "by error code: " + ", ".join(f"{c} {n}" for c, n in sorted(result.error_counts.items())),
-        "sample errors:",
-    ]
-    for sample in result.sample_errors[:_SAMPLE_ERRORS_IN_ALERT]:
-        lines.append(f"  line {sample['line']}: {sample['error']}: {sample['detail']}")
-    if result.error_keys:
-        lines.append("error records: " + ", ".join(result.error_keys))
-    return "\n".join(lines)
-
-
-def object_failed_message(
-    ref: ObjectRef,
-    error: str,
-    *,
-    attempt: int | None,
-    config: HandlerConfig,
-    output_failed: bool = False,
-) -> str:
-    """The alert text; `attempt` is the SQS receive count, None for a direct invocation."""
-    if attempt is None:
-        tries = "attempts: 1 (a direct invocation; logsieve does not retry it)"
-    else:
-        tries = f"attempts: {attempt} of {config.max_receive_count}"
-    if output_failed:
-        advice = (
-            "The object itself may be fine: fix the output location or its permissions "
-            f"({config.clean_uri}, {config.error_uri}), then announce the object again."
-        )
-    else:
-        advice = "Fix the object and upload it again."
-    if attempt is not None:
-        advice = "The SQS message now goes to the dead-letter queue. " + advice
-    return "\n".join(
-        [
-            "logsieve alert: object failed for good",
-            f"object: {ref.uri}",
-            f"error: {error}",
-            f"{tries}; "
-            + (
-                "its output may be incomplete until it is ingested again"
-                if output_failed
-                else "no records were written for it (processed 0, valid 0, invalid 0)"
-            ),
-            advice,
-        ]
-    )
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line a person can act on, for botocore errors as well as our own."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        err = response["Error"]
-        code = err.get("Code", type(exc).__name__)
-        message = err.get("Message") or ""
-        if code in ("NoSuchKey", "404"):
-            message = message or "the object does not exist (deleted, or not yet visible)"
-        return f"{code}: {message}".rstrip(": ")
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _expected_failure(exc: BaseException) -> bool:
-    """Failures of the input or of S3 need no traceback in the logs; bugs do."""
-    from logsieve.errors import LogsieveError
-
-    if isinstance(exc, LogsieveError):
-        return True
-    module = type(exc).__module__ or ""
-    return module.startswith(("botocore", "boto3", "urllib3"))
-
-
-def log_line(event: str, **fields: Any) -> str:
-    """Structured log message: one line of JSON that CloudWatch Logs Insights can query."""
-    return json.dumps(
-        {"event": event, **{k: v for k, v in fields.items() if v is not None}},
-        ensure_ascii=False,
-        default=str,
-        separators=(",", ":"),
-    )
-
-
-# --- the Lambda entry point --------------------------------------------------------------------
-
 _CLIENTS: dict[tuple[str | None, str | None], Any] = {}
 
 
 def _shared_clients() -> Clients:
     """One set of clients per endpoint and region, reused across warm invocations."""
-    from logsieve.infra import Clients
+    from logsieve.aws.clients import Clients
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     cache_key = (os.environ.get("AWS_ENDPOINT_URL"), region)
@@ -747,15 +402,4 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return pipeline.handle(event, context).response()
 
 
-__all__ = [
-    "Delivery",
-    "HandlerConfig",
-    "HandlerOutcome",
-    "ObjectOutcome",
-    "ObjectRef",
-    "Pipeline",
-    "deliveries",
-    "handler",
-    "log_line",
-    "objects_in",
-]
+__all__ = ["HandlerOutcome", "ObjectOutcome", "Pipeline", "handler"]

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from logsieve.aws import HandlerOutcome
-    from logsieve.infra import Clients, Resources
-    from logsieve.samples import SampleObject
+    from logsieve.aws.clients import Clients
+    from logsieve.aws.pipeline import HandlerOutcome
+    from logsieve.sim.infra import Resources
+    from logsieve.sim.samples import SampleObject
 
 
 #: SQS's own limit (12 hours); moto would accept more and the demo would just wait.
@@ -145,13 +146,14 @@ def simulate(
     today: date | None = None,
 ) -> dict[str, Any]:
     """Run the demo and return the report as a JSON-ready dict."""
-    from logsieve.infra import Clients, ResourceNames, prepare_local_environment, provision
+    from logsieve.aws.clients import Clients
+    from logsieve.sim.infra import ResourceNames, prepare_local_environment, provision
 
     region = prepare_local_environment()
-    from logsieve.aws import Pipeline
-    from logsieve.live import start_moto
-    from logsieve.samples import sample_objects, utc_today
-    from logsieve.worker import Worker
+    from logsieve.aws.pipeline import Pipeline
+    from logsieve.aws.worker import Worker
+    from logsieve.sim.live import start_moto
+    from logsieve.sim.samples import sample_objects, utc_today
 
     clock = time.perf_counter()
     today = today or utc_today()
@@ -235,7 +237,7 @@ def _upload(
 def _collect(
     run: _Run, samples: list[SampleObject], outcomes: list[HandlerOutcome], out: Path
 ) -> dict[str, Any]:
-    from logsieve.infra import list_keys, read_alerts, read_dead_letters, read_metrics
+    from logsieve.sim.infra import list_keys, read_alerts, read_dead_letters, read_metrics
 
     clients, res = run.clients, run.resources
     objects = _object_reports(res, samples, outcomes)
@@ -322,7 +324,7 @@ def _object_reports(
 
 
 def _dead_letter(letter: dict[str, Any]) -> dict[str, Any]:
-    from logsieve.aws import objects_in
+    from logsieve.aws.events import objects_in
     from logsieve.errors import EventError
 
     try:
@@ -366,7 +368,7 @@ def _copy_clean(
     """Copy the clean table's latest snapshot to a local Delta table at `out` (replacing it)."""
     from deltalake import write_deltalake
 
-    from logsieve import table
+    from logsieve.storage import table
 
     out = out.expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -396,7 +398,7 @@ def _copy_errors(clients: Clients, res: Resources, out: Path) -> dict[str, Any]:
     """Copy the error records (`date=.../*.jsonl`, not the ledgers) to `out`, replacing it."""
     import shutil
 
-    from logsieve.infra import download_prefix
+    from logsieve.sim.infra import download_prefix
 
     out = out.expanduser().absolute()
     shutil.rmtree(out, ignore_errors=True)
@@ -417,7 +419,7 @@ def _dataset_summary(directory: Path, today: date) -> dict[str, Any]:
     """Rows in the local copy and today's logins, read back from the Delta table."""
     import pyarrow.compute as pc
 
-    from logsieve import table as clean_table
+    from logsieve.storage import table as clean_table
 
     snapshot = clean_table.open_table(str(directory))
     if snapshot is None:

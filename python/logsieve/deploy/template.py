@@ -20,8 +20,8 @@ from typing import Any
 Json = dict[str, Any]
 
 WORKER_HANDLER = "logsieve.aws.handler"
-API_HANDLER = "logsieve.lambda_api.handler"
-COMPACT_HANDLER = "logsieve.compact.handler"
+API_HANDLER = "logsieve.aws.lambda_api.handler"
+COMPACT_HANDLER = "logsieve.storage.compact.handler"
 #: The compaction Lambda's timeout: the longest Lambda allows (a run is a few partitions).
 COMPACT_TIMEOUT = 900
 CLEAN_PREFIX = "clean"
@@ -35,7 +35,8 @@ WORKER_TIMEOUTS = (30, 60, 120, 300, 600, 900)
 ALARM_PERIOD = 300
 
 # The clean Delta table's data columns as Athena/Glue types, in the table's order
-# (logsieve.table.table_schema(): record contract v1, then lineage; `date` is the partition key).
+# (logsieve.storage.table.table_schema(): record contract v1, then lineage; `date` is the
+# partition key).
 CLEAN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("timestamp", "string", "UTC instant as YYYY-MM-DD HH:MM:SS (fraction truncated)"),
     ("day_of_week", "string", "English weekday of the UTC date"),

@@ -1,0 +1,1 @@
+"""Real AWS: the CloudFormation template and the Lambda artifact."""
