@@ -562,7 +562,9 @@ class HeldStream(io.RawIOBase):
         return len(chunk)
 
 
-@pytest.mark.parametrize("by", ["compaction", "another replace of a neighbour"])
+@pytest.mark.parametrize(
+    "by", ["compaction", "compaction and a vacuum", "another replace of a neighbour"]
+)
 def test_a_replace_never_commits_over_a_rewrite_of_the_files_it_removes(
     tmp_path: Path, by: str
 ) -> None:
@@ -595,10 +597,11 @@ def test_a_replace_never_commits_over_a_rewrite_of_the_files_it_removes(
     )
     worker.start()
     assert reading.wait(30)
-    if by == "compaction":
+    if by.startswith("compaction"):
         from logsieve.storage.compact import compact
 
-        report = compact(clean, vacuum=False)
+        # With a vacuum and no retention, the files the replace planned on are gone from disk.
+        report = compact(clean, vacuum=by.endswith("vacuum"), retention_hours=0)
         assert any(p.action in ("sorted", "compacted") for p in report.partitions)
     else:
         neighbour = make_log(days=2, per_day=4, start=datetime(2025, 8, 20, tzinfo=timezone.utc))
@@ -616,6 +619,53 @@ def test_a_replace_never_commits_over_a_rewrite_of_the_files_it_removes(
         mine = rows.filter(pa.compute.equal(rows["source_id"], name))
         assert sorted(seqs_of(mine)) == sorted(log.valid), name
     assert rows.num_rows == sum(len(log.valid) for log in logs.values())
+
+
+def test_a_replace_commits_over_appends_whose_statistics_only_span_its_source(
+    tmp_path: Path,
+) -> None:
+    """Appends of other sources while a replace streams may add files whose `source_id` range
+    spans the replaced source without holding its rows: the replace reads them, finds none of
+    its rows, and commits on the first attempt instead of planning again (under a steady
+    stream of such appends it would never commit)."""
+    clean, errors = str(tmp_path / "clean"), str(tmp_path / "errors")
+    logs = {name: make_log(days=1, per_day=5) for name in ("/logs/m-a.jsonl", "/logs/m-b.jsonl")}
+    ingest_group([source_of(n, log) for n, log in logs.items()], clean_uri=clean, error_uri=errors)
+    newer = make_log(days=1, per_day=7)
+    reading, release = threading.Event(), threading.Event()
+    attempts: list[int] = []
+
+    def opened() -> Any:
+        attempts.append(1)
+        return contextlib.nullcontext(io.BufferedReader(HeldStream(newer.data, reading, release)))
+
+    replacing = Source("/logs/m-a.jsonl", "/logs/m-a.jsonl", "v2", opened, arrival=ARRIVAL)
+    outcome: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            ingest_group([replacing], clean_uri=clean, error_uri=errors, chunk_size=1 << 16)
+        )
+    )
+    worker.start()
+    assert reading.wait(30)
+    for round_ in range(3):  # groups whose first and last ids enclose /logs/m-a.jsonl
+        group = {
+            f"/logs/a-{round_}.jsonl": make_log(days=1),
+            f"/logs/z-{round_}.jsonl": make_log(days=1),
+        }
+        logs.update(group)
+        ingest_group(
+            [source_of(n, log) for n, log in group.items()], clean_uri=clean, error_uri=errors
+        )
+    release.set()
+    worker.join(60)
+    assert outcome and not outcome[0].failures
+    assert len(attempts) == 1
+    logs["/logs/m-a.jsonl"] = newer
+    rows = read_clean(tmp_path / "clean")
+    for name, log in logs.items():
+        mine = rows.filter(pa.compute.equal(rows["source_id"], name))
+        assert sorted(seqs_of(mine)) == sorted(log.valid), name
 
 
 def test_an_unreadable_source_in_a_group_is_left_out_and_keeps_its_rows(tmp_path: Path) -> None:
@@ -1083,3 +1133,104 @@ def test_s3_transactions_read_from_the_log_and_a_group_replaced(s3: Any) -> None
     for name, log in logs.items():
         mine = rows.filter(pa.compute.equal(rows["source_id"], name))
         assert sorted(seqs_of(mine)) == sorted(log.valid), name
+
+
+# --- a commit whose reply is lost ---------------------------------------------------------------
+
+
+class LosesOneCommitReply:
+    """An HTTP proxy in front of the moto server that forwards everything, but after forwarding
+    the first PUT of a Delta log entry closes the connection without the reply: the commit is
+    stored, and the writer does not hear so (its retried PUT then gets 412)."""
+
+    def __init__(self, endpoint: str) -> None:
+        import http.client
+        import re
+        import socketserver
+        from urllib.parse import urlsplit
+
+        target = urlsplit(endpoint)
+        self.dropped: list[str] = []
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                while line := self.rfile.readline():
+                    method, path, _ = line.decode().split(" ", 2)
+                    headers: dict[str, str] = {}
+                    while (header := self.rfile.readline().decode()) not in ("\r\n", "\n", ""):
+                        key, value = header.split(":", 1)
+                        headers[key.strip()] = value.strip()
+                    length = int(
+                        next((v for k, v in headers.items() if k.lower() == "content-length"), "0")
+                    )
+                    body = self.rfile.read(length)
+                    upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                    upstream.request(method, path, body=body, headers=headers)
+                    reply = upstream.getresponse()
+                    data = reply.read()
+                    if (
+                        method == "PUT"
+                        and re.search(r"_delta_log/\d{20}\.json", path)
+                        and not proxy.dropped
+                    ):
+                        proxy.dropped.append(path)
+                        return  # the connection closes: no reply
+                    self.wfile.write(f"HTTP/1.1 {reply.status} {reply.reason}\r\n".encode())
+                    length_of = {"HEAD": reply.getheader("Content-Length", "0")}
+                    for key, value in reply.getheaders():
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.wfile.write(f"{key}: {value}\r\n".encode())
+                    size = length_of.get(method, str(len(data)))
+                    self.wfile.write(f"Content-Length: {size}\r\n\r\n".encode() + data)
+                    self.wfile.flush()
+
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["append", "replace"])
+def test_s3_a_commit_whose_reply_is_lost_is_taken_as_committed(
+    s3: Any, moto_endpoint: str, replace: bool
+) -> None:
+    """delta-rs reports such a commit as failed; taking that for a lost race would delete the
+    data files the stored commit names (and with a replace, its neighbours' rewritten rows)."""
+    import boto3
+
+    first, neighbour = make_log(days=1, per_day=6), make_log(days=1, per_day=5)
+    ingest_group(
+        [source_of("s3://in/a", first), source_of("s3://in/b", neighbour)],
+        clean_uri=CLEAN_URI,
+        error_uri=ERROR_URI,
+        s3_client=s3,
+    )
+    newer = make_log(days=1, per_day=4)
+    name = "s3://in/a" if replace else "s3://in/new"
+    proxy = LosesOneCommitReply(moto_endpoint)
+    try:
+        faulty = boto3.client("s3", region_name="us-east-1", endpoint_url=proxy.url)
+        outcome = ingest_group(
+            [source_of(name, newer, "v2")],
+            clean_uri=CLEAN_URI,
+            error_uri=ERROR_URI,
+            s3_client=faulty,
+        )
+    finally:
+        proxy.close()
+    assert proxy.dropped, "the proxy never saw a commit"
+    assert not outcome.failures and not outcome.results[name].already_ingested
+    rows = read_clean(CLEAN_URI, s3)  # every data file the log names is there
+    expected = {"s3://in/a": newer if replace else first, "s3://in/b": neighbour}
+    if not replace:
+        expected[name] = newer
+    for source, log in expected.items():
+        mine = rows.filter(pa.compute.equal(rows["source_id"], source))
+        assert sorted(seqs_of(mine)) == sorted(log.valid), source

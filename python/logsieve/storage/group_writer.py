@@ -173,13 +173,11 @@ class _GroupWriter:
         """The version this run's commit became: other writers may have committed after it
         by the time the snapshot moved forward, so it is found by the id in its commit info
         (read from the log: delta-rs numbers `history()` from the snapshot it is asked on)."""
-        latest = self.snapshot.version()
-        if self.planned_version is None or self.table_files is None:
-            return latest
-        for version in range(self.planned_version + 1, latest + 1):
-            if table.commit_info(self.table_files, version).get(COMMIT_ID_KEY) == self.commit_id:
-                return version
-        return latest
+        try:
+            found = self._find_commit()
+        except Exception:  # the log cannot be read now: the snapshot's version will do
+            found = None
+        return self.snapshot.version() if found is None else found
 
     def _commit(self, clean_uri: str, s3_client: Any) -> None:
         """logsieve's own data files, published into the table as each is complete (invisible
@@ -215,20 +213,44 @@ class _GroupWriter:
                     removal = _remove_rows(self.snapshot, clean_uri, s3_client, held, files)
             files.finish()
             committing = True
-            if removal is None:
-                # Blind appends of different sources merge: delta-rs retries them itself.
-                self._transact(actions, _COMMIT_RETRIES)
-            else:
-                self._commit_removal(actions, removal)
+            self._commit_actions(actions, removal)
         except BaseException as exc:
             files.abort()
-            # Not committed (a failure before the commit, or a lost race): the files published
-            # so far are nobody's. Any other failure of the commit may have committed them.
+            # Not committed (a failure before the commit, or a lost race the log confirms):
+            # the files published so far are nobody's. Any other failure of the commit may
+            # have committed them.
             if not committing or table.is_commit_conflict(exc):
                 with contextlib.suppress(Exception):
                     clean.delete(published)
             raise
         self.snapshot.update_incremental()  # the object does not move to its own commit
+
+    def _commit_actions(self, adds: list[Any], removal: _RowRemoval | None) -> None:
+        """One commit of `adds` (and `removal`'s removes). A commit delta-rs reports as failed
+        may have landed (a retried PUT of the log entry answered 412 after the first one was
+        stored; delta-rs conflicting with its own commit): the log says, by this run's id."""
+        try:
+            if removal is None or not removal.removes:
+                # Blind appends of different sources merge: delta-rs retries them itself. A
+                # concurrent commit of one of these sources conflicts on its app transaction.
+                self._transact(adds, _COMMIT_RETRIES)
+            else:
+                self._commit_removal(adds, removal)
+        except Exception as exc:
+            if table.is_commit_conflict(exc) and self._find_commit() is not None:
+                return
+            raise
+
+    def _find_commit(self) -> int | None:
+        """The version this run's commit became, from the log (None: it is not there). Raises
+        when the log cannot be read: then nobody knows, and nothing may be taken back."""
+        assert self.table_files is not None and self.planned_version is not None
+        self.snapshot.update_incremental()
+        for version in range(self.planned_version + 1, self.snapshot.version() + 1):
+            info = table.commit_info(self.table_files, version, strict=True)
+            if info.get(COMMIT_ID_KEY) == self.commit_id:
+                return version
+        return None
 
     def _transact(self, actions: list[Any], retries: int) -> None:
         self.snapshot.create_write_transaction(
@@ -249,19 +271,16 @@ class _GroupWriter:
         checking that every removed file is still live, that no new file may hold the sources'
         rows and that no other commit recorded one of the sources.
         """
-        recorded = {
-            one.identity: self.snapshot.transaction_version(table.app_id(one.identity))
-            for one in self.sources
-        }
+        assert self.table_files is not None
+        recorded = removal.recorded(self.snapshot, self.sources, self.table_files)
         for _ in range(_COMMIT_RETRIES):
             try:
                 self._transact(adds + removal.removes, 0)
                 return
             except Exception as exc:
-                if not table.is_commit_conflict(exc):
-                    raise
-                self.snapshot.update_incremental()
-                if not removal.still_valid(self.snapshot, recorded):
+                if not table.is_commit_conflict(exc) or self._find_commit() is not None:
+                    raise  # _commit_actions takes a commit that landed as done
+                if not removal.still_valid(self.snapshot, recorded, self.table_files):
                     raise
         self._transact(adds + removal.removes, 0)
 
@@ -512,15 +531,32 @@ class _RowRemoval:
     removes: list[Any]
     examined: frozenset[str]  #: paths of the candidate files, removed or found without the rows
 
-    def still_valid(self, snapshot: DeltaTable, recorded: dict[str, int | None]) -> bool:
+    @staticmethod
+    def recorded(
+        snapshot: DeltaTable, sources: Sequence[Source], files: table.DataFiles
+    ) -> dict[str, int | None]:
+        """Each source's transaction number in `snapshot` (by app id)."""
+        return table.transaction_versions(
+            snapshot, [table.app_id(s.identity) for s in sources], files
+        )
+
+    def still_valid(
+        self, snapshot: DeltaTable, recorded: dict[str, int | None], files: table.DataFiles
+    ) -> bool:
         """Whether the plan holds for a newer snapshot: no other commit recorded one of the
-        group's sources, every removed file is live, no new file may hold the rows."""
-        for identity, version in recorded.items():
-            if snapshot.transaction_version(table.app_id(identity)) != version:
-                return False
-        candidates = {f.path for f in _candidate_files(snapshot, set(self.identities))}
+        group's sources, every removed file is live, no new file holds the rows (a new file
+        whose statistics merely span one of the sources is read to see)."""
+        now = table.transaction_versions(snapshot, recorded, files)
+        if now != recorded:
+            return False
+        candidates = {f.path: f for f in _candidate_files(snapshot, set(self.identities))}
         removed = {action.path for action in self.removes}
-        return removed <= candidates and candidates <= self.examined
+        if not removed <= candidates.keys():
+            return False
+        wanted = sorted(self.identities)
+        return not any(
+            _holds_rows(files, path, wanted) for path in candidates.keys() - self.examined
+        )
 
 
 def _remove_rows(
@@ -544,7 +580,12 @@ def _remove_rows(
     removes = []
     candidates = _candidate_files(snapshot, identities)
     for candidate in candidates:
-        with located.fs.open_input_file(located.location(candidate.path)) as raw:
+        try:
+            raw = located.fs.open_input_file(located.location(candidate.path))
+        except FileNotFoundError:
+            _gone_since(snapshot, candidate.path)
+            raise
+        with raw:
             parquet = pq.ParquetFile(raw)
             held = pc.is_in(parquet.read(columns=[table.SOURCE_ID_COLUMN])[0], wanted)
             if not pc.any(held).as_py():
@@ -568,6 +609,30 @@ def _remove_rows(
         )
     examined = frozenset(c.path for c in candidates)
     return _RowRemoval(frozenset(identities), removes, examined)
+
+
+def _gone_since(snapshot: DeltaTable, path: str) -> None:
+    """A data file of the snapshot is missing: if a newer commit removed it (compaction, then
+    a vacuum with no retention), the plan is stale and the ingest is retried."""
+    import pyarrow as pa
+
+    snapshot.update_incremental()
+    live = pa.table(snapshot.get_add_actions(flatten=True)).column("path").to_pylist()
+    if path not in live:
+        raise ConcurrentIngestError(
+            f"{path}: removed by another commit while this ingest read it; open it again"
+        )
+
+
+def _holds_rows(files: table.DataFiles, path: str, identities: list[str]) -> bool:
+    """Whether the data file at `path` (as the log names it) has rows of `identities`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with files.fs.open_input_file(files.location(path)) as raw:
+        column = pq.ParquetFile(raw).read(columns=[table.SOURCE_ID_COLUMN])[0]
+    return bool(pc.any(pc.is_in(column, pa.array(identities, pa.string()))).as_py())
 
 
 @dataclass(frozen=True)

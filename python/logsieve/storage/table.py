@@ -306,8 +306,9 @@ def log_transactions(snapshot: DeltaTable, files: DataFiles) -> dict[str, int] |
     return recorded
 
 
-def commit_info(files: DataFiles, version: int) -> dict[str, Any]:
-    """The `commitInfo` of one commit of the log ({} when it has none or cannot be read)."""
+def commit_info(files: DataFiles, version: int, *, strict: bool = False) -> dict[str, Any]:
+    """The `commitInfo` of one commit of the log ({} when it has none or is not there). A log
+    that cannot be read gives {} too, or raises with `strict`."""
     import orjson
 
     try:
@@ -316,8 +317,11 @@ def commit_info(files: DataFiles, version: int) -> dict[str, Any]:
                 if b'"commitInfo"' in line:
                     info = orjson.loads(line).get("commitInfo")
                     return info if isinstance(info, dict) else {}
-    except (OSError, ValueError):
+    except FileNotFoundError:
         pass
+    except (OSError, ValueError):
+        if strict:
+            raise
     return {}
 
 
