@@ -258,15 +258,57 @@ def transaction_versions(
     return {app: recorded.get(app) for app in wanted}
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """The part of the log a snapshot is read from: a checkpoint's files, then commits."""
+
+    checkpoint_version: int  #: -1: no checkpoint, every commit from 0
+    checkpoint_files: tuple[str, ...]
+
+
 def log_transactions(snapshot: DeltaTable, files: DataFiles) -> dict[str, int] | None:
     """Every app id's transaction number as of the snapshot's version, read from its log;
-    None for a log this does not read (then ask delta-rs)."""
-    import orjson
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
+    None for a log this does not read (then ask delta-rs).
 
-    version = snapshot.version()
+    The segment is found without listing the log where `_last_checkpoint` names a checkpoint
+    at or before the snapshot (a month of log can be 100k objects to list on S3), by listing
+    otherwise."""
     log = f"{files.root}/_delta_log"
+    version = snapshot.version()
+    for find in (_segment_from_last_checkpoint, _segment_from_listing):
+        segment = find(files, log, version)
+        if segment is not None:
+            try:
+                return _read_segment(files, log, segment, version)
+            except FileNotFoundError:
+                continue  # a pointer to a checkpoint that is gone, or a commit cleaned up
+            except (OSError, ValueError, KeyError):
+                return None
+    return None
+
+
+def _segment_from_last_checkpoint(files: DataFiles, log: str, version: int) -> _Segment | None:
+    import orjson
+
+    try:
+        with files.fs.open_input_stream(f"{log}/_last_checkpoint") as stream:
+            pointer = orjson.loads(stream.read())
+        at, parts = int(pointer["version"]), pointer.get("parts")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if at > version or "v2Checkpoint" in pointer:
+        return None
+    if not parts:
+        return _Segment(at, (f"{at:020d}.checkpoint.parquet",))
+    names = tuple(
+        f"{at:020d}.checkpoint.{n:010d}.{parts:010d}.parquet" for n in range(1, parts + 1)
+    )
+    return _Segment(at, names)
+
+
+def _segment_from_listing(files: DataFiles, log: str, version: int) -> _Segment | None:
+    import pyarrow.fs as pafs
+
     try:
         names = [info.base_name for info in files.fs.get_file_info(pafs.FileSelector(log))]
     except OSError:
@@ -279,30 +321,35 @@ def log_transactions(snapshot: DeltaTable, files: DataFiles) -> dict[str, int] |
             count = int(match[3]) if match[3] else 1
             parts.setdefault(int(match[1]), {}).setdefault(count, []).append(name)
     complete = [
-        (at, names)
+        (at, tuple(sorted(names)))
         for at, by_count in parts.items()
         for count, names in by_count.items()
         if len(names) == count
     ]
-    start, checkpoint = max(complete, default=(-1, []))
+    start, checkpoint = max(complete, default=(-1, ()))
     commits = {int(m[1]) for name in names if (m := _COMMIT.fullmatch(name))}
     if any(at not in commits for at in range(start + 1, version + 1)):
         return None
+    return _Segment(start, checkpoint)
+
+
+def _read_segment(files: DataFiles, log: str, segment: _Segment, version: int) -> dict[str, int]:
+    """The transactions of a checkpoint's `txn` column and of the commits up to `version`."""
+    import orjson
+    import pyarrow.parquet as pq
+
     recorded: dict[str, int] = {}
-    try:
-        for name in sorted(checkpoint):
-            with files.fs.open_input_file(f"{log}/{name}") as raw:
-                txn = pq.read_table(raw, columns=["txn"])
-            for entry in txn.column("txn").to_pylist():
-                if entry is not None:
-                    recorded[entry["appId"]] = entry["version"]
-        for at in range(start + 1, version + 1):
-            with files.fs.open_input_stream(f"{log}/{at:020d}.json") as stream:
-                for line in stream.read().splitlines():
-                    if b'"txn"' in line and (txn := orjson.loads(line).get("txn")):
-                        recorded[txn["appId"]] = txn["version"]
-    except (OSError, ValueError, KeyError):
-        return None
+    for name in segment.checkpoint_files:
+        with files.fs.open_input_file(f"{log}/{name}") as raw:
+            txn = pq.read_table(raw, columns=["txn"])
+        for entry in txn.column("txn").to_pylist():
+            if entry is not None:
+                recorded[entry["appId"]] = entry["version"]
+    for at in range(segment.checkpoint_version + 1, version + 1):
+        with files.fs.open_input_stream(f"{log}/{at:020d}.json") as stream:
+            for line in stream.read().splitlines():
+                if b'"txn"' in line and (txn := orjson.loads(line).get("txn")):
+                    recorded[txn["appId"]] = txn["version"]
     return recorded
 
 
