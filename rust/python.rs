@@ -8,7 +8,7 @@ use arrow_array::{Array, RecordBatch, RecordBatchIterator, StructArray};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyMemoryView, PyString, PyTuple};
 
 use crate::error_lines::{write_error_lines, write_error_lines_to};
 use crate::errors::CoreError;
@@ -63,19 +63,10 @@ impl From<pipeline::Stats> for Stats {
     }
 }
 
-/// The result of one `process` call: clean rows, error records and counts.
-#[pyclass(module = "logsieve._core", frozen)]
-pub struct Batch {
-    clean: RecordBatch,
-    errors: RecordBatch,
-    stats: Stats,
-    clean_py: PyOnceLock<Py<PyAny>>,
-    errors_py: PyOnceLock<Py<PyAny>>,
-}
-
-/// One record batch exported through the Arrow PyCapsule interface.
-#[pyclass(module = "logsieve._core", frozen)]
-struct ArrowExport(RecordBatch);
+/// One record batch exported through the Arrow PyCapsule interface: what `pyarrow.record_batch`
+/// takes without copying, and the base class of [`Batch`], whose export is its clean rows.
+#[pyclass(module = "logsieve._core", frozen, subclass)]
+pub struct ArrowExport(RecordBatch);
 
 #[pymethods]
 impl ArrowExport {
@@ -86,11 +77,17 @@ impl ArrowExport {
         requested_schema: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let _ = requested_schema; // the spec lets producers ignore it
-        export_array(py, &self.0)
+        let data = StructArray::from(self.0.clone()).into_data();
+        let array = FFI_ArrowArray::new(&data);
+        let schema = self.__arrow_c_schema__(py)?;
+        let array = PyCapsule::new_with_value(py, array, ARROW_ARRAY)?;
+        PyTuple::new(py, [schema.into_any(), array.into_any()])
     }
 
     fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
-        export_schema(py, &self.0)
+        let schema =
+            FFI_ArrowSchema::try_from(self.0.schema().as_ref()).map_err(CoreError::from)?;
+        PyCapsule::new_with_value(py, schema, ARROW_SCHEMA)
     }
 
     #[pyo3(signature = (requested_schema=None))]
@@ -100,27 +97,10 @@ impl ArrowExport {
         requested_schema: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema;
-        export_stream(py, &self.0)
+        let reader = RecordBatchIterator::new([Ok(self.0.clone())], self.0.schema());
+        let stream = FFI_ArrowArrayStream::new(Box::new(reader));
+        PyCapsule::new_with_value(py, stream, ARROW_STREAM)
     }
-}
-
-fn export_schema<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyCapsule>> {
-    let schema = FFI_ArrowSchema::try_from(batch.schema().as_ref()).map_err(CoreError::from)?;
-    PyCapsule::new_with_value(py, schema, ARROW_SCHEMA)
-}
-
-fn export_array<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyTuple>> {
-    let data = StructArray::from(batch.clone()).into_data();
-    let array = FFI_ArrowArray::new(&data);
-    let schema = export_schema(py, batch)?;
-    let array = PyCapsule::new_with_value(py, array, ARROW_ARRAY)?;
-    PyTuple::new(py, [schema.into_any(), array.into_any()])
-}
-
-fn export_stream<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyCapsule>> {
-    let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
-    let stream = FFI_ArrowArrayStream::new(Box::new(reader));
-    PyCapsule::new_with_value(py, stream, ARROW_STREAM)
 }
 
 /// `pyarrow.record_batch(...)` over our export: pyarrow takes the buffers, nothing is copied.
@@ -130,13 +110,25 @@ fn to_pyarrow(py: Python<'_>, batch: &RecordBatch) -> PyResult<Py<PyAny>> {
     Ok(record_batch.call1((export,))?.unbind())
 }
 
+/// The result of one `process` call: clean rows (the base class's export), error records and
+/// counts.
+#[pyclass(module = "logsieve._core", frozen, extends = ArrowExport)]
+pub struct Batch {
+    errors: RecordBatch,
+    stats: Stats,
+    clean_py: PyOnceLock<Py<PyAny>>,
+    errors_py: PyOnceLock<Py<PyAny>>,
+}
+
 #[pymethods]
 impl Batch {
     /// Valid rows as a `pyarrow.RecordBatch`.
     #[getter]
-    fn clean(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.clean_py
-            .get_or_try_init(py, || to_pyarrow(py, &self.clean))
+    fn clean(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        slf.get()
+            .clean_py
+            .get_or_try_init(py, || to_pyarrow(py, &slf.as_super().get().0))
             .map(|o| o.clone_ref(py))
     }
 
@@ -176,32 +168,8 @@ impl Batch {
         Ok(())
     }
 
-    #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_array__<'py>(
-        &self,
-        py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let _ = requested_schema;
-        export_array(py, &self.clean)
-    }
-
-    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
-        export_schema(py, &self.clean)
-    }
-
-    #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_stream__<'py>(
-        &self,
-        py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        let _ = requested_schema;
-        export_stream(py, &self.clean)
-    }
-
-    fn __len__(&self) -> usize {
-        self.clean.num_rows()
+    fn __len__(slf: &Bound<'_, Self>) -> usize {
+        slf.as_super().get().0.num_rows()
     }
 
     fn __repr__(&self) -> String {
@@ -213,15 +181,18 @@ impl Batch {
     }
 }
 
-impl From<Output> for Batch {
-    fn from(o: Output) -> Self {
-        Self {
-            clean: o.clean,
+impl Batch {
+    fn new(py: Python<'_>, o: Output) -> PyResult<Py<Self>> {
+        let batch = Self {
             errors: o.errors,
             stats: o.stats.into(),
             clean_py: PyOnceLock::new(),
             errors_py: PyOnceLock::new(),
-        }
+        };
+        Py::new(
+            py,
+            PyClassInitializer::from(ArrowExport(o.clean)).add_subclass(batch),
+        )
     }
 }
 
@@ -299,7 +270,7 @@ pub fn process(
     user_id_field: String,
     action_field: String,
     first_line: FirstLine,
-) -> PyResult<Batch> {
+) -> PyResult<Py<Batch>> {
     let options = Options {
         fields: FieldNames {
             timestamp: timestamp_field,
@@ -309,7 +280,7 @@ pub fn process(
         first_line: first_line.0,
     };
     let output = with_input_bytes(data, |bytes| pipeline::process(bytes, &options))??;
-    Ok(output.into())
+    Batch::new(data.py(), output)
 }
 
 /// `process_stream`'s step: processes the complete lines of `data[:length]` (all of it when
@@ -328,7 +299,7 @@ pub fn process_lines(
     timestamp_field: String,
     user_id_field: String,
     action_field: String,
-) -> PyResult<(Option<Batch>, usize)> {
+) -> PyResult<(Option<Py<Batch>>, usize)> {
     let options = Options {
         fields: FieldNames {
             timestamp: timestamp_field,
@@ -337,11 +308,16 @@ pub fn process_lines(
         },
         first_line: first_line.0,
     };
+    let _export; // held until the call returns
     let whole = if let Ok(bytes) = data.cast::<PyBytes>() {
         bytes.as_bytes()
     } else if let Ok(array) = data.cast::<PyByteArray>() {
-        // SAFETY: the slice is used only during this call, and the one caller (`stream.py`) does
-        // not resize or write this bytearray until the call has returned (see `_runs`).
+        // A buffer export, what pyo3's `PyBuffer` would hold (it is not in the limited API of
+        // Python 3.9, the abi3 wheel's floor): every resize raises `BufferError` meanwhile.
+        _export = PyMemoryView::from(array.as_any())?;
+        // SAFETY: `_export` keeps the bytearray from being resized (or freed) until this call
+        // returns, so the slice stays valid; its contents are not written meanwhile, as the one
+        // caller (`stream.py`) promises (see `_runs`).
         unsafe { array.as_bytes() }
     } else {
         return Err(PyTypeError::new_err(
@@ -365,7 +341,7 @@ pub fn process_lines(
     let output = data
         .py()
         .detach(|| pipeline::process(&bytes[..end], &options))?;
-    Ok((Some(output.into()), end))
+    Ok((Some(Batch::new(data.py(), output)?), end))
 }
 
 /// The columns `read_columns` read, and the files it could not.
