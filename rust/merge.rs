@@ -65,8 +65,9 @@ impl SharedColumns {
         for (i, buffer) in piece.buffers().into_iter().enumerate() {
             let Start(start) = self.starts[i];
             match buffer {
-                // SAFETY: the buffer has room up to `advance(at, piece)`, and the range from
-                // `at` is this write's alone (the caller's promise).
+                // SAFETY: buffer `i` of any `CleanColumns` has the same element type (there is
+                // one layout), it has room up to `advance(at, piece)`, and the range from `at`
+                // is this write's alone (the caller's promise).
                 Buffer::Values(values) => unsafe { values.copy_to(start, at[i]) },
                 Buffer::Offsets(offsets) => {
                     // The piece's offsets start at 0; here they start where its values were put,
