@@ -2,23 +2,27 @@
 //!
 //! Modules by responsibility: `lines` (splitting), `json` (strict scanning), `timestamp`
 //! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
-//! buffers), `error_lines` (error records as JSON Lines), `merge` (placing parallel pieces in
-//! one output), `memory` (huge pages for big outputs), `pipeline` (parallel driver), `scan` (columns
-//! back from small Parquet files), `errors`
-//! (the one error type), `python` (bindings).
+//! buffers, and the one list of the clean columns' layout), `error_lines` (error records as JSON
+//! Lines), `merge` (placing parallel pieces in one output), `concat` (joining the pieces' error
+//! records), `memory` (huge pages for big outputs), `pipeline` (parallel driver), `scan` (columns
+//! back from small Parquet files), `errors` (the one error type), `python` (bindings).
+//!
+//! Every module is private: the crate's interface is the Python module `_core`. (The
+//! `json_parsers` bench compiles `json.rs` by path, on its own.)
 
-pub mod columns;
-pub mod error_lines;
-pub mod errors;
-pub mod json;
-pub mod lines;
-pub mod memory;
-pub mod merge;
-pub mod pipeline;
-pub mod python;
-pub mod record;
-pub mod scan;
-pub mod timestamp;
+mod columns;
+mod concat;
+mod error_lines;
+mod errors;
+mod json;
+mod lines;
+mod memory;
+mod merge;
+mod pipeline;
+mod python;
+mod record;
+mod scan;
+mod timestamp;
 
 use pyo3::prelude::*;
 

@@ -1,8 +1,8 @@
 //! Stitching the pieces of a parallel run back together, in parallel.
 //!
 //! Clean rows are copied by each worker straight to their final place ([`place_pieces`]), so
-//! the big output is written once. Error records, usually few, are concatenated at the end, each
-//! piece copied by its own task ([`par_concat`]).
+//! the big output is written once. Error records, usually few, are concatenated at the end
+//! ([`crate::concat`]).
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -11,144 +11,42 @@ use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::columns::{CleanColumns, VarColumn};
-
-/// `parts` laid end to end in one vector, each part copied by its own rayon task.
-pub fn par_concat<T: Copy + Send + Sync>(parts: &[&[T]]) -> Vec<T> {
-    let total = parts.iter().map(|p| p.len()).sum();
-    let mut out: Vec<T> = Vec::with_capacity(total);
-    let mut rest = &mut out.spare_capacity_mut()[..total];
-    let mut slots = Vec::with_capacity(parts.len());
-    for part in parts {
-        let (slot, tail) = rest.split_at_mut(part.len());
-        slots.push(slot);
-        rest = tail;
-    }
-    slots
-        .into_par_iter()
-        .zip(parts.par_iter())
-        .for_each(|(slot, part)| {
-            for (dst, src) in slot.iter_mut().zip(part.iter()) {
-                dst.write(*src);
-            }
-        });
-    // SAFETY: the slots tile `out[..total]` exactly and every element was written above.
-    unsafe { out.set_len(total) };
-    out
-}
-
-/// Arrow offsets of several columns (each starting at 0) as the offsets of their concatenation.
-pub fn par_concat_offsets(parts: &[&[i32]]) -> Vec<i32> {
-    let tails: Vec<&[i32]> = parts.iter().map(|p| &p[1..]).collect();
-    let mut out = Vec::with_capacity(1 + tails.iter().map(|t| t.len()).sum::<usize>());
-    out.push(0);
-    out.extend(par_concat(&tails));
-    // Each part's offsets move up by the bytes of the parts before it. Totals beyond i32 wrap
-    // here and are refused when the array is built (see `VarColumn::buffers`).
-    let mut base = 0i32;
-    let mut rest = &mut out[1..];
-    let mut jobs = Vec::with_capacity(parts.len());
-    for part in parts {
-        let (slot, tail) = rest.split_at_mut(part.len() - 1);
-        jobs.push((slot, base));
-        base = base.wrapping_add(*part.last().unwrap_or(&0));
-        rest = tail;
-    }
-    jobs.into_par_iter().for_each(|(slot, base)| {
-        for o in slot {
-            *o = o.wrapping_add(base);
-        }
-    });
-    out
-}
-
-/// Where the next rows go in a [`CleanColumns`]: the length of each of its buffers, in this
-/// order: timestamp; day_of_week values, offsets; event_time; user_id values, offsets; action
-/// values, offsets; extra values, offsets; extra validity.
-pub type Cursor = [usize; 11];
-
-/// The cursor of empty columns: offset buffers start with their leading 0.
-const EMPTY: Cursor = [0, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0];
+use crate::columns::{BUFFERS, Buffer, CleanColumns, Cursor};
 
 /// Where the rows of `piece` end when they are placed at `at`.
 fn advance(at: &Cursor, piece: &CleanColumns) -> Cursor {
-    let len = piece.cursor();
-    std::array::from_fn(|i| at[i] + len[i] - EMPTY[i])
+    let mut end = *at;
+    for ((end, buffer), len) in end.iter_mut().zip(piece.buffers()).zip(piece.cursor()) {
+        *end += len - buffer.leading();
+    }
+    end
 }
 
 /// The start of a buffer that several threads fill at disjoint places.
 #[derive(Clone, Copy)]
-struct Slot<T>(*mut T);
+struct Start(*mut u8);
 
-// SAFETY: a `Slot` is only written through `SharedColumns::write`, whose callers promise that
+// SAFETY: a `Start` is only written through `SharedColumns::write`, whose callers promise that
 // no two writes overlap and that nothing reads the buffer until every write is done.
-unsafe impl<T: Send> Send for Slot<T> {}
-unsafe impl<T: Send> Sync for Slot<T> {}
-
-impl<T: Copy> Slot<T> {
-    fn of(buffer: &mut Vec<T>) -> Self {
-        Self(buffer.as_mut_ptr())
-    }
-
-    /// SAFETY: `at + src.len()` is within the buffer's capacity and no one else writes there.
-    unsafe fn put(self, at: usize, src: &[T]) {
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(at), src.len()) }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct VarSlot {
-    values: Slot<u8>,
-    offsets: Slot<i32>,
-}
-
-impl VarSlot {
-    fn of(column: &mut VarColumn) -> Self {
-        Self {
-            values: Slot::of(&mut column.values),
-            offsets: Slot::of(&mut column.offsets),
-        }
-    }
-
-    /// SAFETY: as [`Slot::put`], for the values at `values_at` and the offsets at `offsets_at`.
-    unsafe fn put(self, values_at: usize, offsets_at: usize, src: &VarColumn) {
-        unsafe {
-            self.values.put(values_at, &src.values);
-            // The piece's offsets start at 0; here they start where its values were put.
-            let base = values_at as i32;
-            let dst = self.offsets.0.add(offsets_at);
-            for (i, offset) in src.offsets[1..].iter().enumerate() {
-                dst.add(i).write(offset.wrapping_add(base));
-            }
-        }
-    }
-}
+unsafe impl Send for Start {}
+unsafe impl Sync for Start {}
 
 /// Columns with room reserved up front, filled by several threads at once: each piece's rows
 /// are copied straight to their final place (a [`Cursor`]), so the output is written once.
 struct SharedColumns {
     columns: CleanColumns,
     capacity: Cursor,
-    timestamp: Slot<u8>,
-    day_of_week: VarSlot,
-    event_time: Slot<i64>,
-    user_id: VarSlot,
-    action: VarSlot,
-    extra: VarSlot,
-    extra_valid: Slot<bool>,
+    /// Where each buffer starts, in [`Cursor`] order.
+    starts: [Start; BUFFERS],
 }
 
 impl SharedColumns {
     fn new(mut columns: CleanColumns) -> Self {
         Self {
             capacity: columns.capacity(),
-            timestamp: Slot::of(&mut columns.timestamp),
-            day_of_week: VarSlot::of(&mut columns.day_of_week),
-            event_time: Slot::of(&mut columns.event_time),
-            user_id: VarSlot::of(&mut columns.user_id),
-            action: VarSlot::of(&mut columns.action),
-            extra: VarSlot::of(&mut columns.extra),
-            extra_valid: Slot::of(&mut columns.extra_valid),
+            starts: columns
+                .buffers_mut()
+                .map(|mut b| Start(b.vector_mut().start_mut())),
             columns,
         }
     }
@@ -164,14 +62,25 @@ impl SharedColumns {
     /// `advance(at, piece)` [`fits`](Self::fits), and no other write covers any part of the
     /// range from `at` to there.
     unsafe fn write(&self, at: &Cursor, piece: &CleanColumns) {
-        unsafe {
-            self.timestamp.put(at[0], &piece.timestamp);
-            self.day_of_week.put(at[1], at[2], &piece.day_of_week);
-            self.event_time.put(at[3], &piece.event_time);
-            self.user_id.put(at[4], at[5], &piece.user_id);
-            self.action.put(at[6], at[7], &piece.action);
-            self.extra.put(at[8], at[9], &piece.extra);
-            self.extra_valid.put(at[10], &piece.extra_valid);
+        for (i, buffer) in piece.buffers().into_iter().enumerate() {
+            let Start(start) = self.starts[i];
+            match buffer {
+                // SAFETY: buffer `i` of any `CleanColumns` has the same element type (there is
+                // one layout), it has room up to `advance(at, piece)`, and the range from `at`
+                // is this write's alone (the caller's promise).
+                Buffer::Values(values) => unsafe { values.copy_to(start, at[i]) },
+                Buffer::Offsets(offsets) => {
+                    // The piece's offsets start at 0; here they start where its values were put,
+                    // in the buffer before. Totals beyond i32 wrap here and are refused when the
+                    // array is built.
+                    let base = at[i - 1] as i32;
+                    let dst = start.cast::<i32>();
+                    for (k, offset) in offsets[1..].iter().enumerate() {
+                        // SAFETY: as above; `offsets[1..]` are the piece's rows.
+                        unsafe { dst.add(at[i] + k).write(offset.wrapping_add(base)) };
+                    }
+                }
+            }
         }
     }
 
@@ -181,9 +90,9 @@ impl SharedColumns {
     /// `end` fits, and every row from the start of the room to `end` was written.
     unsafe fn finish(self, end: &Cursor) -> CleanColumns {
         let mut columns = self.columns;
-        for (vector, len) in columns.vectors_mut().into_iter().zip(end) {
+        for (mut buffer, len) in columns.buffers_mut().into_iter().zip(end) {
             // SAFETY: `len` is within the room, and every element up to it was written.
-            unsafe { vector.set_len(*len) };
+            unsafe { buffer.vector_mut().set_len(*len) };
         }
         columns
     }
@@ -209,9 +118,10 @@ pub fn place_pieces<R: Default + Send>(
 ) -> (CleanColumns, Vec<R>) {
     // Set up when the first piece is done, from its rows (no piece is placed before it).
     let shared: OnceLock<SharedColumns> = OnceLock::new();
+    let empty = CleanColumns::default().cursor();
     let frontier = Mutex::new(Frontier {
         next: 0,
-        end: EMPTY,
+        end: empty,
         full: false,
         parked: BTreeMap::new(),
         aside: Vec::new(),
@@ -239,7 +149,7 @@ pub fn place_pieces<R: Default + Send>(
                     }
                     if k == 0 {
                         let room = reserve(&clean);
-                        assert_eq!(room.cursor(), EMPTY, "`reserve` returns empty columns");
+                        assert_eq!(room.cursor(), empty, "`reserve` returns empty columns");
                         shared.get_or_init(|| SharedColumns::new(room));
                     }
                     let fits = |end: &Cursor| shared.get().is_some_and(|s| s.fits(end));
@@ -375,19 +285,5 @@ mod tests {
                     .contains("bad piece")
             );
         }
-    }
-
-    #[test]
-    fn concatenates_in_order() {
-        let parts: [&[u8]; 4] = [b"ab", b"", b"cde", b"f"];
-        assert_eq!(par_concat(&parts), b"abcdef".to_vec());
-        assert_eq!(par_concat::<i64>(&[]), Vec::<i64>::new());
-    }
-
-    #[test]
-    fn rebases_offsets() {
-        let parts: [&[i32]; 3] = [&[0, 2, 5], &[0], &[0, 1, 1, 4]];
-        assert_eq!(par_concat_offsets(&parts), vec![0, 2, 5, 6, 6, 9]);
-        assert_eq!(par_concat_offsets(&[]), vec![0]);
     }
 }

@@ -1,229 +1,18 @@
-//! The Python face of the core: `process`, `Batch`, `Stats`, and Arrow's PyCapsule interface.
+//! The Python face of the core: the functions of `logsieve._core` and how they take their
+//! input; the classes they return are in `batch`, Arrow's PyCapsule interface in `arrow`.
 
-use std::ffi::CStr;
+mod arrow;
+mod batch;
 
-use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
-use arrow_array::ffi_stream::FFI_ArrowArrayStream;
-use arrow_array::{Array, RecordBatch, RecordBatchIterator, StructArray};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
 
-use crate::error_lines::{write_error_lines, write_error_lines_to};
 use crate::errors::CoreError;
-use crate::pipeline::{self, Options, Output};
+use crate::pipeline::{self, Options};
 use crate::record::FieldNames;
 use crate::scan;
-
-const ARROW_SCHEMA: &CStr = c"arrow_schema";
-const ARROW_ARRAY: &CStr = c"arrow_array";
-const ARROW_STREAM: &CStr = c"arrow_array_stream";
-
-/// Counts for one call: `processed == valid + errors`, blank lines apart.
-#[pyclass(module = "logsieve._core", frozen, eq, get_all)]
-#[derive(Clone, PartialEq, Eq)]
-pub struct Stats {
-    processed: u64,
-    valid: u64,
-    errors: u64,
-    blank: u64,
-    bytes: u64,
-}
-
-#[pymethods]
-impl Stats {
-    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("processed", self.processed)?;
-        d.set_item("valid", self.valid)?;
-        d.set_item("errors", self.errors)?;
-        d.set_item("blank", self.blank)?;
-        d.set_item("bytes", self.bytes)?;
-        Ok(d)
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Stats(processed={}, valid={}, errors={}, blank={}, bytes={})",
-            self.processed, self.valid, self.errors, self.blank, self.bytes
-        )
-    }
-}
-
-impl From<pipeline::Stats> for Stats {
-    fn from(s: pipeline::Stats) -> Self {
-        Self {
-            processed: s.processed,
-            valid: s.valid,
-            errors: s.errors,
-            blank: s.blank,
-            bytes: s.bytes,
-        }
-    }
-}
-
-/// The result of one `process` call: clean rows, error records and counts.
-#[pyclass(module = "logsieve._core", frozen)]
-pub struct Batch {
-    clean: RecordBatch,
-    errors: RecordBatch,
-    stats: Stats,
-    clean_py: PyOnceLock<Py<PyAny>>,
-    errors_py: PyOnceLock<Py<PyAny>>,
-}
-
-/// One record batch exported through the Arrow PyCapsule interface.
-#[pyclass(module = "logsieve._core", frozen)]
-struct ArrowExport(RecordBatch);
-
-#[pymethods]
-impl ArrowExport {
-    #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_array__<'py>(
-        &self,
-        py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let _ = requested_schema; // the spec lets producers ignore it
-        export_array(py, &self.0)
-    }
-
-    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
-        export_schema(py, &self.0)
-    }
-
-    #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_stream__<'py>(
-        &self,
-        py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        let _ = requested_schema;
-        export_stream(py, &self.0)
-    }
-}
-
-fn export_schema<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyCapsule>> {
-    let schema = FFI_ArrowSchema::try_from(batch.schema().as_ref()).map_err(CoreError::from)?;
-    PyCapsule::new_with_value(py, schema, ARROW_SCHEMA)
-}
-
-fn export_array<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyTuple>> {
-    let data = StructArray::from(batch.clone()).into_data();
-    let array = FFI_ArrowArray::new(&data);
-    let schema = export_schema(py, batch)?;
-    let array = PyCapsule::new_with_value(py, array, ARROW_ARRAY)?;
-    PyTuple::new(py, [schema.into_any(), array.into_any()])
-}
-
-fn export_stream<'py>(py: Python<'py>, batch: &RecordBatch) -> PyResult<Bound<'py, PyCapsule>> {
-    let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
-    let stream = FFI_ArrowArrayStream::new(Box::new(reader));
-    PyCapsule::new_with_value(py, stream, ARROW_STREAM)
-}
-
-/// `pyarrow.record_batch(...)` over our export: pyarrow takes the buffers, nothing is copied.
-fn to_pyarrow(py: Python<'_>, batch: &RecordBatch) -> PyResult<Py<PyAny>> {
-    let export = Bound::new(py, ArrowExport(batch.clone()))?;
-    let record_batch = py.import("pyarrow")?.getattr("record_batch")?;
-    Ok(record_batch.call1((export,))?.unbind())
-}
-
-#[pymethods]
-impl Batch {
-    /// Valid rows as a `pyarrow.RecordBatch`.
-    #[getter]
-    fn clean(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.clean_py
-            .get_or_try_init(py, || to_pyarrow(py, &self.clean))
-            .map(|o| o.clone_ref(py))
-    }
-
-    /// Invalid lines as a `pyarrow.RecordBatch` (line, error, detail, raw).
-    #[getter]
-    fn errors(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.errors_py
-            .get_or_try_init(py, || to_pyarrow(py, &self.errors))
-            .map(|o| o.clone_ref(py))
-    }
-
-    #[getter]
-    fn stats(&self) -> Stats {
-        self.stats.clone()
-    }
-
-    /// The error records as JSON Lines (`source`, `line`, `error`, `detail`, `raw` or
-    /// `raw_base64`), rendered in Rust without the GIL: one line per error, each ending in `\n`.
-    fn error_lines<'py>(&self, py: Python<'py>, source: &str) -> PyResult<Bound<'py, PyBytes>> {
-        let rendered = py.detach(|| {
-            let mut out = Vec::new();
-            write_error_lines(&self.errors, source, &mut out).map(|()| out)
-        })?;
-        Ok(PyBytes::new(py, &rendered))
-    }
-
-    /// The same JSON Lines written to `file` (anything with `write(bytes)`), rendered without
-    /// the GIL and handed over about 1 MiB at a time: a huge invalid line is never held twice.
-    fn write_error_lines(
-        &self,
-        py: Python<'_>,
-        source: &str,
-        file: Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let mut sink = PyWriter(file.unbind());
-        py.detach(|| write_error_lines_to(&self.errors, source, &mut sink))?;
-        Ok(())
-    }
-
-    #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_array__<'py>(
-        &self,
-        py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let _ = requested_schema;
-        export_array(py, &self.clean)
-    }
-
-    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
-        export_schema(py, &self.clean)
-    }
-
-    #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_stream__<'py>(
-        &self,
-        py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        let _ = requested_schema;
-        export_stream(py, &self.clean)
-    }
-
-    fn __len__(&self) -> usize {
-        self.clean.num_rows()
-    }
-
-    fn __repr__(&self) -> String {
-        let s = &self.stats;
-        format!(
-            "Batch(processed={}, valid={}, errors={}, blank={}, bytes={})",
-            s.processed, s.valid, s.errors, s.blank, s.bytes
-        )
-    }
-}
-
-impl From<Output> for Batch {
-    fn from(o: Output) -> Self {
-        Self {
-            clean: o.clean,
-            errors: o.errors,
-            stats: o.stats.into(),
-            clean_py: PyOnceLock::new(),
-            errors_py: PyOnceLock::new(),
-        }
-    }
-}
+pub use batch::{Batch, Scan, Stats};
 
 /// A `first_line` argument. An int beyond int64 is refused as out of range (`ConfigError`, a
 /// `ValueError`) like any other line number that cannot be, not as pyo3's `OverflowError`.
@@ -299,7 +88,7 @@ pub fn process(
     user_id_field: String,
     action_field: String,
     first_line: FirstLine,
-) -> PyResult<Batch> {
+) -> PyResult<Py<Batch>> {
     let options = Options {
         fields: FieldNames {
             timestamp: timestamp_field,
@@ -309,7 +98,7 @@ pub fn process(
         first_line: first_line.0,
     };
     let output = with_input_bytes(data, |bytes| pipeline::process(bytes, &options))??;
-    Ok(output.into())
+    Batch::new(data.py(), output)
 }
 
 /// `process_stream`'s step: processes the complete lines of `data[:length]` (all of it when
@@ -328,7 +117,7 @@ pub fn process_lines(
     timestamp_field: String,
     user_id_field: String,
     action_field: String,
-) -> PyResult<(Option<Batch>, usize)> {
+) -> PyResult<(Option<Py<Batch>>, usize)> {
     let options = Options {
         fields: FieldNames {
             timestamp: timestamp_field,
@@ -337,11 +126,16 @@ pub fn process_lines(
         },
         first_line: first_line.0,
     };
+    let _export; // held until the call returns
     let whole = if let Ok(bytes) = data.cast::<PyBytes>() {
         bytes.as_bytes()
     } else if let Ok(array) = data.cast::<PyByteArray>() {
-        // SAFETY: the slice is used only during this call, and the one caller (`stream.py`) does
-        // not resize or write this bytearray until the call has returned (see `_runs`).
+        // A buffer export, what pyo3's `PyBuffer` would hold (it is not in the limited API of
+        // Python 3.9, the abi3 wheel's floor): every resize raises `BufferError` meanwhile.
+        _export = PyMemoryView::from(array.as_any())?;
+        // SAFETY: `_export` keeps the bytearray from being resized (or freed) until this call
+        // returns, so the slice stays valid; its contents are not written meanwhile, as the one
+        // caller (`stream.py`) promises (see `_runs`).
         unsafe { array.as_bytes() }
     } else {
         return Err(PyTypeError::new_err(
@@ -365,24 +159,7 @@ pub fn process_lines(
     let output = data
         .py()
         .detach(|| pipeline::process(&bytes[..end], &options))?;
-    Ok((Some(output.into()), end))
-}
-
-/// The columns `read_columns` read, and the files it could not.
-#[pyclass(module = "logsieve._core", frozen)]
-pub struct Scan {
-    rows: RecordBatch,
-    #[pyo3(get)]
-    failed: Py<PyDict>,
-}
-
-#[pymethods]
-impl Scan {
-    /// `file` (index into the inputs) and the requested columns as a `pyarrow.RecordBatch`.
-    #[getter]
-    fn rows(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        to_pyarrow(py, &self.rows)
-    }
+    Ok((Some(Batch::new(data.py(), output)?), end))
 }
 
 /// Reads `columns` of many small Parquet files in parallel without the GIL: each input is a
@@ -414,41 +191,4 @@ pub fn read_columns(
         rows: scan.rows,
         failed: failed.unbind(),
     })
-}
-
-/// `std::io::Write` over a Python file object: each write takes the GIL for one `write` call.
-struct PyWriter(Py<PyAny>);
-
-impl std::io::Write for PyWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write_all(buf).map(|()| buf.len())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let mut rest = buf;
-        while !rest.is_empty() {
-            // A raw file may take fewer bytes than offered and say how many; others take all.
-            let taken = Python::attach(|py| {
-                let written = self
-                    .0
-                    .call_method1(py, "write", (PyBytes::new(py, rest),))?;
-                written.extract::<Option<usize>>(py)
-            })
-            .map_err(std::io::Error::other)?;
-            match taken.unwrap_or(rest.len()) {
-                n @ 1.. if n <= rest.len() => rest = &rest[n..],
-                n => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::WriteZero,
-                        format!("write() took {n} of {} bytes", rest.len()),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
