@@ -6,7 +6,7 @@ mod batch;
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyMemoryView, PyString};
 
 use crate::errors::CoreError;
 use crate::pipeline::{self, Options};
@@ -168,8 +168,9 @@ pub fn process_lines(
 pub fn read_columns(
     py: Python<'_>,
     files: Vec<Bound<'_, PyAny>>,
-    columns: Vec<String>,
+    schema: Bound<'_, PyAny>,
 ) -> PyResult<Scan> {
+    let wanted = import_schema(&schema)?;
     let mut inputs = Vec::with_capacity(files.len());
     for file in &files {
         inputs.push(if let Ok(bytes) = file.cast::<PyBytes>() {
@@ -182,7 +183,7 @@ pub fn read_columns(
             ));
         });
     }
-    let scan = py.detach(|| scan::read_columns(inputs, &columns))?;
+    let scan = py.detach(|| scan::read_columns(inputs, &wanted))?;
     let failed = PyDict::new(py);
     for (index, reason) in scan.failed {
         failed.set_item(index, reason)?;
@@ -191,4 +192,17 @@ pub fn read_columns(
         rows: scan.rows,
         failed: failed.unbind(),
     })
+}
+
+/// An Arrow schema from anything with `__arrow_c_schema__` (a `pyarrow.Schema`, say).
+fn import_schema(schema: &Bound<'_, PyAny>) -> PyResult<arrow_schema::Schema> {
+    let capsule = schema
+        .call_method0("__arrow_c_schema__")
+        .map_err(|_| PyTypeError::new_err("read_columns() takes a schema (e.g. pyarrow.Schema)"))?;
+    let capsule = capsule.cast_into::<PyCapsule>()?;
+    let pointer = capsule.pointer_checked(Some(c"arrow_schema"))?;
+    // SAFETY: a capsule named "arrow_schema" holds an FFI_ArrowSchema (the PyCapsule
+    // interface), alive as long as the capsule, which outlives this borrow.
+    let ffi = unsafe { &*(pointer.as_ptr() as *const arrow_schema::ffi::FFI_ArrowSchema) };
+    arrow_schema::Schema::try_from(ffi).map_err(|e| PyTypeError::new_err(e.to_string()))
 }

@@ -38,38 +38,25 @@ pub struct Scan {
     pub failed: Vec<(usize, String)>,
 }
 
-/// Reads `columns` (top-level names) of every file; a file's columns must have the types the
-/// first readable file has, else it is reported as failed.
-pub fn read_columns(files: Vec<FileInput>, columns: &[String]) -> Result<Scan, CoreError> {
-    if columns.is_empty() {
+/// Reads the columns of `wanted` (top-level names) of every file. A file whose columns have
+/// other types than `wanted` gives (types as the Parquet schema says, writers' Arrow hints
+/// aside) is reported as failed, whatever the other files hold: the caller reads it its way.
+pub fn read_columns(files: Vec<FileInput>, wanted: &Schema) -> Result<Scan, CoreError> {
+    if wanted.fields().is_empty() {
         return Err(CoreError::Config(
             "read_columns() needs at least one column".into(),
         ));
     }
+    let columns: Vec<String> = wanted.fields().iter().map(|f| f.name().clone()).collect();
+    let types: Vec<DataType> = wanted
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
     let decoded: Vec<Result<Vec<ArrayRef>, String>> = files
         .into_par_iter()
-        .map(|input| read_file(input, columns))
+        .map(|input| read_file(input, &columns))
         .collect();
-    let reference: Option<Vec<DataType>> = decoded.iter().find_map(|one| match one {
-        Ok(arrays) if !arrays.is_empty() => {
-            Some(arrays.iter().map(|a| a.data_type().clone()).collect())
-        }
-        _ => None,
-    });
-    let Some(types) = reference else {
-        let failed = decoded
-            .into_iter()
-            .enumerate()
-            .filter_map(|(index, one)| one.err().map(|reason| (index, reason)))
-            .collect();
-        let fields = columns
-            .iter()
-            .map(|name| Field::new(name, DataType::Null, true));
-        return Ok(Scan {
-            rows: empty_rows(fields.collect())?,
-            failed,
-        });
-    };
     let mut failed = Vec::new();
     let mut kept: Vec<(usize, Vec<ArrayRef>)> = Vec::new();
     for (index, one) in decoded.into_iter().enumerate() {
@@ -85,7 +72,7 @@ pub fn read_columns(files: Vec<FileInput>, columns: &[String]) -> Result<Scan, C
             Err(reason) => failed.push((index, reason)),
         }
     }
-    let rows = concatenate(&kept, columns, &types)?;
+    let rows = concatenate(&kept, &columns, &types)?;
     Ok(Scan { rows, failed })
 }
 
@@ -170,16 +157,20 @@ fn concatenate(
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), out)?)
 }
 
-fn empty_rows(mut fields: Vec<Field>) -> Result<RecordBatch, CoreError> {
-    fields.insert(0, Field::new("file", DataType::Int32, false));
-    Ok(RecordBatch::new_empty(Arc::new(Schema::new(fields))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow_array::StringArray;
     use parquet::arrow::ArrowWriter;
+
+    fn wanted(columns: &[(&str, DataType)]) -> Schema {
+        Schema::new(
+            columns
+                .iter()
+                .map(|(name, t)| Field::new(*name, t.clone(), true))
+                .collect::<Vec<_>>(),
+        )
+    }
 
     fn file_with(actions: &[&str]) -> Bytes {
         let schema = Arc::new(Schema::new(vec![
@@ -203,7 +194,7 @@ mod tests {
             FileInput::Bytes(Bytes::from_static(b"not parquet")),
             FileInput::Bytes(file_with(&["logout"])),
         ];
-        let scan = read_columns(files, &["action".to_string()]).unwrap();
+        let scan = read_columns(files, &wanted(&[("action", DataType::Utf8)])).unwrap();
         let file: Vec<i32> = scan
             .rows
             .column(0)
@@ -228,9 +219,36 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_other_types_fails_first_or_last() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "action",
+            DataType::Int64,
+            true,
+        )]));
+        let numbers: ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![1, 2]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![numbers]).unwrap();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let odd = Bytes::from(out);
+        for files in [
+            vec![odd.clone(), file_with(&["login"])],
+            vec![file_with(&["login"]), odd.clone()],
+        ] {
+            let odd_at = files.iter().position(|f| *f == odd).unwrap();
+            let inputs = files.into_iter().map(FileInput::Bytes).collect();
+            let scan = read_columns(inputs, &wanted(&[("action", DataType::Utf8)])).unwrap();
+            assert_eq!(scan.rows.num_rows(), 1);
+            assert_eq!(scan.failed.len(), 1);
+            assert_eq!(scan.failed[0].0, odd_at);
+        }
+    }
+
+    #[test]
     fn a_missing_column_fails_that_file_only() {
         let files = vec![FileInput::Bytes(file_with(&["login"]))];
-        let scan = read_columns(files, &["event_time".to_string()]).unwrap();
+        let scan = read_columns(files, &wanted(&[("event_time", DataType::Int64)])).unwrap();
         assert_eq!(scan.rows.num_rows(), 0);
         assert_eq!(scan.failed, [(0, "no column \"event_time\"".to_string())]);
     }

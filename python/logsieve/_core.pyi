@@ -129,13 +129,15 @@ class Scan:
     @property
     def failed(self) -> dict[int, str]:
         """Index -> reason of each input left out of `rows` (not Parquet, a codec other than
-        zstd or snappy, a column missing or of another type than in the first file read)."""
+        zstd or snappy, a column missing or of another type than the schema asked for)."""
 
-def read_columns(files: Sequence[str | os.PathLike[str] | bytes], columns: Sequence[str]) -> Scan:
-    """Read top-level `columns` of many small Parquet files in parallel, without the GIL.
+def read_columns(files: Sequence[str | os.PathLike[str] | bytes], schema: pa.Schema) -> Scan:
+    """Read the columns of `schema` (top-level names) of many small Parquet files in parallel,
+    without the GIL.
 
-    Each input is a path (read by the core) or a file's bytes. Strings come back as `string`,
-    other types as the Parquet schema gives them (writers' Arrow type hints are ignored), so
-    files of different writers agree. Raises `TypeError` for other inputs and
-    `logsieve.errors.ConfigError` without columns.
+    Each input is a path (read by the core) or a file's bytes. A file's columns must have the
+    types `schema` gives, as the Parquet schema says (strings as `string`, whatever Arrow type
+    a writer hinted): a file of other types, or one that cannot be read, is left out and named
+    in `Scan.failed`, whatever the other files hold. Raises `TypeError` for other inputs or a
+    schema that is not Arrow, and `logsieve.errors.ConfigError` for a schema without fields.
     """

@@ -13,7 +13,7 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -49,6 +49,8 @@ _FILE_CACHE_TIMES = 16 << 20
 _READ_THREADS = 16
 
 
+#: Small files' bytes decoded by the core at once (on S3, fetched before): memory is twice this.
+_SCAN_BATCH_BYTES = 64 << 20
 #: Files up to this size are read whole in one request before parsing.
 _WHOLE_FILE_BYTES = 4 << 20
 
@@ -551,28 +553,29 @@ class CleanTable:
         that cannot be read.
 
         Small files (a day filled object by object has thousands) are decoded together by the
-        core, in parallel and without the GIL; on S3 their bytes are fetched in threads first,
-        so that request latencies overlap. Large files (compacted ones), and any file the core
-        cannot decode, are read by pyarrow, pruned by their row groups' statistics.
+        core, in parallel and without the GIL, a batch of up to 64 MiB at a time; on S3 a
+        batch's bytes are fetched in threads first, so that request latencies overlap. Large
+        files (compacted ones), and any file the core cannot decode or whose columns have other
+        types, are read by pyarrow, pruned by their row groups' statistics.
         """
         import pyarrow as pa
 
         small = [n for n, f in enumerate(files) if f.size <= _WHOLE_FILE_BYTES]
-        inputs: list[Any]
-        if self._readers is None:  # local: the core reads the files itself
-            inputs = [self.location(files[n].path) for n in small]
-        else:
-            inputs = list(self._readers.map(self._fetch, [files[n] for n in small]))
-        scan = _core.read_columns(inputs, list(_read_schema().names))
         parts = []
-        found = scan.rows
-        if found.num_rows:
-            numbers = pa.array(small, pa.int32()).take(found.column("file"))
-            found = pa.Table.from_batches([found]).drop_columns(["file"])
-            parts.append(_with_file(found.cast(_read_schema()), numbers))
-        kept = set(small)
-        left = [n for n in range(len(files)) if n not in kept]
-        left.extend(small[position] for position in scan.failed)
+        left = [n for n, f in enumerate(files) if f.size > _WHOLE_FILE_BYTES]
+        for batch in _batches_of(small, [files[n].size for n in small], _SCAN_BATCH_BYTES):
+            inputs: list[Any]
+            if self._readers is None:  # local: the core reads the files itself
+                inputs = [self.location(files[n].path) for n in batch]
+            else:
+                inputs = list(self._readers.map(self._fetch, [files[n] for n in batch]))
+            scan = _core.read_columns(inputs, _read_schema())
+            found = scan.rows
+            if found.num_rows:
+                numbers = pa.array(batch, pa.int32()).take(found.column("file"))
+                found = pa.Table.from_batches([found]).drop_columns(["file"])
+                parts.append(_with_file(found, numbers))
+            left.extend(batch[position] for position in scan.failed)
         for number in sorted(left):
             table = self._read_file(files[number], every_row_group=every_row_group)
             parts.append(_with_file(table, number))
@@ -657,6 +660,20 @@ def _login_row_groups(parquet: pyarrow.parquet.ParquetFile) -> list[int]:
         if stats is None or not stats.has_min_max or stats.min <= LOGIN_ACTION <= stats.max:
             groups.append(number)
     return groups
+
+
+def _batches_of(numbers: list[int], sizes: list[int], budget: int) -> Iterator[list[int]]:
+    """`numbers` in runs whose `sizes` add up to at most `budget` (at least one each)."""
+    run: list[int] = []
+    total = 0
+    for number, size in zip(numbers, sizes):
+        if run and total + size > budget:
+            yield run
+            run, total = [], 0
+        run.append(number)
+        total += size
+    if run:
+        yield run
 
 
 def _with_file(table: pyarrow.Table, file: int | pyarrow.Array) -> pyarrow.Table:
