@@ -1234,3 +1234,98 @@ def test_s3_a_commit_whose_reply_is_lost_is_taken_as_committed(
     for source, log in expected.items():
         mine = rows.filter(pa.compute.equal(rows["source_id"], source))
         assert sorted(seqs_of(mine)) == sorted(log.valid), source
+
+
+def test_s3_replaces_appends_compaction_and_readers_at_once(s3: Any) -> None:
+    """On S3 (a moto server), with threads: two writers append new sources and replace earlier
+    ones through logsieve's own commits, in groups that share files, while compaction rewrites
+    the files and a reader reads snapshots. Every snapshot read holds each source at one of its
+    versions, whole (never two versions, never a partial one), and the end is every source's
+    latest version exactly once."""
+    from logsieve.storage.compact import compact
+
+    table.create_table(CLEAN_URI, s3)
+    deadline = time.monotonic() + 8
+    versions: dict[str, dict[str, Log]] = {}  # source -> version -> its log
+    latest: dict[str, str] = {}
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    done = threading.Event()
+    snapshots: list[Counter[str]] = []
+
+    def guarded(body: Any) -> Any:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as exc:  # surfaces in the assertion below
+                failures.append(exc)
+
+        return run
+
+    def writer(name: str) -> None:
+        rng = random.Random(name)
+        count = 0
+        while time.monotonic() < deadline:
+            group = []
+            for _ in range(rng.randint(1, 3)):
+                with lock:
+                    mine = [s for s in latest if s.startswith(name)]
+                if mine and rng.random() < 0.5:
+                    source = rng.choice(mine)
+                else:
+                    source, count = f"{name}-{count}", count + 1
+                if any(one.identity == f"s3://in/{source}" for one in group):
+                    continue
+                version = f"v{len(versions.get(source, {})) + 1}"
+                log = make_log(days=2, per_day=rng.randint(2, 6))
+                with lock:
+                    versions.setdefault(source, {})[version] = log
+                group.append(source_of(f"s3://in/{source}", log, version))
+            retrying(
+                lambda g=group: ingest_group(
+                    g, clean_uri=CLEAN_URI, error_uri=ERROR_URI, s3_client=s3
+                )
+            )
+            with lock:
+                for one in group:
+                    latest[one.identity.removeprefix("s3://in/")] = one.version
+
+    def compactor() -> None:
+        while not done.is_set():
+            compact(CLEAN_URI, vacuum=False, s3_client=s3)
+            time.sleep(0.2)
+
+    def reader() -> None:
+        while not done.is_set():
+            rows = read_clean(CLEAN_URI, s3)
+            snapshots.append(
+                Counter(zip(rows["source_id"].to_pylist(), rows["source_version"].to_pylist()))
+            )
+
+    writers = [threading.Thread(target=guarded(lambda n=n: writer(n))) for n in ("a", "b")]
+    others = [threading.Thread(target=guarded(f)) for f in (compactor, reader)]
+    for thread in writers + others:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in others:
+        thread.join()
+    assert failures == []
+    whole = {
+        (f"s3://in/{source}", version): len(log.valid)
+        for source, by_version in versions.items()
+        for version, log in by_version.items()
+    }
+    assert len(snapshots) > 3
+    for seen in snapshots:
+        sources = [source for source, _ in seen]
+        assert len(sources) == len(set(sources)), "a source with two versions at once"
+        for key, count in seen.items():
+            assert count == whole[key], f"{key}: {count} rows of {whole[key]}"
+    rows = read_clean(CLEAN_URI, s3)
+    assert rows.num_rows == sum(len(versions[s][v].valid) for s, v in latest.items())
+    for source, version in latest.items():
+        mine = rows.filter(pa.compute.equal(rows["source_id"], f"s3://in/{source}"))
+        assert set(mine["source_version"].to_pylist()) == {version}
+        assert sorted(seqs_of(mine)) == sorted(versions[source][version].valid)
