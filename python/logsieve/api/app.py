@@ -12,9 +12,7 @@ written, so after a commit only the files it added are read, and the ones it rem
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +20,6 @@ from logsieve.api.dataset import DEFAULT_REFRESH_INTERVAL, CleanTable
 from logsieve.api.openapi import DOCS_ASSETS, docs_page, openapi_document
 from logsieve.api.queries import _UTC, parse_logins_query
 from logsieve.api.responses import error_response, json_response
-from logsieve.api.serving import BackgroundServer, is_wildcard, port_number, shutdown_signals
 from logsieve.errors import ConfigError, QueryParameterError, SourceError
 
 if TYPE_CHECKING:
@@ -35,12 +32,6 @@ if TYPE_CHECKING:
 
 
 CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
-
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-"""Log levels `serve` and `up` accept (uvicorn's names)."""
 
 
 def create_app(
@@ -167,69 +158,3 @@ def resolve_clean_uri(clean_uri: str | None) -> str:
     if not uri:
         raise ConfigError(f"no clean table given: pass --clean URI or set {CLEAN_URI_ENV}")
     return uri
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--clean",
-        metavar="URI",
-        default=None,
-        help=f"clean Delta table: a directory or s3://bucket/prefix (default: ${CLEAN_URI_ENV})",
-    )
-    parser.add_argument(
-        "--errors",
-        metavar="URI",
-        default=None,
-        help="error records: a directory or s3://bucket/prefix (default: $LOGSIEVE_ERROR_URI, "
-        "else errors/ beside a local clean table, as `process --out DIR` writes them)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument(
-        "--port", type=port_number, default=8000, metavar="PORT", help="port (0: a free one)"
-    )
-    parser.add_argument(
-        "--refresh-interval",
-        type=float,
-        default=DEFAULT_REFRESH_INTERVAL,
-        metavar="SECONDS",
-        help="how often the Delta log is checked for new commits (default: 1)",
-    )
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=LOG_LEVELS,
-        help="uvicorn's log level (-v: info, and every request)",
-    )
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM, then stop cleanly."""
-    from logsieve.cli import verbosity
-
-    app = create_app(args.clean, refresh_interval=args.refresh_interval, errors_uri=args.errors)
-    loud = verbosity(args) > 0  # -v: uvicorn's info lines and every request
-    server = BackgroundServer(
-        app,
-        args.host,
-        args.port,
-        log_level="info" if loud and args.log_level == "warning" else args.log_level,
-        access_log=args.access_log or loud,
-    )
-    with shutdown_signals() as stop, server:
-        if verbosity(args) >= 0:
-            print(
-                f"logsieve serve: {app.state.table.uri} on {server.url}"
-                f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
-                f"  dashboard: {server.url}/\n"
-                f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
-                f"  API docs: {server.url}/docs   (Ctrl-C stops)",
-                flush=True,
-            )
-        while not stop.wait(0.2):
-            if not server.alive:
-                print("logsieve serve: the HTTP server stopped unexpectedly", file=sys.stderr)
-                return 1
-    if verbosity(args) >= 0:
-        print("logsieve serve: stopped", flush=True)
-    return 0
