@@ -16,6 +16,7 @@ import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from logsieve import settings
 from logsieve.api.dataset import DEFAULT_REFRESH_INTERVAL, CleanTable
 from logsieve.api.openapi import DOCS_ASSETS, docs_page, openapi_document
 from logsieve.api.queries import _UTC, parse_logins_query
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
 
     from logsieve.api.dashboard import QueueProbe
     from logsieve.api.error_records import ErrorRecords
-
-
-CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
 
 
 def create_app(
@@ -141,9 +139,9 @@ def open_error_records(
 ) -> ErrorRecords | None:
     """The error records: the location given, else $LOGSIEVE_ERROR_URI, else a local table's
     sibling `errors/`; None when none is known (then /errors/summary says how to name one)."""
-    from logsieve.api.error_records import ERROR_URI_ENV, ErrorRecords, default_error_uri
+    from logsieve.api.error_records import ErrorRecords, default_error_uri
 
-    uri = errors_uri or os.environ.get(ERROR_URI_ENV, "").strip()
+    uri = errors_uri or settings.value(settings.ERROR_URI)
     if uri:
         return ErrorRecords(uri, refresh_interval=refresh_interval)
     default = default_error_uri(clean_uri)
@@ -154,7 +152,7 @@ def open_error_records(
 
 def resolve_clean_uri(clean_uri: str | None) -> str:
     """The clean table's location: the argument, else $LOGSIEVE_CLEAN_URI, else an error."""
-    uri = clean_uri or os.environ.get(CLEAN_URI_ENV, "").strip()
+    uri = clean_uri or settings.value(settings.CLEAN_URI)
     if not uri:
-        raise ConfigError(f"no clean table given: pass --clean URI or set {CLEAN_URI_ENV}")
+        raise ConfigError(f"no clean table given: pass --clean URI or set {settings.CLEAN_URI}")
     return uri

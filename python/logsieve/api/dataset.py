@@ -18,12 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from logsieve import _core
 from logsieve.api.queries import _ONE_US, _UTC, DayWindow
 from logsieve.errors import ConfigError, SourceError
-from logsieve.storage.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
+from logsieve.locations import data_file_location, filesystem, is_s3
+from logsieve.locations import resolve as table_uri
+from logsieve.storage.table import PARTITION_COLUMN, storage_options
 
 if TYPE_CHECKING:
     import pyarrow
@@ -339,7 +340,7 @@ class CleanTable:
             )
         self.uri = table_uri(uri)
         self.refresh_interval = refresh_interval
-        self._fs, self._root = open_clean_location(self.uri)
+        self._fs, self._root = filesystem(self.uri, timeout_seconds=_S3_TIMEOUT)
         self._options = _delta_storage_options(self.uri)
         self._table: DeltaTable | None = None
         self._state = _TableState(None, None, -_FOREVER)
@@ -352,9 +353,9 @@ class CleanTable:
         self._partition_versions: dict[str | None, int] = {}
         self._index_lock = threading.Lock()
         self._readers: ThreadPoolExecutor | None = None
-        if self.uri.startswith("s3://"):
+        if is_s3(self.uri):
             self._readers = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="logsieve-read")
-        if not self.uri.startswith("s3://"):
+        if not is_s3(self.uri):
             self._open_local()
 
     # --- the snapshot ---------------------------------------------------------------------
@@ -404,7 +405,7 @@ class CleanTable:
                 self._table.update_incremental()
             return _TableState(self._take_snapshot(state.snapshot), None, checked)
         except TableNotFoundError:
-            if self.uri.startswith("s3://"):  # the pipeline creates it with its first object
+            if is_s3(self.uri):  # the pipeline creates it with its first object
                 return _TableState(Snapshot(None), None, checked)
             return _TableState(None, missing_table_message(self.uri), checked)
         except Exception as exc:  # delta-rs: OSError, DeltaError, DeltaProtocolError ...
@@ -620,14 +621,7 @@ class CleanTable:
 
     def location(self, path: str) -> str:
         """Where an add action's file is on the pyarrow filesystem: the log's path, decoded."""
-        if ":" not in path:  # the usual case: relative to the table root
-            return f"{self._root}/{unquote(path)}"
-        parts = urlsplit(path)
-        if parts.scheme in ("s3", "s3a"):  # an absolute URI (a shallow clone's files)
-            return unquote(f"{parts.netloc}{parts.path}")
-        if parts.scheme == "file":
-            return file_url_path(path)
-        return f"{self._root}/{unquote(path)}"
+        return data_file_location(self._root, path)
 
 
 class UnreadableFileError(Exception):
@@ -719,50 +713,3 @@ def _first_line(exc: BaseException) -> str:
             causes.append(line)
     text = ": ".join(causes)
     return text[:_MESSAGE_LIMIT] if text else type(exc).__name__
-
-
-def open_clean_location(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    """A pyarrow filesystem and root path for a table location as `table_uri` gives it."""
-    import pyarrow.fs as pafs
-
-    if uri.startswith("s3://"):
-        return _s3_filesystem(), uri[len("s3://") :]
-    return pafs.LocalFileSystem(), uri
-
-
-def _s3_filesystem() -> pyarrow.fs.S3FileSystem:
-    """S3 as boto3 would reach it: AWS_ENDPOINT_URL(_S3) and the region from the environment."""
-    import pyarrow.fs as pafs
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    options: dict[str, Any] = {
-        "region": region,  # explicit, so the SDK never asks the EC2 metadata service
-        "connect_timeout": 2.0,
-        "request_timeout": float(_S3_TIMEOUT),
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
-    }
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        options.update(_endpoint_options(endpoint))
-    return pafs.S3FileSystem(**options)
-
-
-def _endpoint_options(endpoint: str) -> dict[str, str]:
-    """S3FileSystem's scheme and endpoint_override for an http(s)://host[:port] URL."""
-    try:
-        parts = urlsplit(endpoint)
-        port = parts.port
-    except ValueError:  # a port out of range, an unclosed "["
-        raise ConfigError(f"AWS endpoint URL {endpoint!r} is not a valid URL") from None
-    problem = None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problem = "is not an http(s) URL"
-    elif port == 0 or parts.netloc.endswith(":"):
-        problem = "has no usable port"
-    elif "@" in parts.netloc or "%" in parts.netloc:
-        problem = "must be scheme://host[:port], without user info or escapes"
-    elif parts.path not in ("", "/") or parts.query or parts.fragment:
-        problem = "has a path, query or fragment, which S3 requests would not keep"
-    if problem:
-        raise ConfigError(f"AWS endpoint URL {endpoint!r} {problem}")
-    return {"scheme": parts.scheme, "endpoint_override": parts.netloc}

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logsieve.errors import ConfigError
+from logsieve.locations import is_s3, local_path, s3_parts
+from logsieve.settings import aws_region
 
 if TYPE_CHECKING:
     from logsieve.aws.config import HandlerConfig
@@ -41,7 +43,7 @@ def resolve_endpoint(endpoint_url: str | None, region: str | None) -> Endpoint:
         if not endpoint_url.startswith(("http://", "https://")):
             raise ConfigError(f"--endpoint-url {endpoint_url!r}: expected http(s)://HOST:PORT")
         os.environ["AWS_ENDPOINT_URL"] = endpoint_url
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = region or aws_region()
     if not region:
         raise ConfigError("no AWS region: set AWS_REGION or give --region")
     os.environ["AWS_REGION"] = region
@@ -140,17 +142,15 @@ def check_resources(config: HandlerConfig, endpoint: Endpoint) -> list[Check]:
 def _check_location(name: str, uri: str, s3: Any, *, table: bool) -> Check:
     """An S3 location's bucket answers (or a directory can be written); for the clean table,
     also which version it is at."""
-    if uri.startswith("s3://"):
-        bucket = uri[len("s3://") :].split("/", 1)[0]
+    if is_s3(uri):
+        bucket, _ = s3_parts(uri)
         try:
             s3.head_bucket(Bucket=bucket)
         except Exception as exc:
             return Check(name, False, f"{uri}: bucket {bucket}: {_reason(exc)}")
         found = f"{uri}: bucket {bucket} answers"
     else:
-        from logsieve.storage.table import file_url_path
-
-        path = Path(file_url_path(uri) if uri.startswith("file:") else uri)
+        path = Path(local_path(uri))
         existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             return Check(name, False, f"{uri}: {existing} is not a writable directory")
@@ -160,7 +160,7 @@ def _check_location(name: str, uri: str, s3: Any, *, table: bool) -> Check:
     from logsieve.storage.table import open_table
 
     try:
-        snapshot = open_table(uri, s3 if uri.startswith("s3://") else None)
+        snapshot = open_table(uri, s3 if is_s3(uri) else None)
     except Exception as exc:
         return Check(name, False, f"{uri}: cannot read the Delta table: {_reason(exc)}")
     state = (

@@ -28,12 +28,12 @@ from logsieve.cli import (
 )
 from logsieve.errors import ConfigError
 from logsieve.local import Outcome, printable, process_inputs
+from logsieve.locations import local_path
 from logsieve.sources import (
     LocalInput,
     resolve_local_inputs,
     skip_reason,
 )
-from logsieve.storage.table import file_url_path
 
 DEFAULT_OUT = "data"
 #: Inputs listed one per row in the summary table: all of them up to this many, else this many
@@ -81,7 +81,7 @@ def run_process(args: argparse.Namespace) -> int:
     from logsieve import DEFAULT_CHUNK_SIZE
 
     fields = field_names(args)
-    out = Path(file_url_path(args.out) if args.out.startswith("file:") else args.out).expanduser()
+    out = Path(local_path(args.out)).expanduser()
     skipped: list[Path] = []
     found, bad = resolve_local_inputs(args.inputs, exclude=[out], skipped=skipped)
     quiet = getattr(args, "quiet", False)

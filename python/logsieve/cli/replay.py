@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 from logsieve.cli import add_field_arguments, field_names, plural, print_json
+from logsieve.locations import is_s3, join
 from logsieve.storage.replay import ReplayReport, Selection, replay, summarize
 
 
@@ -58,7 +58,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 def run_replay(args: argparse.Namespace) -> int:
     fields = field_names(args)
     selection = Selection.checked(args.date or [], args.code or [])
-    clean = args.clean or _join(args.out, "clean")
+    clean = args.clean or join(args.out, "clean")
     report = replay(
         args.errors,
         clean,
@@ -70,10 +70,6 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         _print_replay(report, selection)
     return 0
-
-
-def _join(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/{name}" if base.startswith("s3://") else str(Path(base) / name)
 
 
 def _print_replay(report: ReplayReport, selection: Selection) -> None:
@@ -132,7 +128,7 @@ def add_errors_arguments(parser: argparse.ArgumentParser) -> None:
 def run_errors(args: argparse.Namespace) -> int:
     selection = Selection.checked(args.date or [])
     s3_client = None
-    if args.errors.startswith("s3://"):
+    if is_s3(args.errors):
         import boto3
 
         s3_client = boto3.client("s3")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from logsieve.api.app import CLEAN_URI_ENV, create_app
+from logsieve import settings
+from logsieve.api.app import create_app
 from logsieve.api.dataset import DEFAULT_REFRESH_INTERVAL
 from logsieve.api.serving import BackgroundServer, is_wildcard, port_number, shutdown_signals
 from logsieve.cli import verbosity
@@ -19,13 +20,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--clean",
         metavar="URI",
         default=None,
-        help=f"clean Delta table: a directory or s3://bucket/prefix (default: ${CLEAN_URI_ENV})",
+        help="clean Delta table: a directory or s3://bucket/prefix "
+        f"(default: ${settings.CLEAN_URI})",
     )
     parser.add_argument(
         "--errors",
         metavar="URI",
         default=None,
-        help="error records: a directory or s3://bucket/prefix (default: $LOGSIEVE_ERROR_URI, "
+        help="error records: a directory or s3://bucket/prefix (default: "
+        f"${settings.ERROR_URI}, "
         "else errors/ beside a local clean table, as `process --out DIR` writes them)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -34,14 +34,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
+from logsieve import settings
 from logsieve.errors import ConfigError, LogsieveError, OutputError
+from logsieve.locations import is_s3, resolve, s3_parts
 from logsieve.storage.table import (
     PARTITION_COLUMN,
     delta_reason,
     is_commit_conflict,
     open_table,
     storage_options,
-    table_uri,
     with_commit_retries,
     writer_properties,
 )
@@ -179,7 +180,7 @@ def compact(
     size, OutputError when the storage refuses (no bucket, no permission).
     """
     started = time.perf_counter()
-    location = table_uri(clean_uri)
+    location = resolve(clean_uri)
     if target_size <= 0:
         raise ConfigError(f"the target size must be positive, got {target_size}")
     if retention_hours < 0:
@@ -256,7 +257,7 @@ class CompactionLock:
     """
 
     def __init__(self, location: str, s3_client: Any = None) -> None:
-        self.location = table_uri(location)
+        self.location = resolve(location)
         self.s3_client = s3_client
         self.token = f"{os.uname().nodename}:{os.getpid()}:{time.time_ns()}"
         self._file: Any = None
@@ -266,14 +267,14 @@ class CompactionLock:
         return f"{self.location}/{LOCK_NAME}"
 
     def __enter__(self) -> CompactionLock:
-        if self.location.startswith("s3://"):
+        if is_s3(self.location):
             self._acquire_s3()
         else:
             self._acquire_local()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.location.startswith("s3://"):
+        if is_s3(self.location):
             self._release_s3()
         elif self._file is not None:
             self._file.close()  # closing drops the flock
@@ -297,7 +298,7 @@ class CompactionLock:
     def _s3(self) -> tuple[Any, str, str]:
         import boto3
 
-        bucket, _, prefix = self.location[len("s3://") :].partition("/")
+        bucket, prefix = s3_parts(self.location)
         key = f"{prefix}/{LOCK_NAME}" if prefix else LOCK_NAME
         return self.s3_client or boto3.client("s3"), bucket, key
 
@@ -501,9 +502,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     instead. Before the first ingest there is no table: that is reported, not an error, so the
     schedule does not alarm on a new stack.
     """
-    uri = os.environ.get("LOGSIEVE_CLEAN_URI", "").strip()
+    uri = settings.value(settings.CLEAN_URI)
     if not uri:
-        raise ConfigError("environment variable LOGSIEVE_CLEAN_URI is not set")
+        raise ConfigError(f"environment variable {settings.CLEAN_URI} is not set")
     dates = event.get("dates") if isinstance(event, Mapping) else None
     if not isinstance(dates, list):
         today = datetime.now(timezone.utc).date()
@@ -512,10 +513,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         report = compact(uri, dates=dates)
     except NoTableError as exc:
         logger.info("%s", exc)
-        return {"uri": table_uri(uri), "table": False}
+        return {"uri": resolve(uri), "table": False}
     except CompactionLockedError as exc:  # a manual run, or the previous run still going
         logger.info("%s", exc)
-        return {"uri": table_uri(uri), "locked": True}
+        return {"uri": resolve(uri), "locked": True}
     logger.info("compaction: %s", report.summary())
     return report.to_json()
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from logsieve.errors import ConcurrentIngestError, ConfigError, InternalError, OutputError
+from logsieve.locations import is_s3, resolve, s3_parts
 from logsieve.storage import table
 
 if TYPE_CHECKING:
@@ -130,8 +131,8 @@ def open_error_location(uri: str, s3_client: Any = None) -> _Sink:
     (missing, a clean table, a parent directory, something else) otherwise."""
     from logsieve.storage.sinks import open_sink
 
-    location = table.table_uri(uri, delta=False)
-    if location.startswith("s3://"):
+    location = resolve(uri, delta=False)
+    if is_s3(location):
         return _open_s3_errors(location, s3_client)
     root = Path(location)
     if not root.exists():
@@ -154,7 +155,7 @@ def _open_s3_errors(location: str, s3_client: Any) -> _Sink:
     from logsieve.storage.sinks import open_sink
 
     sink = open_sink(location, s3_client)
-    bucket, _, prefix = location[len("s3://") :].partition("/")
+    bucket, prefix = s3_parts(location)
     root = f"{prefix}/" if prefix else ""
 
     def exists(sub: str) -> bool:
@@ -548,7 +549,7 @@ def replay(
     from logsieve.storage.identity import FieldNames
 
     fields = fields or FieldNames()
-    if s3_client is None and (errors_uri.startswith("s3://") or clean_uri.startswith("s3://")):
+    if s3_client is None and (is_s3(errors_uri) or is_s3(clean_uri)):
         import boto3
 
         s3_client = boto3.client("s3")
@@ -572,7 +573,7 @@ def _open_clean(clean_uri: str, s3_client: Any) -> DeltaTable:
         ) from exc
     if snapshot is None:
         raise ConfigError(
-            f"no clean table at {table.table_uri(clean_uri)}: --out names the directory "
+            f"no clean table at {resolve(clean_uri)}: --out names the directory "
             "`logsieve process` wrote (its table is DIR/clean)"
         )
     return snapshot
@@ -589,7 +590,7 @@ def _replay_once(
     snapshot = _open_clean(clean_uri, s3_client)  # the commit is made against this snapshot
     report = ReplayReport(
         errors=sink.display("").rstrip("/") or errors_uri,
-        clean=table.table_uri(clean_uri),
+        clean=resolve(clean_uri),
         fields={"timestamp": fields.timestamp, "user_id": fields.user_id, "action": fields.action},
     )
     with _writing(sink, "finish an earlier replay's rewrite of the error records"):
