@@ -13,11 +13,11 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from logsieve import _core
 from logsieve.api.queries import _ONE_US, _UTC, DayWindow
@@ -293,6 +293,44 @@ class LoginAnswer:
     note: str | None = None
 
 
+class AnswerKey(NamedTuple):
+    """What a login answer is cached under: the day and the time zone it is counted in."""
+
+    day: date
+    tz: str
+
+
+@dataclass(frozen=True)
+class _PartitionFiles:
+    """The paths of one partition's live files at a snapshot version."""
+
+    version: int
+    paths: frozenset[str]
+
+
+class PartitionIndex:
+    """Which files each partition held at the last snapshot seen, so that a cache keyed by
+    file path can drop the files later commits removed."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[str | None, _PartitionFiles] = {}
+        self._lock = threading.Lock()
+
+    def live_files(
+        self, snapshot: Snapshot, partition: str | None, forget: Callable[[frozenset[str]], None]
+    ) -> tuple[DataFile, ...]:
+        """The partition's files at `snapshot`; the paths no longer live go to `forget`."""
+        files = snapshot.files(partition)
+        assert snapshot.version is not None
+        with self._lock:
+            known = self._partitions.get(partition)
+            if known is None or known.version < snapshot.version:
+                paths = frozenset(f.path for f in files)
+                forget((known.paths if known is not None else frozenset()) - paths)
+                self._partitions[partition] = _PartitionFiles(snapshot.version, paths)
+        return files
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """A computed answer or the failure it met, valid for one (day, tz) at one version."""
@@ -347,11 +385,8 @@ class CleanTable:
         self._refresh_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._logins = _FileCache()
-        self._answers: _BoundedCache[tuple[date, str], _Outcome] = _BoundedCache()
-        #: The paths last seen in each partition, to drop the files commits removed.
-        self._partition_paths: dict[str | None, frozenset[str]] = {}
-        self._partition_versions: dict[str | None, int] = {}
-        self._index_lock = threading.Lock()
+        self._answers: _BoundedCache[AnswerKey, _Outcome] = _BoundedCache()
+        self._partitions = PartitionIndex()
         self._readers: ThreadPoolExecutor | None = None
         if is_s3(self.uri):
             self._readers = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="logsieve-read")
@@ -444,7 +479,7 @@ class CleanTable:
             return None
         if state.snapshot.version is None:
             return LoginAnswer(0, note=self._no_table_note())
-        outcome = self._answers.get((window.day, window.tz))
+        outcome = self._answers.get(AnswerKey(window.day, window.tz))
         if outcome is None or outcome.version != state.snapshot.version:
             return None
         return outcome.result()
@@ -454,7 +489,7 @@ class CleanTable:
         snapshot = self.snapshot()
         if snapshot.version is None:
             return LoginAnswer(0, note=self._no_table_note())
-        key = (window.day, window.tz)
+        key = AnswerKey(window.day, window.tz)
         outcome = self._answers.get(key)
         if outcome is None or outcome.version != snapshot.version:
             outcome = self._compute(snapshot, window)
@@ -485,15 +520,7 @@ class CleanTable:
 
     def _partition_files(self, snapshot: Snapshot, partition: str | None) -> tuple[DataFile, ...]:
         """The partition's files, forgetting cached files of it that are no longer live."""
-        files = snapshot.files(partition)
-        assert snapshot.version is not None
-        with self._index_lock:
-            if self._partition_versions.get(partition, -1) < snapshot.version:
-                paths = frozenset(f.path for f in files)
-                self._logins.discard(self._partition_paths.get(partition, frozenset()) - paths)
-                self._partition_paths[partition] = paths
-                self._partition_versions[partition] = snapshot.version
-        return files
+        return self._partitions.live_files(snapshot, partition, self._logins.discard)
 
     def _count(self, candidates: list[tuple[DataFile, bool]], window: DayWindow) -> int:
         inside = {f.path: f.inside(window, covered) for f, covered in candidates}

@@ -51,6 +51,14 @@ class _Listed:
 
 
 @dataclass(frozen=True)
+class _Listing:
+    """A day's error files as listed at `checked` (time.monotonic())."""
+
+    checked: float
+    files: list[_Listed]
+
+
+@dataclass(frozen=True)
 class ErrorSummary:
     """Invalid lines filed under one UTC day."""
 
@@ -76,7 +84,7 @@ class ErrorRecords:
             raise ConfigError(f"no error records at {self.uri}: it is not a directory")
         self.refresh_interval = refresh_interval
         self._fs, self._root = filesystem(self.uri, timeout_seconds=_S3_TIMEOUT)
-        self._listings: _BoundedCache[date, tuple[float, list[_Listed]]] = _BoundedCache(64)
+        self._listings: _BoundedCache[date, _Listing] = _BoundedCache(64)
         self._files: _BoundedCache[_Listed, _FileSummary] = _BoundedCache()
         self._lock = threading.Lock()
         self._readers: ThreadPoolExecutor | None = None
@@ -132,8 +140,8 @@ class ErrorRecords:
         import pyarrow.fs as pafs
 
         cached = self._listings.get(day)
-        if cached is not None and time.monotonic() - cached[0] < self.refresh_interval:
-            return cached[1]
+        if cached is not None and time.monotonic() - cached.checked < self.refresh_interval:
+            return cached.files
         checked = time.monotonic()
         selector = pafs.FileSelector(f"{self._root}/date={day.isoformat()}", allow_not_found=True)
         try:
@@ -149,7 +157,7 @@ class ErrorRecords:
             ),
             key=lambda item: item.path,
         )
-        self._listings.put(day, (checked, listed))
+        self._listings.put(day, _Listing(checked, listed))
         return listed
 
     def _summaries(self, listed: list[_Listed]) -> dict[_Listed, _FileSummary]:
