@@ -58,7 +58,7 @@ class Command:
 
 
 # Not the HTTP API in the streaming set: under jemalloc `logsieve serve` answered 2-17% fewer
-# requests per second and its first question about a day took longer (benches/bench_api.py;
+# requests per second and its first question about a day took longer (benches/scripts/bench_api.py;
 # BENCHMARKS.md, decisions).
 COMMANDS: dict[str, Command] = {
     "simulate": Command(
