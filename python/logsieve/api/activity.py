@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from logsieve.api.dataset import (
     CleanTable,
     DataFile,
+    PartitionIndex,
     Snapshot,
     UnreadableFileError,
     _BoundedCache,
@@ -182,9 +183,7 @@ class ActivityIndex:
         self._rows = _RowCache()
         self._answers: _BoundedCache[DayWindow, _Outcome] = _BoundedCache()
         self._read_lock = threading.Lock()
-        self._index_lock = threading.Lock()
-        self._partition_paths: dict[str | None, frozenset[str]] = {}
-        self._partition_versions: dict[str | None, int] = {}
+        self._partitions = PartitionIndex()
 
     def day(self, window: DayWindow) -> DayActivity:
         """The window's counts at the latest snapshot, reading only files not cached."""
@@ -236,15 +235,7 @@ class ActivityIndex:
 
     def _live_files(self, snapshot: Snapshot, partition: str | None) -> tuple[DataFile, ...]:
         """The partition's files, forgetting cached files of it that are no longer live."""
-        files = snapshot.files(partition)
-        assert snapshot.version is not None
-        with self._index_lock:
-            if self._partition_versions.get(partition, -1) < snapshot.version:
-                paths = frozenset(f.path for f in files)
-                self._rows.discard(self._partition_paths.get(partition, frozenset()) - paths)
-                self._partition_paths[partition] = paths
-                self._partition_versions[partition] = snapshot.version
-        return files
+        return self._partitions.live_files(snapshot, partition, self._rows.discard)
 
     def _file_rows(self, files: list[DataFile]) -> dict[str, FileActions]:
         """Each file's rows: from the cache, else read (one reader at a time, so that two

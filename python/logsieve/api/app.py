@@ -12,17 +12,15 @@ written, so after a commit only the files it added are read, and the ones it rem
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from logsieve import settings
 from logsieve.api.dataset import DEFAULT_REFRESH_INTERVAL, CleanTable
 from logsieve.api.openapi import DOCS_ASSETS, docs_page, openapi_document
 from logsieve.api.queries import _UTC, parse_logins_query
 from logsieve.api.responses import error_response, json_response
-from logsieve.api.serving import BackgroundServer, is_wildcard, port_number, shutdown_signals
 from logsieve.errors import ConfigError, QueryParameterError, SourceError
 
 if TYPE_CHECKING:
@@ -32,15 +30,6 @@ if TYPE_CHECKING:
 
     from logsieve.api.dashboard import QueueProbe
     from logsieve.api.error_records import ErrorRecords
-
-
-CLEAN_URI_ENV = "LOGSIEVE_CLEAN_URI"
-
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-"""Log levels `serve` and `up` accept (uvicorn's names)."""
 
 
 def create_app(
@@ -150,9 +139,9 @@ def open_error_records(
 ) -> ErrorRecords | None:
     """The error records: the location given, else $LOGSIEVE_ERROR_URI, else a local table's
     sibling `errors/`; None when none is known (then /errors/summary says how to name one)."""
-    from logsieve.api.error_records import ERROR_URI_ENV, ErrorRecords, default_error_uri
+    from logsieve.api.error_records import ErrorRecords, default_error_uri
 
-    uri = errors_uri or os.environ.get(ERROR_URI_ENV, "").strip()
+    uri = errors_uri or settings.value(settings.ERROR_URI)
     if uri:
         return ErrorRecords(uri, refresh_interval=refresh_interval)
     default = default_error_uri(clean_uri)
@@ -163,73 +152,7 @@ def open_error_records(
 
 def resolve_clean_uri(clean_uri: str | None) -> str:
     """The clean table's location: the argument, else $LOGSIEVE_CLEAN_URI, else an error."""
-    uri = clean_uri or os.environ.get(CLEAN_URI_ENV, "").strip()
+    uri = clean_uri or settings.value(settings.CLEAN_URI)
     if not uri:
-        raise ConfigError(f"no clean table given: pass --clean URI or set {CLEAN_URI_ENV}")
+        raise ConfigError(f"no clean table given: pass --clean URI or set {settings.CLEAN_URI}")
     return uri
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--clean",
-        metavar="URI",
-        default=None,
-        help=f"clean Delta table: a directory or s3://bucket/prefix (default: ${CLEAN_URI_ENV})",
-    )
-    parser.add_argument(
-        "--errors",
-        metavar="URI",
-        default=None,
-        help="error records: a directory or s3://bucket/prefix (default: $LOGSIEVE_ERROR_URI, "
-        "else errors/ beside a local clean table, as `process --out DIR` writes them)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument(
-        "--port", type=port_number, default=8000, metavar="PORT", help="port (0: a free one)"
-    )
-    parser.add_argument(
-        "--refresh-interval",
-        type=float,
-        default=DEFAULT_REFRESH_INTERVAL,
-        metavar="SECONDS",
-        help="how often the Delta log is checked for new commits (default: 1)",
-    )
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=LOG_LEVELS,
-        help="uvicorn's log level (-v: info, and every request)",
-    )
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGINT or SIGTERM, then stop cleanly."""
-    from logsieve.cli import verbosity
-
-    app = create_app(args.clean, refresh_interval=args.refresh_interval, errors_uri=args.errors)
-    loud = verbosity(args) > 0  # -v: uvicorn's info lines and every request
-    server = BackgroundServer(
-        app,
-        args.host,
-        args.port,
-        log_level="info" if loud and args.log_level == "warning" else args.log_level,
-        access_log=args.access_log or loud,
-    )
-    with shutdown_signals() as stop, server:
-        if verbosity(args) >= 0:
-            print(
-                f"logsieve serve: {app.state.table.uri} on {server.url}"
-                f"{' (listening on every interface)' if is_wildcard(args.host) else ''}\n"
-                f"  dashboard: {server.url}/\n"
-                f"  curl '{server.url}/logins_today?date=YYYY-MM-DD&tz=Europe/Berlin'\n"
-                f"  API docs: {server.url}/docs   (Ctrl-C stops)",
-                flush=True,
-            )
-        while not stop.wait(0.2):
-            if not server.alive:
-                print("logsieve serve: the HTTP server stopped unexpectedly", file=sys.stderr)
-                return 1
-    if verbosity(args) >= 0:
-        print("logsieve serve: stopped", flush=True)
-    return 0

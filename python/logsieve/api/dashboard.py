@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from logsieve.api.dataset import CleanTable, _BoundedCache, _first_line, open_clean_location
+from logsieve.api.dataset import _S3_TIMEOUT, CleanTable, _BoundedCache, _first_line
 from logsieve.api.queries import ACCEPTED_PARAMETERS, day_of, parse_date, query_parameters
 from logsieve.api.responses import error_response, json_response
 from logsieve.errors import QueryParameterError, SourceError
+from logsieve.locations import filesystem
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -103,7 +104,7 @@ class IngestLog:
 
     def __init__(self, table: CleanTable) -> None:
         self.table = table
-        self._fs, self._root = open_clean_location(table.uri)
+        self._fs, self._root = filesystem(table.uri, timeout_seconds=_S3_TIMEOUT)
         self._commits: _BoundedCache[int, _Commit] = _BoundedCache(_LOG_LOOKBACK * 2)
 
     def latest(self, limit: int) -> IngestHistory:

@@ -13,17 +13,18 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from logsieve import _core
 from logsieve.api.queries import _ONE_US, _UTC, DayWindow
 from logsieve.errors import ConfigError, SourceError
-from logsieve.storage.table import PARTITION_COLUMN, file_url_path, storage_options, table_uri
+from logsieve.locations import data_file_location, filesystem, is_s3
+from logsieve.locations import resolve as table_uri
+from logsieve.storage.table import PARTITION_COLUMN, storage_options
 
 if TYPE_CHECKING:
     import pyarrow
@@ -294,6 +295,44 @@ class LoginAnswer:
     note: str | None = None
 
 
+class AnswerKey(NamedTuple):
+    """What a login answer is cached under: the day and the time zone it is counted in."""
+
+    day: date
+    tz: str
+
+
+@dataclass(frozen=True)
+class _PartitionFiles:
+    """The paths of one partition's live files at a snapshot version."""
+
+    version: int
+    paths: frozenset[str]
+
+
+class PartitionIndex:
+    """Which files each partition held at the last snapshot seen, so that a cache keyed by
+    file path can drop the files later commits removed."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[str | None, _PartitionFiles] = {}
+        self._lock = threading.Lock()
+
+    def live_files(
+        self, snapshot: Snapshot, partition: str | None, forget: Callable[[frozenset[str]], None]
+    ) -> tuple[DataFile, ...]:
+        """The partition's files at `snapshot`; the paths no longer live go to `forget`."""
+        files = snapshot.files(partition)
+        assert snapshot.version is not None
+        with self._lock:
+            known = self._partitions.get(partition)
+            if known is None or known.version < snapshot.version:
+                paths = frozenset(f.path for f in files)
+                forget((known.paths if known is not None else frozenset()) - paths)
+                self._partitions[partition] = _PartitionFiles(snapshot.version, paths)
+        return files
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """A computed answer or the failure it met, valid for one (day, tz) at one version."""
@@ -341,22 +380,19 @@ class CleanTable:
             )
         self.uri = table_uri(uri)
         self.refresh_interval = refresh_interval
-        self._fs, self._root = open_clean_location(self.uri)
+        self._fs, self._root = filesystem(self.uri, timeout_seconds=_S3_TIMEOUT)
         self._options = _delta_storage_options(self.uri)
         self._table: DeltaTable | None = None
         self._state = _TableState(None, None, -_FOREVER)
         self._refresh_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._logins = _FileCache()
-        self._answers: _BoundedCache[tuple[date, str], _Outcome] = _BoundedCache()
-        #: The paths last seen in each partition, to drop the files commits removed.
-        self._partition_paths: dict[str | None, frozenset[str]] = {}
-        self._partition_versions: dict[str | None, int] = {}
-        self._index_lock = threading.Lock()
+        self._answers: _BoundedCache[AnswerKey, _Outcome] = _BoundedCache()
+        self._partitions = PartitionIndex()
         self._readers: ThreadPoolExecutor | None = None
-        if self.uri.startswith("s3://"):
+        if is_s3(self.uri):
             self._readers = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="logsieve-read")
-        if not self.uri.startswith("s3://"):
+        if not is_s3(self.uri):
             self._open_local()
 
     # --- the snapshot ---------------------------------------------------------------------
@@ -406,7 +442,7 @@ class CleanTable:
                 self._table.update_incremental()
             return _TableState(self._take_snapshot(state.snapshot), None, checked)
         except TableNotFoundError:
-            if self.uri.startswith("s3://"):  # the pipeline creates it with its first object
+            if is_s3(self.uri):  # the pipeline creates it with its first object
                 return _TableState(Snapshot(None), None, checked)
             return _TableState(None, missing_table_message(self.uri), checked)
         except Exception as exc:  # delta-rs: OSError, DeltaError, DeltaProtocolError ...
@@ -445,7 +481,7 @@ class CleanTable:
             return None
         if state.snapshot.version is None:
             return LoginAnswer(0, note=self._no_table_note())
-        outcome = self._answers.get((window.day, window.tz))
+        outcome = self._answers.get(AnswerKey(window.day, window.tz))
         if outcome is None or outcome.version != state.snapshot.version:
             return None
         return outcome.result()
@@ -455,7 +491,7 @@ class CleanTable:
         snapshot = self.snapshot()
         if snapshot.version is None:
             return LoginAnswer(0, note=self._no_table_note())
-        key = (window.day, window.tz)
+        key = AnswerKey(window.day, window.tz)
         outcome = self._answers.get(key)
         if outcome is None or outcome.version != snapshot.version:
             outcome = self._compute(snapshot, window)
@@ -486,15 +522,7 @@ class CleanTable:
 
     def _partition_files(self, snapshot: Snapshot, partition: str | None) -> tuple[DataFile, ...]:
         """The partition's files, forgetting cached files of it that are no longer live."""
-        files = snapshot.files(partition)
-        assert snapshot.version is not None
-        with self._index_lock:
-            if self._partition_versions.get(partition, -1) < snapshot.version:
-                paths = frozenset(f.path for f in files)
-                self._logins.discard(self._partition_paths.get(partition, frozenset()) - paths)
-                self._partition_paths[partition] = paths
-                self._partition_versions[partition] = snapshot.version
-        return files
+        return self._partitions.live_files(snapshot, partition, self._logins.discard)
 
     def _count(self, candidates: list[tuple[DataFile, bool]], window: DayWindow) -> int:
         inside = {f.path: f.inside(window, covered) for f, covered in candidates}
@@ -623,14 +651,7 @@ class CleanTable:
 
     def location(self, path: str) -> str:
         """Where an add action's file is on the pyarrow filesystem: the log's path, decoded."""
-        if ":" not in path:  # the usual case: relative to the table root
-            return f"{self._root}/{unquote(path)}"
-        parts = urlsplit(path)
-        if parts.scheme in ("s3", "s3a"):  # an absolute URI (a shallow clone's files)
-            return unquote(f"{parts.netloc}{parts.path}")
-        if parts.scheme == "file":
-            return file_url_path(path)
-        return f"{self._root}/{unquote(path)}"
+        return data_file_location(self._root, path)
 
 
 class UnreadableFileError(Exception):
@@ -736,50 +757,3 @@ def _first_line(exc: BaseException) -> str:
             causes.append(line)
     text = ": ".join(causes)
     return text[:_MESSAGE_LIMIT] if text else type(exc).__name__
-
-
-def open_clean_location(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    """A pyarrow filesystem and root path for a table location as `table_uri` gives it."""
-    import pyarrow.fs as pafs
-
-    if uri.startswith("s3://"):
-        return _s3_filesystem(), uri[len("s3://") :]
-    return pafs.LocalFileSystem(), uri
-
-
-def _s3_filesystem() -> pyarrow.fs.S3FileSystem:
-    """S3 as boto3 would reach it: AWS_ENDPOINT_URL(_S3) and the region from the environment."""
-    import pyarrow.fs as pafs
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    options: dict[str, Any] = {
-        "region": region,  # explicit, so the SDK never asks the EC2 metadata service
-        "connect_timeout": 2.0,
-        "request_timeout": float(_S3_TIMEOUT),
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2),
-    }
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        options.update(_endpoint_options(endpoint))
-    return pafs.S3FileSystem(**options)
-
-
-def _endpoint_options(endpoint: str) -> dict[str, str]:
-    """S3FileSystem's scheme and endpoint_override for an http(s)://host[:port] URL."""
-    try:
-        parts = urlsplit(endpoint)
-        port = parts.port
-    except ValueError:  # a port out of range, an unclosed "["
-        raise ConfigError(f"AWS endpoint URL {endpoint!r} is not a valid URL") from None
-    problem = None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problem = "is not an http(s) URL"
-    elif port == 0 or parts.netloc.endswith(":"):
-        problem = "has no usable port"
-    elif "@" in parts.netloc or "%" in parts.netloc:
-        problem = "must be scheme://host[:port], without user info or escapes"
-    elif parts.path not in ("", "/") or parts.query or parts.fragment:
-        problem = "has a path, query or fragment, which S3 requests would not keep"
-    if problem:
-        raise ConfigError(f"AWS endpoint URL {endpoint!r} {problem}")
-    return {"scheme": parts.scheme, "endpoint_override": parts.netloc}

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from logsieve.api.dataset import _BoundedCache, _first_line, open_clean_location
+from logsieve.api.dataset import _S3_TIMEOUT, _BoundedCache, _first_line
 from logsieve.errors import ConfigError, SourceError
-from logsieve.storage.table import table_uri
+from logsieve.locations import filesystem, is_s3, resolve
 
-ERROR_URI_ENV = "LOGSIEVE_ERROR_URI"
 #: Sample lines kept per error code.
 SAMPLES_PER_CODE = 3
 #: Characters of a sample's raw line shown; longer lines are cut (and say so).
@@ -52,6 +51,14 @@ class _Listed:
 
 
 @dataclass(frozen=True)
+class _Listing:
+    """A day's error files as listed at `checked` (time.monotonic())."""
+
+    checked: float
+    files: list[_Listed]
+
+
+@dataclass(frozen=True)
 class ErrorSummary:
     """Invalid lines filed under one UTC day."""
 
@@ -72,16 +79,16 @@ class ErrorRecords:
     """The error records at a local directory or `s3://bucket/prefix`, read by UTC day."""
 
     def __init__(self, uri: str, *, refresh_interval: float = 1.0, required: bool = True) -> None:
-        self.uri = table_uri(uri, delta=False)
-        if required and not self.uri.startswith("s3://") and not os.path.isdir(self.uri):
+        self.uri = resolve(uri, delta=False)
+        if required and not is_s3(self.uri) and not os.path.isdir(self.uri):
             raise ConfigError(f"no error records at {self.uri}: it is not a directory")
         self.refresh_interval = refresh_interval
-        self._fs, self._root = open_clean_location(self.uri)
-        self._listings: _BoundedCache[date, tuple[float, list[_Listed]]] = _BoundedCache(64)
+        self._fs, self._root = filesystem(self.uri, timeout_seconds=_S3_TIMEOUT)
+        self._listings: _BoundedCache[date, _Listing] = _BoundedCache(64)
         self._files: _BoundedCache[_Listed, _FileSummary] = _BoundedCache()
         self._lock = threading.Lock()
         self._readers: ThreadPoolExecutor | None = None
-        if self.uri.startswith("s3://"):
+        if is_s3(self.uri):
             self._readers = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="logsieve-errors")
 
     def summary(self, day: date) -> ErrorSummary:
@@ -124,7 +131,7 @@ class ErrorRecords:
     def _fs_exists(self) -> bool:
         import pyarrow.fs as pafs
 
-        if self.uri.startswith("s3://"):
+        if is_s3(self.uri):
             return True  # a prefix exists once something is under it: nothing to say
         return self._fs.get_file_info(self._root).type == pafs.FileType.Directory
 
@@ -133,8 +140,8 @@ class ErrorRecords:
         import pyarrow.fs as pafs
 
         cached = self._listings.get(day)
-        if cached is not None and time.monotonic() - cached[0] < self.refresh_interval:
-            return cached[1]
+        if cached is not None and time.monotonic() - cached.checked < self.refresh_interval:
+            return cached.files
         checked = time.monotonic()
         selector = pafs.FileSelector(f"{self._root}/date={day.isoformat()}", allow_not_found=True)
         try:
@@ -150,7 +157,7 @@ class ErrorRecords:
             ),
             key=lambda item: item.path,
         )
-        self._listings.put(day, (checked, listed))
+        self._listings.put(day, _Listing(checked, listed))
         return listed
 
     def _summaries(self, listed: list[_Listed]) -> dict[_Listed, _FileSummary]:
@@ -222,10 +229,10 @@ def default_error_uri(clean_uri: str) -> str | None:
     """Where the error records are when none is named: for a local table `DIR/clean`, the
     directory `DIR/errors` if there is one, as `logsieve process --out DIR` lays them out. On
     S3 the pipeline keeps them in another bucket, so there is no guess to make."""
-    if clean_uri.startswith("s3://"):
+    if is_s3(clean_uri):
         return None
     try:
-        path = table_uri(clean_uri, delta=False)
+        path = resolve(clean_uri, delta=False)
     except ConfigError:
         return None
     parent, name = os.path.split(path.rstrip(os.sep))

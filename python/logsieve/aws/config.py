@@ -7,13 +7,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from logsieve import settings
 from logsieve.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
-
+from logsieve.locations import resolve
 
 _NAMESPACE = re.compile(r"[^:][\x20-\x7e]{0,254}")
 
@@ -28,27 +26,33 @@ class HandlerConfig:
     clean_uri: str
     error_uri: str
     alert_topic_arn: str
-    error_rate_alert: float = 0.1
-    metrics_namespace: str = "LogSieve"
-    max_receive_count: int = 3
+    error_rate_alert: float = settings.DEFAULT_ERROR_RATE_ALERT
+    metrics_namespace: str = settings.DEFAULT_METRICS_NAMESPACE
+    max_receive_count: int = settings.DEFAULT_MAX_RECEIVE_COUNT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> HandlerConfig:
         """Read and check the LOGSIEVE_* variables; ConfigError names the first bad one."""
         env = os.environ if env is None else env
         config = cls(
-            clean_uri=_location(env, "LOGSIEVE_CLEAN_URI"),
-            error_uri=_location(env, "LOGSIEVE_ERROR_URI"),
-            alert_topic_arn=_topic_arn(env, "LOGSIEVE_ALERT_TOPIC_ARN"),
-            error_rate_alert=_fraction(env, "LOGSIEVE_ERROR_RATE_ALERT", 0.1),
-            metrics_namespace=_namespace(env, "LOGSIEVE_METRICS_NAMESPACE", "LogSieve"),
-            max_receive_count=_positive_int(env, "LOGSIEVE_MAX_RECEIVE_COUNT", 3),
+            clean_uri=_location(env, settings.CLEAN_URI),
+            error_uri=_location(env, settings.ERROR_URI),
+            alert_topic_arn=_topic_arn(env, settings.ALERT_TOPIC_ARN),
+            error_rate_alert=_fraction(
+                env, settings.ERROR_RATE_ALERT, settings.DEFAULT_ERROR_RATE_ALERT
+            ),
+            metrics_namespace=_namespace(
+                env, settings.METRICS_NAMESPACE, settings.DEFAULT_METRICS_NAMESPACE
+            ),
+            max_receive_count=_positive_int(
+                env, settings.MAX_RECEIVE_COUNT, settings.DEFAULT_MAX_RECEIVE_COUNT
+            ),
         )
         return dataclasses.replace(config, **overrides) if overrides else config
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
+    value = settings.value(name, env)
     if not value:
         raise ConfigError(f"environment variable {name} is not set")
     return value
@@ -56,10 +60,10 @@ def _required(env: Mapping[str, str], name: str) -> str:
 
 def _location(env: Mapping[str, str], name: str) -> str:
     value = _required(env, name)
-    if "://" in value and not value.startswith(("s3://", "file://")):
-        raise ConfigError(f"{name}={value!r}: expected s3://bucket/prefix or a local directory")
-    if value.startswith("s3://") and not value[len("s3://") :].split("/", 1)[0]:
-        raise ConfigError(f"{name}={value!r}: names no bucket (expected s3://bucket/prefix)")
+    try:
+        resolve(value, delta=False)  # the rules every location follows; the value stays as given
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
     return value
 
 
@@ -73,7 +77,7 @@ def _topic_arn(env: Mapping[str, str], name: str) -> str:
 
 
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
+    raw = settings.value(name, env)
     if not raw:
         return default
     try:
@@ -86,7 +90,7 @@ def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _namespace(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip() or default
+    value = settings.value(name, env) or default
     if not _NAMESPACE.fullmatch(value) or value.startswith("AWS/"):
         raise ConfigError(
             f"{name}={value!r}: a CloudWatch namespace is 1-255 printable ASCII characters, "
@@ -96,7 +100,7 @@ def _namespace(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
+    raw = settings.value(name, env)
     if not raw:
         return default
     if not raw.isdigit() or int(raw) < 1:

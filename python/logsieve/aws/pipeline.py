@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from logsieve import settings
 from logsieve.aws.config import HandlerConfig
 from logsieve.aws.events import Delivery, ObjectRef, deliveries, is_sqs_batch
 from logsieve.aws.logs import _expected_failure, describe_failure, log_line, logger
@@ -377,7 +378,7 @@ def _shared_clients() -> Clients:
     """One set of clients per endpoint and region, reused across warm invocations."""
     from logsieve.aws.clients import Clients
 
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = settings.aws_region()
     cache_key = (os.environ.get("AWS_ENDPOINT_URL"), region)
     if cache_key not in _CLIENTS:
         _CLIENTS[cache_key] = Clients.create(region_name=region)
@@ -391,10 +392,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         # ingest imports pyarrow. Elsewhere (`logsieve up`'s worker) the process decides.
         use_lean_arrow_pool()
     if logger.level == logging.NOTSET:
-        level = os.environ.get("LOGSIEVE_LOG_LEVEL", "INFO").strip().upper()
+        level = os.environ.get(settings.LOG_LEVEL, settings.DEFAULT_LOG_LEVEL).strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(
-                f"LOGSIEVE_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR"
+                f"{settings.LOG_LEVEL}={level!r}: expected DEBUG, INFO, WARNING or ERROR"
             )
         logger.setLevel(level)
     config = HandlerConfig.from_env()

@@ -14,13 +14,9 @@ both queues, which the pipeline's idempotence absorbs).
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from logsieve.errors import ConfigError, OutputError
 
@@ -207,53 +203,3 @@ def _receive_send_delete(sqs: Any, source: str, destination: str, limit: int | N
                 f"{failed[0].get('Code')}: {failed[0].get('Message', '')}"
             )
     return moved
-
-
-# --- the command ------------------------------------------------------------------------------
-
-
-def add_redrive_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dlq",
-        default=DEFAULT_DLQ,
-        metavar="QUEUE",
-        help=f"dead-letter queue, a name or URL (default: {DEFAULT_DLQ})",
-    )
-    parser.add_argument(
-        "--to",
-        metavar="QUEUE",
-        help="work queue to move them to (default: the queue whose redrive policy names the DLQ)",
-    )
-    parser.add_argument(
-        "--method",
-        choices=("auto", "task", "receive"),
-        default="auto",
-        help="task: SQS StartMessageMoveTask; receive: receive, send, delete; auto: the task "
-        "where the endpoint supports it",
-    )
-    parser.add_argument(
-        "--max", type=_positive, metavar="N", help="move at most N messages (receive method)"
-    )
-    parser.add_argument("--endpoint-url", metavar="URL", help="SQS endpoint (default: boto3's)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive count: {text!r}")
-    return int(text)
-
-
-def run_redrive(args: argparse.Namespace) -> int:
-    import boto3
-
-    sqs = boto3.client("sqs", endpoint_url=args.endpoint_url)
-    result = redrive(sqs, args.dlq, args.to, method=args.method, limit=args.max)
-    if args.json:
-        sys.stdout.write(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        how = f"{result.method}, {result.seconds} s"
-        print(f"logsieve redrive: {result.moved} message(s) moved ({how})")
-        print(f"  from {result.source}")
-        print(f"  to   {result.destination}")
-    return 0

@@ -13,15 +13,19 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from logsieve.errors import LogsieveError
+from logsieve.errors import ConfigError, LogsieveError
 from logsieve.memory import use_lean_arrow_pool
+
+if TYPE_CHECKING:
+    from logsieve.storage.identity import FieldNames
 
 
 class ExitCode(IntEnum):
@@ -54,11 +58,11 @@ class Command:
 
 
 # Not the HTTP API in the streaming set: under jemalloc `logsieve serve` answered 2-17% fewer
-# requests per second and its first question about a day took longer (benches/bench_api.py;
+# requests per second and its first question about a day took longer (benches/scripts/bench_api.py;
 # BENCHMARKS.md, decisions).
 COMMANDS: dict[str, Command] = {
     "simulate": Command(
-        "logsieve.sim.simulate",
+        "logsieve.cli.simulate",
         "run the whole pipeline once on a local moto server (the demo)",
         quiet_logs=True,
         streaming=True,
@@ -69,10 +73,10 @@ COMMANDS: dict[str, Command] = {
         streaming=True,
     ),
     "serve": Command(
-        "logsieve.api.app", "serve the HTTP API (/logins_today, /docs) over a clean table"
+        "logsieve.cli.serve", "serve the HTTP API (/logins_today, /docs) over a clean table"
     ),
     "up": Command(
-        "logsieve.sim.live",
+        "logsieve.cli.up",
         "run the live pipeline on a local moto server, worker and API",
         own_logging=True,
     ),
@@ -87,21 +91,19 @@ COMMANDS: dict[str, Command] = {
         quiet_logs=True,
     ),
     "compact": Command(
-        "logsieve.storage.compact", "rewrite the clean table's small files, sorted; vacuum"
+        "logsieve.cli.compact", "rewrite the clean table's small files, sorted; vacuum"
     ),
     "errors": Command(
-        "logsieve.storage.replay", "summarise the error records: by code, source and day"
+        "logsieve.cli.replay", "summarise the error records: by code, source and day"
     ),
     "replay": Command(
-        "logsieve.storage.replay", "run error records through the core again into the table"
+        "logsieve.cli.replay", "run error records through the core again into the table"
     ),
     "redrive": Command(
-        "logsieve.aws.redrive", "move the dead-letter queue's messages back to work"
+        "logsieve.cli.redrive", "move the dead-letter queue's messages back to work"
     ),
-    "template": Command(
-        "logsieve.deploy.package", "print the CloudFormation template for real AWS"
-    ),
-    "package": Command("logsieve.deploy.package", "build the Lambda deployment artifact"),
+    "template": Command("logsieve.cli.deploy", "print the CloudFormation template for real AWS"),
+    "package": Command("logsieve.cli.deploy", "build the Lambda deployment artifact"),
 }
 
 EXIT_CODES_EPILOG = (
@@ -200,6 +202,64 @@ def print_capped(lines: Iterable[str], *, limit: int, more: str, file: Any = Non
     if count > limit:
         print(more.format(count=count - limit), file=file or sys.stdout)
     return count
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """`8388608`, `8M`, `8MiB`, `512k` -> bytes (binary units); argparse type for --chunk-size."""
+    match = _SIZE.match(text)
+    if not match or int(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive size: {text!r} (e.g. 8MiB, 512k, 65536)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def add_field_arguments(parser: argparse.ArgumentParser, *, column_note: bool = False) -> None:
+    """--timestamp-field, --user-id-field, --action-field: the input's names for the three
+    required fields (`column_note`: say that output columns keep the standard names)."""
+    for option, default, meaning in (
+        ("--timestamp-field", "timestamp", "the event time"),
+        ("--user-id-field", "user_id", "the user id"),
+        ("--action-field", "action", "the action"),
+    ):
+        note = f"; the output column keeps the name {default}" if column_note else ""
+        parser.add_argument(
+            option,
+            default=default,
+            metavar="NAME",
+            help=f"input member holding {meaning} (default: {default}){note}",
+        )
+
+
+def field_names(args: argparse.Namespace) -> FieldNames:
+    """The field names `add_field_arguments` parsed: none empty, all different."""
+    from logsieve.storage.identity import FieldNames
+
+    given = {
+        "--timestamp-field": args.timestamp_field,
+        "--user-id-field": args.user_id_field,
+        "--action-field": args.action_field,
+    }
+    for option, name in given.items():
+        if not name:
+            raise ConfigError(f"{option} must not be empty")
+    if len(set(given.values())) != len(given):
+        raise ConfigError("--timestamp-field, --user-id-field and --action-field must differ")
+    return FieldNames(args.timestamp_field, args.user_id_field, args.action_field)
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 file`, `2 files`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def print_json(value: Any) -> None:
+    """`value` as indented JSON on stdout (what every command's --json prints)."""
+    import orjson
+
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:

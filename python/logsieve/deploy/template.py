@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from logsieve import settings
+
 Json = dict[str, Any]
 
 WORKER_HANDLER = "logsieve.aws.handler"
@@ -642,13 +644,13 @@ def log_group(function_name: str) -> Json:
 def worker_environment() -> Json:
     """The variables `logsieve.aws.handler` reads its configuration from."""
     return {
-        "LOGSIEVE_CLEAN_URI": clean_uri(),
-        "LOGSIEVE_ERROR_URI": error_uri(),
-        "LOGSIEVE_ALERT_TOPIC_ARN": ref("AlertTopic"),
-        "LOGSIEVE_ERROR_RATE_ALERT": ref("ErrorRateAlert"),
-        "LOGSIEVE_METRICS_NAMESPACE": ref("MetricsNamespace"),
+        settings.CLEAN_URI: clean_uri(),
+        settings.ERROR_URI: error_uri(),
+        settings.ALERT_TOPIC_ARN: ref("AlertTopic"),
+        settings.ERROR_RATE_ALERT: ref("ErrorRateAlert"),
+        settings.METRICS_NAMESPACE: ref("MetricsNamespace"),
         # The handler alerts "failed for good" on this receive: the queue's redrive count.
-        "LOGSIEVE_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
+        settings.MAX_RECEIVE_COUNT: str(MAX_RECEIVE_COUNT),
     }
 
 
@@ -704,7 +706,7 @@ def compact_resources() -> Json:
         COMPACT_HANDLER,
         "CompactMemory",
         COMPACT_TIMEOUT,
-        {"LOGSIEVE_CLEAN_URI": clean_uri()},
+        {settings.CLEAN_URI: clean_uri()},
     )
     compactor["Properties"]["EphemeralStorage"] = {"Size": ref("CompactTmpStorage")}
     return {
@@ -753,8 +755,8 @@ def api_resources() -> Json:
             "ApiMemory",
             ref("ApiTimeout"),
             {
-                "LOGSIEVE_CLEAN_URI": clean_uri(),
-                "LOGSIEVE_ERROR_URI": error_uri(),
+                settings.CLEAN_URI: clean_uri(),
+                settings.ERROR_URI: error_uri(),
             },
         ),
         "HttpApi": {

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logsieve import settings
 from logsieve.aws.clients import Clients
 
 if TYPE_CHECKING:
@@ -95,10 +96,10 @@ class Resources:
     def environment(self) -> dict[str, str]:
         """The handler's configuration as the environment variables a Lambda would get."""
         return {
-            "LOGSIEVE_CLEAN_URI": self.clean_uri,
-            "LOGSIEVE_ERROR_URI": self.error_uri,
-            "LOGSIEVE_ALERT_TOPIC_ARN": self.alert_topic_arn,
-            "LOGSIEVE_MAX_RECEIVE_COUNT": str(self.names.max_receive_count),
+            settings.CLEAN_URI: self.clean_uri,
+            settings.ERROR_URI: self.error_uri,
+            settings.ALERT_TOPIC_ARN: self.alert_topic_arn,
+            settings.MAX_RECEIVE_COUNT: str(self.names.max_receive_count),
         }
 
     def handler_config(self, **overrides: Any) -> HandlerConfig:

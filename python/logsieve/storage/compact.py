@@ -23,27 +23,26 @@ succeed, which duplicates their rows, so a run holds a lock (`CompactionLock`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
+from logsieve import settings
 from logsieve.errors import ConfigError, LogsieveError, OutputError
+from logsieve.locations import is_s3, resolve, s3_parts
 from logsieve.storage.table import (
     PARTITION_COLUMN,
     delta_reason,
     is_commit_conflict,
     open_table,
     storage_options,
-    table_uri,
     with_commit_retries,
     writer_properties,
 )
@@ -62,8 +61,6 @@ SORT_COLUMN = "event_time"
 #: Memory a sort may hold before it spills to the temporary directory: without it, sorting a
 #: partition took about 25 times its Parquet size in memory (docs/compaction.md).
 SORT_MEMORY_BYTES = 256 << 20
-#: Where `logsieve process --out data` puts the clean table.
-DEFAULT_CLEAN_URI = os.path.join("data", "clean")
 #: A lock on S3 older than this is taken over: its holder crashed (a Lambda lives 15 minutes).
 LOCK_LEASE_SECONDS = 3600
 #: Where the lock lives, under the table root (Delta readers and vacuum skip `_` names).
@@ -183,7 +180,7 @@ def compact(
     size, OutputError when the storage refuses (no bucket, no permission).
     """
     started = time.perf_counter()
-    location = table_uri(clean_uri)
+    location = resolve(clean_uri)
     if target_size <= 0:
         raise ConfigError(f"the target size must be positive, got {target_size}")
     if retention_hours < 0:
@@ -268,7 +265,7 @@ class CompactionLock:
     """
 
     def __init__(self, location: str, s3_client: Any = None) -> None:
-        self.location = table_uri(location)
+        self.location = resolve(location)
         self.s3_client = s3_client
         self.token = f"{os.uname().nodename}:{os.getpid()}:{time.time_ns()}"
         self._file: Any = None
@@ -278,14 +275,14 @@ class CompactionLock:
         return f"{self.location}/{LOCK_NAME}"
 
     def __enter__(self) -> CompactionLock:
-        if self.location.startswith("s3://"):
+        if is_s3(self.location):
             self._acquire_s3()
         else:
             self._acquire_local()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.location.startswith("s3://"):
+        if is_s3(self.location):
             self._release_s3()
         elif self._file is not None:
             self._file.close()  # closing drops the flock
@@ -309,7 +306,7 @@ class CompactionLock:
     def _s3(self) -> tuple[Any, str, str]:
         import boto3
 
-        bucket, _, prefix = self.location[len("s3://") :].partition("/")
+        bucket, prefix = s3_parts(self.location)
         key = f"{prefix}/{LOCK_NAME}" if prefix else LOCK_NAME
         return self.s3_client or boto3.client("s3"), bucket, key
 
@@ -513,9 +510,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     instead. Before the first ingest there is no table: that is reported, not an error, so the
     schedule does not alarm on a new stack.
     """
-    uri = os.environ.get("LOGSIEVE_CLEAN_URI", "").strip()
+    uri = settings.value(settings.CLEAN_URI)
     if not uri:
-        raise ConfigError("environment variable LOGSIEVE_CLEAN_URI is not set")
+        raise ConfigError(f"environment variable {settings.CLEAN_URI} is not set")
     dates = event.get("dates") if isinstance(event, Mapping) else None
     if not isinstance(dates, list):
         today = datetime.now(timezone.utc).date()
@@ -524,111 +521,12 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         report = compact(uri, dates=dates)
     except NoTableError as exc:
         logger.info("%s", exc)
-        return {"uri": table_uri(uri), "table": False}
+        return {"uri": resolve(uri), "table": False}
     except CompactionLockedError as exc:  # a manual run, or the previous run still going
         logger.info("%s", exc)
-        return {"uri": table_uri(uri), "locked": True}
+        return {"uri": resolve(uri), "locked": True}
     logger.info("compaction: %s", report.summary())
     return report.to_json()
-
-
-# --- the command ------------------------------------------------------------------------------
-
-
-def add_compact_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "clean_uri",
-        metavar="CLEAN_URI",
-        nargs="?",
-        default=DEFAULT_CLEAN_URI,
-        help="the clean Delta table: a directory or s3://bucket/prefix "
-        f"(default: {DEFAULT_CLEAN_URI}, where `process --out data` writes)",
-    )
-    parser.add_argument(
-        "--date",
-        dest="dates",
-        action="append",
-        metavar="YYYY-MM-DD",
-        help="compact only this partition (repeatable; default: every partition)",
-    )
-    parser.add_argument(
-        "--target-size",
-        default="128MiB",
-        metavar="SIZE",
-        help="about the size of each rewritten file (e.g. 128MiB, 64M; default: 128MiB)",
-    )
-    parser.add_argument(
-        "--retention-hours",
-        default=str(DEFAULT_RETENTION_HOURS),
-        metavar="H",
-        help="delete files removed more than H hours ago (default: 168, so readers of older "
-        "snapshots keep working for a week)",
-    )
-    parser.add_argument(
-        "--no-vacuum", dest="vacuum", action="store_false", help="rewrite only, delete nothing"
-    )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def run_compact(args: argparse.Namespace) -> int:
-    """Compact, then print the report (a short table, or JSON)."""
-    from logsieve.cli.process import parse_size
-
-    try:
-        target_size = parse_size(args.target_size)
-    except argparse.ArgumentTypeError as exc:
-        raise ConfigError(f"--target-size: {exc}") from None
-    retention = args.retention_hours.strip()
-    if not retention.isdigit():
-        raise ConfigError(
-            f"--retention-hours: {args.retention_hours!r} is not a whole number of hours (e.g. 168)"
-        )
-    for day in args.dates or []:
-        parse_date(day)
-    try:
-        report = compact(
-            args.clean_uri,
-            dates=args.dates,
-            target_size=target_size,
-            retention_hours=int(retention),
-            vacuum=args.vacuum,
-        )
-    except CompactionLockedError as exc:
-        print(f"logsieve compact: {exc}; nothing done, try again later", file=sys.stderr)
-        return 1
-    if args.json:
-        json.dump(report.to_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif not args.quiet:
-        print(format_report(report, every_partition=bool(args.dates)))
-    return 0
-
-
-def format_report(report: CompactionReport, *, every_partition: bool = False) -> str:
-    """The rewritten partitions (or all asked for) as a small table, then the summary."""
-    shown = [p for p in report.partitions if every_partition or p.action != "unchanged"]
-    rows = [("date", "action", "files", "rows")]
-    for p in shown:
-        count = _rows(p.rows_before)
-        if p.rows_after != p.rows_before:
-            count += f" -> {_rows(p.rows_after)}"
-        rows.append((p.date, p.action, f"{p.files_before} -> {p.files_after}", count))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        f"{d:<{widths[0]}}  {a:<{widths[1]}}  {f:>{widths[2]}}  {r:>{widths[3]}}"
-        for d, a, f, r in rows
-    ]
-    if not shown:
-        lines = []
-    unchanged = len(report.partitions) - len(shown)
-    if unchanged and not every_partition:
-        lines.append(f"{unchanged} partitions already compact")
-    lines.append(report.summary())
-    return "\n".join(lines)
-
-
-def _rows(rows: int | None) -> str:
-    return "?" if rows is None else str(rows)
 
 
 __all__ = [
@@ -639,8 +537,6 @@ __all__ = [
     "CompactionReport",
     "NoTableError",
     "PartitionReport",
-    "add_compact_arguments",
     "compact",
     "handler",
-    "run_compact",
 ]

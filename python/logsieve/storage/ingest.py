@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from logsieve import DEFAULT_CHUNK_SIZE
 from logsieve.errors import ConcurrentIngestError, ConfigError
+from logsieve.locations import is_s3, resolve
 from logsieve.storage import table
 from logsieve.storage.group_writer import _files_may_hold, _GroupWriter
 from logsieve.storage.identity import ContentMark, FieldNames, Source, source_id, stream_source
@@ -201,8 +202,8 @@ def _ingest_once(
 
 def _refuse_old_layout(clean_uri: str) -> None:
     """A local directory of loose `date=` Parquet files (no `_delta_log`) is not ours to mix."""
-    location = table.table_uri(clean_uri)
-    if location.startswith("s3://"):
+    location = resolve(clean_uri)
+    if is_s3(location):
         return
     root = Path(location)
     if (root / "_delta_log").is_dir() or not root.is_dir():

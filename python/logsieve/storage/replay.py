@@ -28,17 +28,15 @@ replay finishes step 5 from the intent (`logsieve errors` notes such an unfinish
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import random
 import re
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from logsieve.errors import ConcurrentIngestError, ConfigError, InternalError, OutputError
+from logsieve.locations import is_s3, resolve, s3_parts
 from logsieve.storage import table
 
 if TYPE_CHECKING:
@@ -132,8 +131,8 @@ def open_error_location(uri: str, s3_client: Any = None) -> _Sink:
     (missing, a clean table, a parent directory, something else) otherwise."""
     from logsieve.storage.sinks import open_sink
 
-    location = table.table_uri(uri, delta=False)
-    if location.startswith("s3://"):
+    location = resolve(uri, delta=False)
+    if is_s3(location):
         return _open_s3_errors(location, s3_client)
     root = Path(location)
     if not root.exists():
@@ -156,7 +155,7 @@ def _open_s3_errors(location: str, s3_client: Any) -> _Sink:
     from logsieve.storage.sinks import open_sink
 
     sink = open_sink(location, s3_client)
-    bucket, _, prefix = location[len("s3://") :].partition("/")
+    bucket, prefix = s3_parts(location)
     root = f"{prefix}/" if prefix else ""
 
     def exists(sub: str) -> bool:
@@ -550,7 +549,7 @@ def replay(
     from logsieve.storage.identity import FieldNames
 
     fields = fields or FieldNames()
-    if s3_client is None and (errors_uri.startswith("s3://") or clean_uri.startswith("s3://")):
+    if s3_client is None and (is_s3(errors_uri) or is_s3(clean_uri)):
         import boto3
 
         s3_client = boto3.client("s3")
@@ -574,7 +573,7 @@ def _open_clean(clean_uri: str, s3_client: Any) -> DeltaTable:
         ) from exc
     if snapshot is None:
         raise ConfigError(
-            f"no clean table at {table.table_uri(clean_uri)}: --out names the directory "
+            f"no clean table at {resolve(clean_uri)}: --out names the directory "
             "`logsieve process` wrote (its table is DIR/clean)"
         )
     return snapshot
@@ -591,7 +590,7 @@ def _replay_once(
     snapshot = _open_clean(clean_uri, s3_client)  # the commit is made against this snapshot
     report = ReplayReport(
         errors=sink.display("").rstrip("/") or errors_uri,
-        clean=table.table_uri(clean_uri),
+        clean=resolve(clean_uri),
         fields={"timestamp": fields.timestamp, "user_id": fields.user_id, "action": fields.action},
     )
     with _writing(sink, "finish an earlier replay's rewrite of the error records"):
@@ -825,182 +824,3 @@ def _writing(sink: Any, doing: str) -> Any:
     from logsieve.storage.sinks import _output_errors
 
     return _output_errors(doing)
-
-
-# --- the commands -----------------------------------------------------------------------------
-
-
-def _add_location(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "errors",
-        metavar="ERRORS",
-        help="error-records location: a directory such as DIR/errors, or s3://bucket/prefix",
-    )
-
-
-def _add_dates(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--date",
-        action="append",
-        default=None,
-        metavar="YYYY-MM-DD",
-        help="only error files of this arrival date (repeatable; default: all)",
-    )
-
-
-def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_location(parser)
-    parser.add_argument(
-        "--out",
-        "-o",
-        default="data",
-        metavar="DIR",
-        help="the output directory `logsieve process` wrote: rows go to its table DIR/clean "
-        "(a directory or s3://bucket/prefix; default: data)",
-    )
-    parser.add_argument(
-        "--clean", metavar="URI", help="the clean table itself (instead of DIR/clean)"
-    )
-    for option, default, meaning in (
-        ("--timestamp-field", "timestamp", "the event time"),
-        ("--user-id-field", "user_id", "the user id"),
-        ("--action-field", "action", "the action"),
-    ):
-        parser.add_argument(
-            option,
-            default=default,
-            metavar="NAME",
-            help=f"input member holding {meaning} (default: {default})",
-        )
-    _add_dates(parser)
-    parser.add_argument(
-        "--code",
-        action="append",
-        default=None,
-        metavar="CODE",
-        help="only records with this error code (repeatable; default: all)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def run_replay(args: argparse.Namespace) -> int:
-    from logsieve.cli.process import _field_names
-    from logsieve.storage.identity import FieldNames
-
-    names = _field_names(args)
-    selection = Selection.checked(args.date or [], args.code or [])
-    clean = args.clean or _join(args.out, "clean")
-    report = replay(
-        args.errors,
-        clean,
-        fields=FieldNames(names["timestamp_field"], names["user_id_field"], names["action_field"]),
-        selection=selection,
-    )
-    if args.json:
-        sys.stdout.write(orjson.dumps(asdict(report), option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        _print_replay(report, selection)
-    return 0
-
-
-def _join(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/{name}" if base.startswith("s3://") else str(Path(base) / name)
-
-
-def _print_replay(report: ReplayReport, selection: Selection) -> None:
-    fields = ", ".join(f"{k} <- {v}" for k, v in report.fields.items() if k != v)
-    print(f"logsieve replay: {report.errors} -> {report.clean}")
-    print(f"  fields:        {fields or 'the standard names'}")
-    dates = ", ".join(sorted(selection.dates)) or "all"
-    codes = ", ".join(sorted(selection.codes)) or "all"
-    print(f"  selected:      {report.selected} error records (dates: {dates}; codes: {codes})")
-    if report.finished_earlier:
-        print(f"  finished:      {report.finished_earlier} interrupted earlier replay(s)")
-    days = ", ".join(f"date={d}: {n}" for d, n in report.rows_by_date.items())
-    where = f", committed as table version {report.table_version} ({days})"
-    print(f"  now valid:     {report.now_valid}{where if report.table_version else ''}")
-    codes_left = ", ".join(f"{c} {n}" for c, n in report.still_by_code.items())
-    print(
-        f"  still invalid: {report.still_invalid}"
-        + (f" ({codes_left}); reason changed for {report.reason_changed}" if codes_left else "")
-    )
-    for why, count in report.skipped.items():
-        print(f"  skipped:       {count} ({why})")
-    for part in report.sources:
-        lines = _ranges(part.valid_lines)
-        print(
-            f"    {part.source}: {part.now_valid} now valid"
-            + (f" (lines {lines})" if lines else "")
-            + f", {part.still_invalid} still invalid"
-        )
-    print(f"  error files rewritten: {report.files_rewritten}")
-
-
-def _ranges(numbers: Sequence[int], limit: int = 12) -> str:
-    """`1-3, 7, 9-10` for [1, 2, 3, 7, 9, 10], cut after `limit` ranges."""
-    spans: list[str] = []
-    start = previous = None
-    for number in numbers:
-        if previous is not None and number == previous + 1:
-            previous = number
-            continue
-        if start is not None:
-            spans.append(f"{start}-{previous}" if previous != start else str(start))
-        start = previous = number
-    if start is not None:
-        spans.append(f"{start}-{previous}" if previous != start else str(start))
-    return ", ".join(spans[:limit]) + (
-        f", ... ({len(spans) - limit} more)" if len(spans) > limit else ""
-    )
-
-
-def add_errors_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_location(parser)
-    _add_dates(parser)
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-
-def run_errors(args: argparse.Namespace) -> int:
-    selection = Selection.checked(args.date or [])
-    s3_client = None
-    if args.errors.startswith("s3://"):
-        import boto3
-
-        s3_client = boto3.client("s3")
-    summary = summarize(args.errors, selection, s3_client)
-    if args.json:
-        sys.stdout.write(orjson.dumps(asdict(summary), option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
-    days = ", ".join(sorted(selection.dates)) or "all dates"
-    print(f"logsieve errors: {summary.location} ({days})")
-    print(f"  {_count(summary.records, 'error record')} in {_count(summary.files, 'file')}")
-    if summary.records:
-        print("  by code:   " + ", ".join(f"{c} {n}" for c, n in summary.by_code.items()))
-        print(
-            "  by date:   "
-            + ", ".join(f"{d} {n}" for d, n in summary.by_date.items())
-            + " (arrival)"
-        )
-        print("  by source:")
-        for source, count in list(summary.by_source.items())[:10]:
-            print(f"    {count:>8}  {source}")
-        if len(summary.by_source) > 10:
-            print(f"    ... and {len(summary.by_source) - 10} more sources")
-        print("  samples:")
-        for sample in summary.samples:
-            print(f"    {sample.source}:{sample.line}: {sample.error}: {sample.detail}")
-            print(f"      {_clip(sample.raw)}")
-    if summary.pending_replays:
-        print(
-            f"  note: {summary.pending_replays} replay(s) not finished (running, or interrupted: "
-            "`logsieve replay` finishes them)"
-        )
-    return 0
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-def _clip(text: str, width: int = 100) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."

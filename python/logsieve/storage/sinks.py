@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from logsieve.errors import ConcurrentIngestError, LogsieveError, OutputError
+from logsieve.locations import is_s3, resolve, s3_parts
 from logsieve.storage import table
 
 #: S3 uploads of error files switch to multipart above this size.
@@ -191,7 +192,7 @@ def _remove_empty_dir(directory: Path, root: Path) -> None:
 
 class _S3Sink(_Sink):
     def __init__(self, uri: str, client: Any) -> None:
-        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        bucket, prefix = s3_parts(uri)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if client is None:
@@ -306,8 +307,8 @@ def _lost_condition(exc: Any) -> bool:
 
 def open_sink(uri: str, s3_client: Any = None) -> _Sink:
     """A sink for `s3://bucket/prefix` or a local directory (a `file://` URL or a path)."""
-    location = table.table_uri(uri, delta=False)
-    if location.startswith("s3://"):
+    location = resolve(uri, delta=False)
+    if is_s3(location):
         return _S3Sink(location, s3_client)
     return _LocalSink(location)
 

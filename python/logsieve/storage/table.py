@@ -13,16 +13,17 @@ conditional writes (`If-None-Match` on the log entry), so no lock table is neede
 from __future__ import annotations
 
 import functools
-import os
 import random
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from logsieve.errors import ConfigError
+from logsieve.locations import data_file_location, endpoint_options, is_s3
+from logsieve.locations import resolve as table_uri
+from logsieve.settings import DEFAULT_AWS_REGION, aws_region, aws_s3_endpoint
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -83,57 +84,6 @@ def writer_properties() -> WriterProperties:
     )
 
 
-def table_uri(uri: str, *, delta: bool = True) -> str:
-    """`s3://bucket/prefix` as given (checked), or the absolute path of a local directory.
-
-    `delta`: the location is for delta-rs, which cannot use every local path.
-    """
-    if not uri:
-        raise ConfigError("a table location is required (a directory or s3://bucket/prefix)")
-    if uri.startswith("s3://"):
-        root = uri[len("s3://") :].strip("/")
-        if not root:
-            raise ConfigError(f"{uri!r} names no bucket: use s3://bucket/prefix")
-        if "//" in root:
-            raise ConfigError(f"{uri!r} has an empty path segment ('//')")
-        return f"s3://{root}"
-    if uri.startswith("file:"):
-        uri = file_url_path(uri)
-    elif "://" in uri:
-        raise ConfigError(f"{uri!r} is not supported: use a local directory or s3://bucket/prefix")
-    path = os.path.abspath(os.path.expanduser(uri))
-    if delta and _PERCENT_ESCAPE.search(path):
-        # delta-rs decodes them: it would write under `run%20one` and then read `run one`.
-        raise ConfigError(
-            f"{path}: delta-rs cannot use a local path holding a percent escape such as %20; "
-            "choose a directory without one"
-        )
-    return path
-
-
-_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-
-
-def file_url_path(url: str) -> str:
-    """The local path of a `file:` URL (`file:///p`, `file://localhost/p`, `file:/p`)."""
-    from urllib.parse import unquote
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed "[" read as an IPv6 host
-        parts = None
-    if (
-        parts is None
-        or parts.netloc not in ("", "localhost")
-        or not parts.path.startswith("/")
-        or parts.query
-        or parts.fragment
-        or "\0" in unquote(parts.path)
-    ):
-        raise ConfigError(f"{url!r} is not a local file URL: use file:///absolute/path")
-    return unquote(parts.path)
-
-
 def storage_options(
     uri: str, s3_client: Any = None, *, timeout_seconds: float | None = None
 ) -> dict[str, str] | None:
@@ -144,18 +94,18 @@ def storage_options(
     without one, the endpoint comes from `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL` and the
     credentials from boto3's chain (environment, profile, the Lambda role).
     """
-    if not uri.startswith("s3://"):
+    if not is_s3(uri):
         return None
     if s3_client is not None:
         endpoint = s3_client.meta.endpoint_url
         region = s3_client.meta.region_name
         credentials = _client_credentials(s3_client)
     else:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        endpoint = aws_s3_endpoint()
+        region = aws_region()
         credentials = _session_credentials()
     options = {
-        "AWS_REGION": region or "us-east-1",
+        "AWS_REGION": region or DEFAULT_AWS_REGION,
         # S3 conditional writes make commits safe without a DynamoDB lock table.
         "conditional_put": "etag",
     }
@@ -201,16 +151,8 @@ class DataFiles:
     root: str
 
     def location(self, path: str) -> str:
-        """Where an add action's file is: the log's path (URL-encoded, relative to the root or
-        an absolute URI of a shallow clone's file), decoded."""
-        if ":" not in path:  # the usual case: relative to the table root
-            return f"{self.root}/{unquote(path)}"
-        parts = urlsplit(path)
-        if parts.scheme in ("s3", "s3a"):
-            return unquote(f"{parts.netloc}{parts.path}")
-        if parts.scheme == "file":
-            return file_url_path(path)
-        return f"{self.root}/{unquote(path)}"
+        """Where an add action's file is (`logsieve.locations.data_file_location`)."""
+        return data_file_location(self.root, path)
 
 
 def data_files(uri: str, s3_client: Any = None) -> DataFiles:
@@ -218,14 +160,13 @@ def data_files(uri: str, s3_client: Any = None) -> DataFiles:
     import pyarrow.fs as pafs
 
     location = table_uri(uri)
-    if not location.startswith("s3://"):
+    if not is_s3(location):
         return DataFiles(pafs.LocalFileSystem(), location)
     options = storage_options(location, s3_client) or {}
     settings: dict[str, Any] = {"region": options["AWS_REGION"]}
     endpoint = options.get("AWS_ENDPOINT_URL")
     if endpoint:
-        parts = urlsplit(endpoint)
-        settings.update(scheme=parts.scheme, endpoint_override=parts.netloc)
+        settings.update(endpoint_options(endpoint))
     if "AWS_ACCESS_KEY_ID" in options:
         settings.update(
             access_key=options["AWS_ACCESS_KEY_ID"],

@@ -12,8 +12,8 @@ cache may still hold them: this measures our work, not the disk);
 "warm" is a repeated question answered from the cache. The same per-day size is served with a
 short and a long history to show the cost follows one day, not the number of days.
 
-Script:  .venv/bin/python benches/bench_api.py [--rows 10000000] [--days 50] [--json]
-pytest:  .venv/bin/pytest benches/bench_api.py -p no:cacheprovider --benchmark-only
+Script:  .venv/bin/python benches/scripts/bench_api.py [--rows 10000000] [--days 50] [--json]
+pytest:  .venv/bin/pytest benches/scripts/bench_api.py -p no:cacheprovider --benchmark-only
          (smaller: $LOGSIEVE_BENCH_ROWS rows over $LOGSIEVE_BENCH_DAYS days, default 2 M / 10)
 """
 

@@ -1,6 +1,6 @@
 """Peak memory of streaming one very long line, in a fresh process per case.
 
-    python benches/long_line.py [--mb 300] [--kind valid|invalid|both] [--cli]
+    python benches/scripts/long_line.py [--mb 300] [--kind valid|invalid|both] [--cli]
 
 Writes a file holding a few short lines around one line of `--mb` MB (a valid record whose
 `extra` member is that long, or an invalid line whose `raw` is), streams it through

@@ -5,8 +5,8 @@ first builds an instrumented extension, a training run records which branches th
 and how often, and the final build lays out and inlines code for that. Our core is a branchy
 byte-level parser, which is what PGO helps most.
 
-    python benches/pgo.py                # wheel in dist/
-    python benches/pgo.py --install      # and install it into this Python environment
+    python benches/scripts/pgo.py                # wheel in dist/
+    python benches/scripts/pgo.py --install      # and install it into this Python environment
 
 Steps (about four minutes; two full release builds): build an instrumented wheel, run
 `logsieve.process` and `process_stream` on corpora *other* than the benchmarks' (another seed:
@@ -27,7 +27,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+#: The helpers the benchmark suites share (corpus, peers, end_to_end) live one level up.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: Seed of the training corpora: not the benchmarks' (corpus.CorpusSpec.seed), so that the
 #: measured bytes are never the bytes the build was trained on.

@@ -7,24 +7,30 @@ Times three things on one JSON Lines file, alternating within one process (best 
   (the writer thread gets nothing to do; splitting by date, error JSONL and publishing remain);
 - `ingest`: `storage.ingest` as `logsieve process FILE` runs it.
 
-The middle one is a diagnostic, not a mode of logsieve: it patches `storage._write_row_groups`
-in this process only, so its files are empty. The difference between the last two is what zstd
+The middle one is a diagnostic, not a mode of logsieve: it patches `storage.datafiles._write`
+(what the writer thread runs for each row group) in this process only, so its files hold no
+rows. The difference between the last two is what zstd
 Parquet costs; the middle one bounds what any faster writer could reach.
 
-    python benches/e2e_floor.py .benchmarks/corpus/lines1000000-invalid5pct-...jsonl --rounds 5
+    python benches/scripts/e2e_floor.py .benchmarks/corpus/lines1000000-...jsonl --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import logsieve
+from logsieve.storage import datafiles
+
+#: The helpers the benchmark suites share (corpus, peers, end_to_end) live one level up.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from end_to_end import logsieve_ingest
-from logsieve.storage import ingest as storage
 
 
 def _stream(path: Path, out: Path) -> None:
@@ -34,12 +40,12 @@ def _stream(path: Path, out: Path) -> None:
 
 
 def _ingest_without_parquet(path: Path, out: Path) -> None:
-    write = storage._write_row_groups
-    storage._write_row_groups = lambda writer, table: None
+    write = datafiles._write
+    datafiles._write = lambda writer, rows: None
     try:
         logsieve_ingest(path, out)
     finally:
-        storage._write_row_groups = write
+        datafiles._write = write
 
 
 def main() -> None:

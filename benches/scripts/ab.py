@@ -9,7 +9,7 @@ calls), and the medians over the rounds are compared. A build is a directory hol
     (cd /tmp/old && maturin build --release -o dist)
     pip install --no-deps --target /tmp/old_pkg /tmp/old/dist/*.whl
     # likewise /tmp/new_pkg from this checkout, then:
-    python benches/ab.py /tmp/old_pkg /tmp/new_pkg .benchmarks/corpus/lines1000000-...jsonl
+    python benches/scripts/ab.py /tmp/old_pkg /tmp/new_pkg .benchmarks/corpus/lines1000000-...jsonl
 
 With `--idle 3.5` each timed call comes after 3.5 s asleep, past the purge delay of the core's
 allocator (`logsieve/__init__.py`), so it faults its output's pages in afresh, as a call made
@@ -36,7 +36,7 @@ from pathlib import Path
 _CHILD = f"""
 import resource, sys, tempfile, time
 from pathlib import Path
-sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 corpus, calls, idle = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 scratch = tempfile.TemporaryDirectory()
 if sys.argv[4] == "ingest":

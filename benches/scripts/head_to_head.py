@@ -4,14 +4,19 @@ pytest-benchmark runs all rounds of one tool before the next; on a shared machin
 change in between. This quick check alternates the two tools round by round instead and prints
 the best wall and CPU time of each and their ratios.
 
-    python benches/head_to_head.py [--lines 1000000] [--rounds 3]
+    python benches/scripts/head_to_head.py [--lines 1000000] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+#: The helpers the benchmark suites share (corpus, peers, end_to_end) live one level up.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import corpus
 import peers
