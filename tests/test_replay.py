@@ -663,3 +663,53 @@ def test_a_new_version_read_before_a_replay_cannot_commit_over_it(out: Path) -> 
                 max_commit_retries=5,
             ),
         )
+
+
+# --- which table the records belong to ----------------------------------------------------------
+
+
+def test_records_are_replayed_only_into_the_table_they_were_written_with(
+    out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same log processed into two folders: replaying the first folder's records into the
+    second table would make rows there of lines whose records are in the second folder too,
+    and take them out of the first folder, where no row has them."""
+    second = tmp_path / "out2"
+    assert (
+        main(["process", str(tmp_path / "logs"), "--out", str(second), "--no-progress", "-q"]) == 0
+    )
+    before = (version_of(str(second / "clean")), local_error_files(out / "errors"))
+
+    code, _, err = cli(
+        ["replay", str(out / "errors"), "--out", str(second), "--timestamp-field", "ts"], capsys
+    )
+
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert "were written with the table at" in line and str(out / "clean") in line
+    assert (version_of(str(second / "clean")), local_error_files(out / "errors")) == before
+
+
+def test_records_without_a_mark_go_only_into_the_table_beside_them(
+    out: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Error records of an older logsieve do not say which table they belong to: only the
+    table beside them (DIR/clean for DIR/errors) is taken for theirs."""
+    from logsieve.storage.ledgers import TABLE_MARK
+
+    (out / "errors" / TABLE_MARK).unlink()
+    other = tmp_path / "other"
+    assert (
+        main(["process", str(tmp_path / "logs"), "--out", str(other), "--no-progress", "-q"]) == 0
+    )
+    code, _, err = cli(
+        ["replay", str(out / "errors"), "--clean", str(other / "clean"), "--timestamp-field", "ts"],
+        capsys,
+    )
+    assert code == 2 and "do not say which table" in err
+    before = len(rows(str(out / "clean")))
+    code, _, _ = cli(
+        ["replay", str(out / "errors"), "--out", str(out), "--timestamp-field", "ts"], capsys
+    )
+    assert code == 0
+    assert len(rows(str(out / "clean"))) == before + len(make_log().ids("ts"))

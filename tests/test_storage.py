@@ -1329,3 +1329,29 @@ def test_s3_replaces_appends_compaction_and_readers_at_once(s3: Any) -> None:
         mine = rows.filter(pa.compute.equal(rows["source_id"], f"s3://in/{source}"))
         assert set(mine["source_version"].to_pylist()) == {version}
         assert sorted(seqs_of(mine)) == sorted(versions[source][version].valid)
+
+
+def test_a_delete_waits_for_a_rewrite_of_the_same_error_file(tmp_path: Path) -> None:
+    """A rewrite (a replay dropping lines, a group file losing a source) reads an error file and
+    writes it back; a delete of that file meanwhile (a newer version's clean-up) must not be
+    undone by the write, or lines no ledger names would come back."""
+    from logsieve.storage.sinks import open_sink
+
+    sink = open_sink(str(tmp_path / "errors"))
+    key = "date=2025-08-20/app.jsonl-0123-4567.jsonl"
+    sink.write(key, b'{"line":1}\n{"line":2}\n')
+    reading, deleted = threading.Event(), threading.Event()
+
+    def slow_transform(data: bytes) -> bytes:
+        reading.set()
+        deleted.wait(1)  # the delete cannot finish while the rewrite holds the file
+        return data.splitlines(keepends=True)[0]
+
+    rewriter = threading.Thread(target=lambda: sink.rewrite(key, slow_transform))
+    rewriter.start()
+    assert reading.wait(10)
+    deleter = threading.Thread(target=lambda: (sink.delete([key]), deleted.set()))
+    deleter.start()
+    rewriter.join(10)
+    deleter.join(10)
+    assert sink.read(key) is None

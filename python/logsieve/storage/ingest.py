@@ -51,6 +51,7 @@ from logsieve.storage.ledgers import (
     _finish,
     _read_ledger,
     group_key,
+    mark_table,
     version_tag,
 )
 from logsieve.storage.results import _STAT_NAMES, GroupResult, IngestResult, SourceFailure
@@ -163,6 +164,9 @@ def _ingest_once(
     with _output_errors(f"open the clean table at {clean_uri}"):
         _refuse_old_layout(clean_uri)
         snapshot = table.create_table(clean_uri, s3_client)
+    with _output_errors(f"mark the error records at {error_sink.display('')}"):
+        # str(): the stubs say int, delta-rs gives the table id (a UUID) as text.
+        mark_table(error_sink, str(snapshot.metadata().id), table.table_uri(clean_uri))
     done: dict[str, IngestResult] = {}
     todo: list[Source] = []
     recorded: dict[str, int | None] = {}

@@ -25,6 +25,45 @@ LEDGER_DIR = "_logsieve/sources"
 GROUP_DIR = "_logsieve/groups"
 
 
+#: Which table the error records beside it were written with (its Delta table id).
+TABLE_MARK = "_logsieve/table.json"
+#: Marks this process has made or seen, so that an ingest pays for one only once.
+_MARKED: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True)
+class TableMark:
+    """The table an error location's records were written with: its id and where it was."""
+
+    table_id: str
+    clean: str
+
+    @classmethod
+    def read(cls, sink: _Sink) -> TableMark | None:
+        """The location's mark; None where there is none (records of an older logsieve) or it
+        cannot be parsed."""
+        data = sink.read(TABLE_MARK)
+        try:
+            fields = orjson.loads(data) if data else None
+            return cls(str(fields["table_id"]), str(fields["clean"])) if fields else None
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+
+
+def mark_table(sink: _Sink, table_id: str, clean: str) -> None:
+    """Record which table the error records at `sink` are written with. A location that held
+    another table's records (that table deleted and made again) is taken over by this one."""
+    seen = (sink.display(TABLE_MARK), table_id)
+    if seen in _MARKED:
+        return
+    data = orjson.dumps({"table_id": table_id, "clean": clean})
+    if not sink.create(TABLE_MARK, data):
+        mark = TableMark.read(sink)
+        if mark is None or mark.table_id != table_id:
+            sink.write(TABLE_MARK, data)
+    _MARKED.add(seen)
+
+
 def version_tag(number: int) -> str:
     """A source version's Delta transaction number as it names files: 16 hex digits."""
     return f"{number:016x}"

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from logsieve.errors import ConcurrentIngestError, ConfigError, InternalError, OutputError
-from logsieve.locations import is_s3, resolve, s3_parts
+from logsieve.locations import is_s3, join, resolve, s3_parts
 from logsieve.storage import table
 
 if TYPE_CHECKING:
@@ -305,6 +305,14 @@ class _Owners:
         self.single: dict[str, Ledger | None] = {}
         self.grouped: dict[tuple[str, str], Ledger] | None = None
         self.markers: dict[str, bool] = {}
+        self.stored: dict[str, int | None] = {}
+
+    def _stored(self, identity: str) -> int | None:
+        """The source's transaction number in the snapshot, asked once per source (delta-rs
+        replays the log's transactions for every question)."""
+        if identity not in self.stored:
+            self.stored[identity] = self.snapshot.transaction_version(table.app_id(identity))
+        return self.stored[identity]
 
     def owner(self, record: ErrorRecord) -> tuple[Owner | None, str]:
         """The record's owner, or None and why it is skipped."""
@@ -317,8 +325,7 @@ class _Owners:
                 ledger = None
         if ledger is None or record.key not in ledger.files:
             return None, "no ledger names it"
-        stored = self.snapshot.transaction_version(table.app_id(ledger.identity))
-        if stored != table.version_number(ledger.version):
+        if self._stored(ledger.identity) != table.version_number(ledger.version):
             return None, "not the stored version of its source"
         if not self._written(ledger):
             return None, "its source's error records are still being written"
@@ -351,8 +358,7 @@ class _Owners:
                 and ledger.group is not None
                 # Of several versions in one group file (none: a group names its versions),
                 # the stored one is wanted.
-                and self.snapshot.transaction_version(table.app_id(ledger.identity))
-                == table.version_number(ledger.version)
+                and self._stored(ledger.identity) == table.version_number(ledger.version)
             }
         return self.grouped
 
@@ -579,6 +585,33 @@ def _open_clean(clean_uri: str, s3_client: Any) -> DeltaTable:
     return snapshot
 
 
+def _check_table(sink: _Sink, snapshot: DeltaTable, errors_uri: str, clean_uri: str) -> None:
+    """Error records are replayed into the table they were written with, nowhere else: in
+    another table holding the same source versions, their lines would become rows there while
+    the records went from here (lost here, in two outputs there)."""
+    from logsieve.storage.ledgers import TableMark
+
+    mark = TableMark.read(sink)
+    target = resolve(clean_uri)
+    if mark is not None:
+        if mark.table_id != str(snapshot.metadata().id):
+            raise ConfigError(
+                f"the error records at {sink.display('').rstrip('/') or errors_uri} were written "
+                f"with the table at {mark.clean}, not the one at {target}: replay them into "
+                f"that table (--clean {mark.clean})"
+            )
+        return
+    errors = resolve(errors_uri, delta=False).rstrip("/")
+    parent = errors.rsplit("/", 1)[0] if is_s3(errors) else str(Path(errors).parent)
+    beside = join(parent, "clean")
+    if target.rstrip("/") != beside.rstrip("/"):
+        raise ConfigError(
+            f"the error records at {resolve(errors_uri)} do not say which table they were "
+            f"written with (an older logsieve): only the table beside them, {beside}, is "
+            "taken for theirs"
+        )
+
+
 def _replay_once(
     sink: _Sink,
     errors_uri: str,
@@ -588,6 +621,7 @@ def _replay_once(
     s3_client: Any,
 ) -> ReplayReport:
     snapshot = _open_clean(clean_uri, s3_client)  # the commit is made against this snapshot
+    _check_table(sink, snapshot, errors_uri, clean_uri)
     report = ReplayReport(
         errors=sink.display("").rstrip("/") or errors_uri,
         clean=resolve(clean_uri),

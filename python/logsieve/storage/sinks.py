@@ -134,6 +134,25 @@ class _LocalSink(_Sink):
         return True
 
     def rewrite(self, key: str, transform: Callable[[bytes], bytes | None]) -> None:
+        with self._locked(key):
+            data = self.read(key)
+            if data is None:
+                return
+            new = transform(data)
+            if new is None:
+                self._unlink(key)
+            elif new != data:
+                self.write(key, new)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete `keys`; error files under the lock a rewrite takes (a rewrite that read one
+        before it was deleted would otherwise bring it back). Only error files are rewritten."""
+        for key in keys:
+            with self._locked(key) if key.endswith(".jsonl") else contextlib.nullcontext():
+                self._unlink(key)
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
         import fcntl
 
         locks = self.root / "_logsieve" / "locks"
@@ -141,21 +160,13 @@ class _LocalSink(_Sink):
         lock = locks / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock")
         with open(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-            data = self.read(key)
-            if data is None:
-                return
-            new = transform(data)
-            if new is None:
-                self.delete([key])
-            elif new != data:
-                self.write(key, new)
+            yield
 
-    def delete(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            target = self.root / key
-            target.unlink(missing_ok=True)
-            _remove_empty_dir(target.parent, self.root)
-            self._made.discard(target.parent)  # it may be gone now
+    def _unlink(self, key: str) -> None:
+        target = self.root / key
+        target.unlink(missing_ok=True)
+        _remove_empty_dir(target.parent, self.root)
+        self._made.discard(target.parent)  # it may be gone now
 
     def display(self, key: str) -> str:
         return str(self.root / key)
