@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from zoneinfo import ZoneInfo
 from logsieve.api.dataset import (
     CleanTable,
     DataFile,
+    FileCache,
     PartitionIndex,
     Snapshot,
     UnreadableFileError,
@@ -134,53 +134,12 @@ class _Outcome:
     error: str | None = None
 
 
-class _RowCache:
-    """Per-file rows, least recently used first out once `budget` rows are held."""
-
-    def __init__(self, budget: int = _CACHE_ROWS) -> None:
-        self._budget = budget
-        self._held = 0
-        self._data: OrderedDict[str, FileActions] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_many(self, paths: Iterable[str]) -> dict[str, FileActions]:
-        found = {}
-        with self._lock:
-            for path in paths:
-                entry = self._data.get(path)
-                if entry is not None:
-                    self._data.move_to_end(path)
-                    found[path] = entry
-        return found
-
-    def put_many(self, entries: dict[str, FileActions]) -> None:
-        with self._lock:
-            for path, entry in entries.items():
-                previous = self._data.pop(path, None)
-                self._held += 1 + entry.rows - (1 + previous.rows if previous else 0)
-                self._data[path] = entry
-            while self._held > self._budget and self._data:
-                _, dropped = self._data.popitem(last=False)
-                self._held -= 1 + dropped.rows
-
-    def discard(self, paths: Iterable[str]) -> None:
-        with self._lock:
-            for path in paths:
-                dropped = self._data.pop(path, None)
-                if dropped is not None:
-                    self._held -= 1 + dropped.rows
-
-    def __contains__(self, path: str) -> bool:
-        with self._lock:
-            return path in self._data
-
-
 class ActivityIndex:
     """Answers about every action of a day, over a `CleanTable`'s snapshots."""
 
     def __init__(self, table: CleanTable) -> None:
         self.table = table
-        self._rows = _RowCache()
+        self._rows: FileCache[FileActions] = FileCache(_CACHE_ROWS, lambda entry: 1 + entry.rows)
         self._answers: _BoundedCache[DayWindow, _Outcome] = _BoundedCache()
         self._read_lock = threading.Lock()
         self._partitions = PartitionIndex()
@@ -254,8 +213,7 @@ class ActivityIndex:
 
     def cached_paths(self) -> frozenset[str]:
         """The files whose rows are held (for tests of the cache)."""
-        with self._rows._lock:
-            return frozenset(self._rows._data)
+        return self._rows.paths()
 
 
 def split_by_file(table: pyarrow.Table, files: Sequence[DataFile]) -> dict[str, FileActions]:

@@ -172,16 +172,18 @@ class FileLogins:
         return bisect_right(self.times, last) - bisect_left(self.times, first)
 
 
-class _FileCache:
-    """Per-file logins, least recently used first out once `budget` event times are held."""
+class FileCache(Generic[V]):
+    """Per-file entries (data files never change), least recently used first out once their
+    `weight`s pass `budget`; thread-safe."""
 
-    def __init__(self, budget: int = _FILE_CACHE_TIMES) -> None:
+    def __init__(self, budget: int, weight: Callable[[V], int]) -> None:
         self._budget = budget
+        self._weight = weight
         self._held = 0
-        self._data: OrderedDict[str, FileLogins] = OrderedDict()
+        self._data: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_many(self, paths: Iterable[str]) -> dict[str, FileLogins]:
+    def get_many(self, paths: Iterable[str]) -> dict[str, V]:
         """The cached entries among `paths` (missing ones are left out)."""
         found = {}
         with self._lock:
@@ -192,15 +194,17 @@ class _FileCache:
                     found[path] = entry
         return found
 
-    def put_many(self, entries: dict[str, FileLogins]) -> None:
+    def put_many(self, entries: dict[str, V]) -> None:
         with self._lock:
             for path, entry in entries.items():
                 previous = self._data.pop(path, None)
-                self._held += _weight(entry) - (_weight(previous) if previous else 0)
+                self._held += self._weight(entry) - (
+                    self._weight(previous) if previous is not None else 0
+                )
                 self._data[path] = entry
             while self._held > self._budget and self._data:
                 _, dropped = self._data.popitem(last=False)
-                self._held -= _weight(dropped)
+                self._held -= self._weight(dropped)
 
     def discard(self, paths: Iterable[str]) -> None:
         """Forget files a commit removed: they will never be asked about again."""
@@ -208,14 +212,14 @@ class _FileCache:
             for path in paths:
                 dropped = self._data.pop(path, None)
                 if dropped is not None:
-                    self._held -= _weight(dropped)
+                    self._held -= self._weight(dropped)
+
+    def paths(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._data)
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-def _weight(entry: FileLogins) -> int:
-    return 1 + len(entry.times)
 
 
 #: The add-action columns a snapshot keeps (get_add_actions(flatten=True) names -> ours).
@@ -386,7 +390,9 @@ class CleanTable:
         self._state = _TableState(None, None, -_FOREVER)
         self._refresh_lock = threading.Lock()
         self._read_lock = threading.Lock()
-        self._logins = _FileCache()
+        self._logins: FileCache[FileLogins] = FileCache(
+            _FILE_CACHE_TIMES, lambda entry: 1 + len(entry.times)
+        )
         self._answers: _BoundedCache[AnswerKey, _Outcome] = _BoundedCache()
         self._partitions = PartitionIndex()
         self._readers: ThreadPoolExecutor | None = None
