@@ -638,6 +638,58 @@ def test_redrive_of_an_unknown_queue_is_one_line(
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("to", ["name", "url"])
+def test_redrive_into_the_dead_letter_queue_itself_is_refused(
+    aws_stack: Any, run_cli: Any, to: str
+) -> None:
+    clients, resources = aws_stack
+    for n in range(3):
+        clients.sqs.send_message(QueueUrl=resources.dead_letter_queue_url, MessageBody=str(n))
+    target = "logsieve-work-dlq" if to == "name" else resources.dead_letter_queue_url
+    proc = run_cli("redrive", "--dlq", "logsieve-work-dlq", "--to", target, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("logsieve redrive: error: the dead-letter queue and the destination")
+    assert proc.stdout == ""
+    left = clients.sqs.get_queue_attributes(
+        QueueUrl=resources.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert left == "3"  # nothing moved, nothing lost
+
+
+def test_redrive_ends_though_the_messages_fail_again_meanwhile(aws_stack: Any) -> None:
+    """Each message the redrive sends fails at once and is dead-lettered again (by SQS's own
+    redrive policy, during the redrive): it still moves each message once, then stops."""
+    from logsieve.aws.redrive import redrive
+
+    clients, resources = aws_stack
+    sqs = clients.sqs
+    for n in range(5):
+        sqs.send_message(QueueUrl=resources.dead_letter_queue_url, MessageBody=str(n))
+    sends = 0
+
+    def fail_again(**_: Any) -> None:
+        nonlocal sends
+        sends += 1
+        if sends > 40:  # without a bound the redrive would go on for ever: let it end
+            return
+        for _attempt in range(6):  # receive past maxReceiveCount: SQS dead-letters them
+            sqs.receive_message(
+                QueueUrl=resources.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+            )
+
+    sqs.meta.events.register("after-call.sqs.SendMessageBatch", fail_again)
+    try:
+        result = redrive(sqs, resources.dead_letter_queue_url, method="receive")
+    finally:
+        sqs.meta.events.unregister("after-call.sqs.SendMessageBatch", fail_again)
+    assert result.moved == 5 and sends == 1
+    left = sqs.get_queue_attributes(
+        QueueUrl=resources.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert left == "5"  # back in the DLQ, visible, for a redrive once the cause is fixed
+
+
 def test_a_new_version_read_before_a_replay_cannot_commit_over_it(out: Path) -> None:
     """A new version's writer that read the table before a replay committed conflicts (and
     retries on the replayed table) instead of replacing the source's rows while the replayed ones
