@@ -690,6 +690,43 @@ def test_redrive_ends_though_the_messages_fail_again_meanwhile(aws_stack: Any) -
     assert left == "5"  # back in the DLQ, visible, for a redrive once the cause is fixed
 
 
+def test_fifo_redrive_sends_a_new_deduplication_id_and_keeps_the_group(fresh_moto: str) -> None:
+    """SQS drops a FIFO send repeating a recent deduplication id but reports it sent: with the
+    original id the redriven message would be deleted from the DLQ and reach nothing."""
+    import boto3
+
+    from logsieve.aws.redrive import redrive
+
+    sqs = boto3.client("sqs", endpoint_url=fresh_moto, region_name="us-east-1")
+    fifo = {"FifoQueue": "true"}
+    work = sqs.create_queue(QueueName="work.fifo", Attributes=fifo)["QueueUrl"]
+    dlq = sqs.create_queue(QueueName="work-dlq.fifo", Attributes=fifo)["QueueUrl"]
+    # The original send is recent (within SQS's 5-minute deduplication window).
+    sqs.send_message(
+        QueueUrl=work, MessageBody="first", MessageGroupId="g1", MessageDeduplicationId="d1"
+    )
+    sqs.send_message(
+        QueueUrl=dlq, MessageBody="dead", MessageGroupId="g1", MessageDeduplicationId="d1"
+    )
+    result = redrive(sqs, dlq, work, method="receive")
+    assert result.moved == 1
+    received = sqs.receive_message(
+        QueueUrl=work,
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+    )["Messages"]
+    received += sqs.receive_message(
+        QueueUrl=work,
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+    ).get("Messages", [])
+    by_body = {m["Body"]: m["Attributes"] for m in received}
+    assert set(by_body) == {"first", "dead"}  # the redriven message arrived
+    assert by_body["dead"]["MessageGroupId"] == "g1"
+    assert by_body["dead"]["MessageDeduplicationId"].startswith("d1-redrive-")
+    assert len(by_body["dead"]["MessageDeduplicationId"]) <= 128
+
+
 def test_a_new_version_read_before_a_replay_cannot_commit_over_it(out: Path) -> None:
     """A new version's writer that read the table before a replay committed conflicts (and
     retries on the replayed table) instead of replacing the source's rows while the replayed ones

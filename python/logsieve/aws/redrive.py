@@ -12,11 +12,16 @@ sent, so a message is never lost (at worst, after a crash between send and delet
 both queues, which the pipeline's idempotence absorbs). It moves at most the messages the DLQ
 held when it started, and stops at a message it sent itself (one that failed again and was
 dead-lettered back meanwhile): a redrive always ends, even while the cause is not fixed.
+
+A FIFO message is sent with its group id and a new deduplication id derived from its original
+one: SQS drops (and reports as sent) a FIFO message that repeats a deduplication id of the last
+5 minutes, and the DLQ copy would then be deleted, lost.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +38,8 @@ _UNSUPPORTED = {
     "500",
     "501",
 }
+#: SQS's longest MessageDeduplicationId.
+_DEDUP_ID_MAX = 128
 
 
 @dataclass(frozen=True)
@@ -206,8 +213,8 @@ def _receive_send_delete(sqs: Any, source: str, destination: str, limit: int | N
             if fifo:
                 system = message.get("Attributes", {})
                 entry["MessageGroupId"] = system.get("MessageGroupId", "logsieve-redrive")
-                entry["MessageDeduplicationId"] = system.get(
-                    "MessageDeduplicationId", message["MessageId"]
+                entry["MessageDeduplicationId"] = redrive_dedup_id(
+                    system.get("MessageDeduplicationId", message["MessageId"])
                 )
             entries.append(entry)
         sent = sqs.send_message_batch(QueueUrl=destination, Entries=entries)
@@ -237,3 +244,10 @@ def _waiting(sqs: Any, url: str) -> int:
     """The queue's ApproximateNumberOfMessages (visible messages) now."""
     reply = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     return int(reply["Attributes"].get("ApproximateNumberOfMessages", 0))
+
+
+def redrive_dedup_id(original: str) -> str:
+    """A new FIFO deduplication id for a redriven message, derived from its original one:
+    `<original>-redrive-<unique>`, the original shortened to fit SQS's 128 characters."""
+    suffix = f"-redrive-{uuid.uuid4().hex}"
+    return original[: _DEDUP_ID_MAX - len(suffix)] + suffix
