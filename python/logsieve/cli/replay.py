@@ -67,7 +67,7 @@ def run_replay(args: argparse.Namespace) -> int:
     )
     if args.json:
         print_json(asdict(report))
-    else:
+    elif not args.quiet:
         _print_replay(report, selection)
     return 0
 
@@ -135,6 +135,8 @@ def run_errors(args: argparse.Namespace) -> int:
     summary = summarize(args.errors, selection, s3_client)
     if args.json:
         print_json(asdict(summary))
+        return 0
+    if args.quiet:
         return 0
     days = ", ".join(sorted(selection.dates)) or "all dates"
     print(f"logsieve errors: {summary.location} ({days})")
