@@ -485,6 +485,23 @@ def test_s3_replay_errors_and_a_second_replay(s3: Any, capsys: pytest.CaptureFix
     assert again.already_ingested and version_of(S3_CLEAN, s3) == version
 
 
+def test_s3_locations_are_shown_as_s3_uris(s3: Any, run_cli: Any) -> None:
+    """`errors` and `replay` name S3 locations and files as s3://bucket/key, not a bare key."""
+    ingest_s3(s3, [make_log()])
+    summary = run_cli("errors", S3_ERRORS)
+    assert summary.returncode == 0, summary.stderr
+    assert summary.stdout.splitlines()[0] == f"logsieve errors: {S3_ERRORS} (all dates)"
+    assert "    s3://input/app0.jsonl:" in summary.stdout
+    answer = orjson.loads(run_cli("errors", S3_ERRORS, "--json").stdout)
+    assert answer["location"] == S3_ERRORS
+    assert all(s["file"].startswith(f"{S3_ERRORS}/date=") for s in answer["samples"])
+    done = run_cli("replay", S3_ERRORS, "--clean", S3_CLEAN, "--timestamp-field", "ts")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"logsieve replay: {S3_ERRORS} -> {S3_CLEAN}"
+    again = run_cli("replay", S3_ERRORS, "--clean", S3_CLEAN, "--json")
+    assert orjson.loads(again.stdout)["errors"] == S3_ERRORS
+
+
 def test_s3_concurrent_replays_commit_each_line_once(s3: Any) -> None:
     logs = [make_log(seed) for seed in range(2)]
     ingest_s3(s3, logs)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from logsieve.cli import add_field_arguments, field_names, plural, print_json
-from logsieve.locations import is_s3, join
+from logsieve.locations import is_s3, join, resolve, s3_parts
 from logsieve.storage.replay import ReplayReport, Selection, replay, summarize
 
 
@@ -65,6 +65,7 @@ def run_replay(args: argparse.Namespace) -> int:
         fields=fields,
         selection=selection,
     )
+    report.errors = _shown(args.errors, report.errors)
     if args.json:
         print_json(asdict(report))
     elif not args.quiet:
@@ -133,6 +134,10 @@ def run_errors(args: argparse.Namespace) -> int:
 
         s3_client = boto3.client("s3")
     summary = summarize(args.errors, selection, s3_client)
+    summary.location = _shown(args.errors, summary.location)
+    summary.samples = [
+        replace(sample, file=_shown(args.errors, sample.file)) for sample in summary.samples
+    ]
     if args.json:
         print_json(asdict(summary))
         return 0
@@ -163,6 +168,15 @@ def run_errors(args: argparse.Namespace) -> int:
             "`logsieve replay` finishes them)"
         )
     return 0
+
+
+def _shown(location: str, shown: str) -> str:
+    """What the storage layer names by its key inside an S3 location's bucket, as
+    `s3://bucket/key`; local paths as they are."""
+    if not is_s3(location) or shown.startswith("s3://"):
+        return shown
+    bucket, _ = s3_parts(resolve(location, delta=False))
+    return f"s3://{bucket}/{shown}".rstrip("/")
 
 
 def _clip(text: str, width: int = 100) -> str:
