@@ -328,3 +328,15 @@ def test_quiet_prints_nothing_for_errors_replay_and_redrive(
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     answered = logsieve(*argv, "-q", "--json")
     assert answered.returncode == 0 and isinstance(json.loads(answered.stdout), dict)
+
+
+def test_the_reference_lists_every_command_and_every_json_option() -> None:
+    """docs/cli.md: every command in its table, and every command with --json in the
+    sentence that lists them."""
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    table = text.split("## Conventions")[0]
+    listed = text.split("`--json` prints the command's report as JSON")[1].split("\n\n")[0]
+    for name, parser in subcommands().items():
+        assert f"[`{name}`]" in table, name
+        if "--json" in parser._option_string_actions:
+            assert f"`{name}`" in listed, name

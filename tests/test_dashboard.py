@@ -301,6 +301,14 @@ def test_bad_parameter_is_a_400_naming_it(client, path: str, query: str, paramet
     assert body["error"] and body["accepted"]
 
 
+def test_a_bad_error_day_says_the_default_is_today_in_utc(client) -> None:
+    """/errors/summary takes no tz: its 400 must not promise "today in tz"."""
+    response = client.get("/errors/summary?date=bad")
+    assert response.status_code == 400
+    accepted = response.json()["accepted"]
+    assert "today in UTC" in accepted and "in tz" not in accepted
+
+
 def test_queues_are_absent_without_a_queue(client) -> None:
     assert client.get("/queues").status_code == 404
 

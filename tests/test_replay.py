@@ -414,6 +414,55 @@ def test_bad_input_is_one_line_and_exit_2(
     assert err.startswith(f"logsieve {command}: error: {message.format(tmp=tmp, out=out)}")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["replay", "{out}/errors", "--clean", "{tmp}/nowhere"],
+            "--clean {tmp}/nowhere: no clean table at {tmp}/nowhere",
+        ),
+        (
+            ["replay", "{out}/errors", "--out", "{tmp}"],
+            "no clean table at {tmp}/clean: --out names the directory `logsieve process` wrote",
+        ),
+        (["errors", ""], "an error-records location is required"),
+        (["replay", "", "--out", "{out}"], "an error-records location is required"),
+    ],
+)
+def test_refusals_name_what_was_given(
+    out: Path, args: list[str], message: str, refused: Any
+) -> None:
+    tmp = str(out.parent)
+    line = refused(*(a.format(tmp=tmp, out=out) for a in args))
+    assert line.startswith(f"logsieve {args[0]}: error: " + message.format(tmp=tmp, out=out))
+    if "--clean" in args:
+        assert "--out" not in line
+
+
+def test_out_and_clean_together_are_a_usage_error(out: Path, run_cli: Any) -> None:
+    clean = str(out / "clean")
+    before = version_of(clean)
+    done = run_cli("replay", str(out / "errors"), "--out", str(out), "--clean", clean)
+    assert done.returncode == 2
+    assert "argument --clean: not allowed with argument --out/-o" in done.stderr
+    assert version_of(clean) == before  # nothing replayed
+
+
+def test_one_line_now_valid_is_said_in_the_singular(tmp_path: Path, run_cli: Any) -> None:
+    (tmp_path / "logs").mkdir()
+    for name, kinds in (("one", ["valid", "ts", "ts"]), ("two", ["valid", "ts"])):
+        log = Log(prefix=name)
+        for kind in kinds:
+            log.add(kind)
+        (tmp_path / "logs" / f"{name}.jsonl").write_bytes(log.data)
+    out = tmp_path / "out"
+    assert run_cli("process", str(tmp_path / "logs"), "--out", str(out), "-q").returncode == 0
+    done = run_cli("replay", str(out / "errors"), "--out", str(out), "--timestamp-field", "ts")
+    assert done.returncode == 0, done.stderr
+    assert f"{tmp_path / 'logs' / 'one.jsonl'}: 2 now valid (lines 2-3), 0 still" in done.stdout
+    assert f"{tmp_path / 'logs' / 'two.jsonl'}: 1 now valid (line 2), 0 still" in done.stdout
+
+
 # --- S3 (a moto server) -----------------------------------------------------------------------
 
 

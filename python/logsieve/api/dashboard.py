@@ -306,7 +306,11 @@ def routes(
     async def error_summary(request: Request) -> Response:
         try:
             given = _params(request, ERROR_PARAMETERS)
-            day = parse_date(given["date"]) if "date" in given else datetime.now(_UTC).date()
+            day = (
+                parse_date(given["date"], ERROR_PARAMETERS["date"])
+                if "date" in given
+                else datetime.now(_UTC).date()
+            )
         except QueryParameterError as exc:
             return _bad_parameter(exc)
         if errors is None:
