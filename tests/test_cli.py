@@ -304,3 +304,39 @@ def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     quiet_json = logsieve("process", str(logs), "-q", "--json", "--out", str(tmp_path / "o"))
     assert json.loads(quiet_json.stdout)["totals"]["errors"] == 2  # --json still answers
+
+
+@pytest.mark.parametrize("name", ["errors", "replay", "redrive"])
+def test_quiet_prints_nothing_for_errors_replay_and_redrive(
+    name: str, tmp_path: Path, aws_stack: Any
+) -> None:
+    """-q means nothing but errors for the error-record and dead-letter commands too; --json
+    still answers."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _many_inputs(logs, 2, {0: 3})
+    out = tmp_path / "o"
+    assert logsieve("process", str(logs), "-q", "--out", str(out)).returncode == 0
+    clients, resources = aws_stack
+    clients.sqs.send_message(QueueUrl=resources.dead_letter_queue_url, MessageBody="{}")
+    argv = {
+        "errors": ["errors", str(out / "errors")],
+        "replay": ["replay", str(out / "errors"), "--out", str(out)],
+        "redrive": ["redrive"],
+    }[name]
+    done = logsieve(*argv, "-q")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    answered = logsieve(*argv, "-q", "--json")
+    assert answered.returncode == 0 and isinstance(json.loads(answered.stdout), dict)
+
+
+def test_the_reference_lists_every_command_and_every_json_option() -> None:
+    """docs/cli.md: every command in its table, and every command with --json in the
+    sentence that lists them."""
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    table = text.split("## Conventions")[0]
+    listed = text.split("`--json` prints the command's report as JSON")[1].split("\n\n")[0]
+    for name, parser in subcommands().items():
+        assert f"[`{name}`]" in table, name
+        if "--json" in parser._option_string_actions:
+            assert f"`{name}`" in listed, name

@@ -301,6 +301,14 @@ def test_bad_parameter_is_a_400_naming_it(client, path: str, query: str, paramet
     assert body["error"] and body["accepted"]
 
 
+def test_a_bad_error_day_says_the_default_is_today_in_utc(client) -> None:
+    """/errors/summary takes no tz: its 400 must not promise "today in tz"."""
+    response = client.get("/errors/summary?date=bad")
+    assert response.status_code == 400
+    accepted = response.json()["accepted"]
+    assert "today in UTC" in accepted and "in tz" not in accepted
+
+
 def test_queues_are_absent_without_a_queue(client) -> None:
     assert client.get("/queues").status_code == 404
 
@@ -398,6 +406,44 @@ def test_sources_lists_the_latest_ingests_newest_first(client, lake) -> None:
         assert ingest_["dates"] == sorted({e.instant.date().isoformat() for e in source.events})
         assert ingest_["source_count"] == 1 and ingest_["committed_at"].endswith("Z")
     assert len(get_ok(client, "/sources", limit="1")["ingests"]) == 1
+
+
+def test_sources_tells_a_replay_from_an_ingest(tmp_path: Path) -> None:
+    """A `logsieve replay` commit names the sources it adds rows to, as an ingest does: /sources
+    marks it as a replay, and the page labels it."""
+    from logsieve.storage.identity import FieldNames
+    from logsieve.storage.replay import replay
+
+    lines = [
+        b'{"timestamp": "2025-03-30T10:00:00Z", "user_id": "u1", "action": "login"}',
+        b'{"ts": "2025-03-30T11:00:00Z", "user_id": "u2", "action": "login"}',
+        b'{"ts": "2025-03-30T12:00:00Z", "user_id": "u3", "action": "view"}',
+    ]
+    log = tmp_path / "app.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "logsieve.cli", "process", str(log), "--out", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = replay(str(out / "errors"), str(out / "clean"), fields=FieldNames(timestamp="ts"))
+    assert report.now_valid == 2 and report.table_version is not None
+    with (
+        BackgroundServer(create_app(str(out / "clean"), refresh_interval=0)) as server,
+        httpx.Client(base_url=server.url, trust_env=False) as http,
+    ):
+        replayed, ingested = get_ok(http, "/sources")["ingests"]
+        page = http.get("/").text
+        schema = http.get("/openapi.json").json()["components"]["schemas"]["Sources"]
+    assert replayed["version"] == report.table_version and replayed["replay"] is True
+    assert replayed["rows"] == 2
+    assert ingested["replay"] is False and ingested["rows"] == 1
+    assert "replay" in schema["properties"]["ingests"]["items"]["required"]
+    assert 'i.replay ? "replay: "' in page
 
 
 # --- new commits: appends, a replaced source, compaction ---------------------------------------

@@ -414,6 +414,55 @@ def test_bad_input_is_one_line_and_exit_2(
     assert err.startswith(f"logsieve {command}: error: {message.format(tmp=tmp, out=out)}")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["replay", "{out}/errors", "--clean", "{tmp}/nowhere"],
+            "--clean {tmp}/nowhere: no clean table at {tmp}/nowhere",
+        ),
+        (
+            ["replay", "{out}/errors", "--out", "{tmp}"],
+            "no clean table at {tmp}/clean: --out names the directory `logsieve process` wrote",
+        ),
+        (["errors", ""], "an error-records location is required"),
+        (["replay", "", "--out", "{out}"], "an error-records location is required"),
+    ],
+)
+def test_refusals_name_what_was_given(
+    out: Path, args: list[str], message: str, refused: Any
+) -> None:
+    tmp = str(out.parent)
+    line = refused(*(a.format(tmp=tmp, out=out) for a in args))
+    assert line.startswith(f"logsieve {args[0]}: error: " + message.format(tmp=tmp, out=out))
+    if "--clean" in args:
+        assert "--out" not in line
+
+
+def test_out_and_clean_together_are_a_usage_error(out: Path, run_cli: Any) -> None:
+    clean = str(out / "clean")
+    before = version_of(clean)
+    done = run_cli("replay", str(out / "errors"), "--out", str(out), "--clean", clean)
+    assert done.returncode == 2
+    assert "argument --clean: not allowed with argument --out/-o" in done.stderr
+    assert version_of(clean) == before  # nothing replayed
+
+
+def test_one_line_now_valid_is_said_in_the_singular(tmp_path: Path, run_cli: Any) -> None:
+    (tmp_path / "logs").mkdir()
+    for name, kinds in (("one", ["valid", "ts", "ts"]), ("two", ["valid", "ts"])):
+        log = Log(prefix=name)
+        for kind in kinds:
+            log.add(kind)
+        (tmp_path / "logs" / f"{name}.jsonl").write_bytes(log.data)
+    out = tmp_path / "out"
+    assert run_cli("process", str(tmp_path / "logs"), "--out", str(out), "-q").returncode == 0
+    done = run_cli("replay", str(out / "errors"), "--out", str(out), "--timestamp-field", "ts")
+    assert done.returncode == 0, done.stderr
+    assert f"{tmp_path / 'logs' / 'one.jsonl'}: 2 now valid (lines 2-3), 0 still" in done.stdout
+    assert f"{tmp_path / 'logs' / 'two.jsonl'}: 1 now valid (line 2), 0 still" in done.stdout
+
+
 # --- S3 (a moto server) -----------------------------------------------------------------------
 
 
@@ -483,6 +532,23 @@ def test_s3_replay_errors_and_a_second_replay(s3: Any, capsys: pytest.CaptureFix
         s3_client=s3,
     )
     assert again.already_ingested and version_of(S3_CLEAN, s3) == version
+
+
+def test_s3_locations_are_shown_as_s3_uris(s3: Any, run_cli: Any) -> None:
+    """`errors` and `replay` name S3 locations and files as s3://bucket/key, not a bare key."""
+    ingest_s3(s3, [make_log()])
+    summary = run_cli("errors", S3_ERRORS)
+    assert summary.returncode == 0, summary.stderr
+    assert summary.stdout.splitlines()[0] == f"logsieve errors: {S3_ERRORS} (all dates)"
+    assert "    s3://input/app0.jsonl:" in summary.stdout
+    answer = orjson.loads(run_cli("errors", S3_ERRORS, "--json").stdout)
+    assert answer["location"] == S3_ERRORS
+    assert all(s["file"].startswith(f"{S3_ERRORS}/date=") for s in answer["samples"])
+    done = run_cli("replay", S3_ERRORS, "--clean", S3_CLEAN, "--timestamp-field", "ts")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"logsieve replay: {S3_ERRORS} -> {S3_CLEAN}"
+    again = run_cli("replay", S3_ERRORS, "--clean", S3_CLEAN, "--json")
+    assert orjson.loads(again.stdout)["errors"] == S3_ERRORS
 
 
 def test_s3_concurrent_replays_commit_each_line_once(s3: Any) -> None:
@@ -636,6 +702,95 @@ def test_redrive_of_an_unknown_queue_is_one_line(
     assert err.strip() == "logsieve redrive: error: no queue named 'no-such-queue' at this endpoint"
     code, _, err = cli(["redrive", "--method", "task"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("to", ["name", "url"])
+def test_redrive_into_the_dead_letter_queue_itself_is_refused(
+    aws_stack: Any, run_cli: Any, to: str
+) -> None:
+    clients, resources = aws_stack
+    for n in range(3):
+        clients.sqs.send_message(QueueUrl=resources.dead_letter_queue_url, MessageBody=str(n))
+    target = "logsieve-work-dlq" if to == "name" else resources.dead_letter_queue_url
+    proc = run_cli("redrive", "--dlq", "logsieve-work-dlq", "--to", target, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("logsieve redrive: error: the dead-letter queue and the destination")
+    assert proc.stdout == ""
+    left = clients.sqs.get_queue_attributes(
+        QueueUrl=resources.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert left == "3"  # nothing moved, nothing lost
+
+
+def test_redrive_ends_though_the_messages_fail_again_meanwhile(aws_stack: Any) -> None:
+    """Each message the redrive sends fails at once and is dead-lettered again (by SQS's own
+    redrive policy, during the redrive): it still moves each message once, then stops."""
+    from logsieve.aws.redrive import redrive
+
+    clients, resources = aws_stack
+    sqs = clients.sqs
+    for n in range(5):
+        sqs.send_message(QueueUrl=resources.dead_letter_queue_url, MessageBody=str(n))
+    sends = 0
+
+    def fail_again(**_: Any) -> None:
+        nonlocal sends
+        sends += 1
+        if sends > 40:  # without a bound the redrive would go on for ever: let it end
+            return
+        for _attempt in range(6):  # receive past maxReceiveCount: SQS dead-letters them
+            sqs.receive_message(
+                QueueUrl=resources.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+            )
+
+    sqs.meta.events.register("after-call.sqs.SendMessageBatch", fail_again)
+    try:
+        result = redrive(sqs, resources.dead_letter_queue_url, method="receive")
+    finally:
+        sqs.meta.events.unregister("after-call.sqs.SendMessageBatch", fail_again)
+    assert result.moved == 5 and sends == 1
+    left = sqs.get_queue_attributes(
+        QueueUrl=resources.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert left == "5"  # back in the DLQ, visible, for a redrive once the cause is fixed
+
+
+def test_fifo_redrive_sends_a_new_deduplication_id_and_keeps_the_group(fresh_moto: str) -> None:
+    """SQS drops a FIFO send repeating a recent deduplication id but reports it sent: with the
+    original id the redriven message would be deleted from the DLQ and reach nothing."""
+    import boto3
+
+    from logsieve.aws.redrive import redrive
+
+    sqs = boto3.client("sqs", endpoint_url=fresh_moto, region_name="us-east-1")
+    fifo = {"FifoQueue": "true"}
+    work = sqs.create_queue(QueueName="work.fifo", Attributes=fifo)["QueueUrl"]
+    dlq = sqs.create_queue(QueueName="work-dlq.fifo", Attributes=fifo)["QueueUrl"]
+    # The original send is recent (within SQS's 5-minute deduplication window).
+    sqs.send_message(
+        QueueUrl=work, MessageBody="first", MessageGroupId="g1", MessageDeduplicationId="d1"
+    )
+    sqs.send_message(
+        QueueUrl=dlq, MessageBody="dead", MessageGroupId="g1", MessageDeduplicationId="d1"
+    )
+    result = redrive(sqs, dlq, work, method="receive")
+    assert result.moved == 1
+    received = sqs.receive_message(
+        QueueUrl=work,
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+    )["Messages"]
+    received += sqs.receive_message(
+        QueueUrl=work,
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+    ).get("Messages", [])
+    by_body = {m["Body"]: m["Attributes"] for m in received}
+    assert set(by_body) == {"first", "dead"}  # the redriven message arrived
+    assert by_body["dead"]["MessageGroupId"] == "g1"
+    assert by_body["dead"]["MessageDeduplicationId"].startswith("d1-redrive-")
+    assert len(by_body["dead"]["MessageDeduplicationId"]) <= 128
 
 
 def test_a_new_version_read_before_a_replay_cannot_commit_over_it(out: Path) -> None:

@@ -19,6 +19,10 @@ class ConfigError(LogsieveError, ValueError):
     """A setting (argument, environment variable, field name) is missing or malformed."""
 
 
+class NoCleanTableError(ConfigError):
+    """The clean table a command reads or replays into does not exist (yet)."""
+
+
 class MissingExtraError(LogsieveError):
     """A command needs an optional part of the install (an extra) that is not installed."""
 
@@ -60,6 +64,7 @@ __all__ = [
     "InternalError",
     "LogsieveError",
     "MissingExtraError",
+    "NoCleanTableError",
     "OutputError",
     "QueryParameterError",
     "SourceError",

@@ -35,6 +35,9 @@ _UTC = timezone.utc
 #: Commits looked at, newest first, to find the latest ingests (compactions are skipped).
 _LOG_LOOKBACK = 200
 _APP_ID_PREFIX = "logsieve:"
+#: The commitInfo key a replay's commit carries (storage/replay.py): its rows are error records
+#: run through the core again, not a new ingest of the sources it names.
+_REPLAY_KEY = "logsieve.storage.replay"
 
 DAY_PARAMETERS = {"date": ACCEPTED_PARAMETERS["date"], "tz": ACCEPTED_PARAMETERS["tz"]}
 ACTIVITY_PARAMETERS = {
@@ -65,12 +68,15 @@ class Ingest:
     names: tuple[str, ...]  #: the names of sources whose data files hold only them
     rows: int
     dates: tuple[str, ...]
+    #: A `logsieve replay` commit: rows added to sources already stored, not a new ingest.
+    replay: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "committed_at": _iso_utc(self.committed_at) if self.committed_at else None,
             "operation": self.operation,
+            "replay": self.replay,
             "sources": list(self.names),
             "source_count": len(self.source_ids),
             "source_ids": list(self.source_ids),
@@ -176,6 +182,7 @@ class IngestLog:
             tuple(sorted(names)),
             rows,
             tuple(sorted(dates)),
+            replay=_REPLAY_KEY in info,
         )
 
 
@@ -306,7 +313,11 @@ def routes(
     async def error_summary(request: Request) -> Response:
         try:
             given = _params(request, ERROR_PARAMETERS)
-            day = parse_date(given["date"]) if "date" in given else datetime.now(_UTC).date()
+            day = (
+                parse_date(given["date"], ERROR_PARAMETERS["date"])
+                if "date" in given
+                else datetime.now(_UTC).date()
+            )
         except QueryParameterError as exc:
             return _bad_parameter(exc)
         if errors is None:
@@ -497,7 +508,9 @@ def openapi_paths() -> dict[str, Any]:
             "sources",
             "The latest ingests",
             "The newest commits that ingested sources (from the Delta log), newest first: "
-            "when, which sources, rows added, dates touched. Compactions are left out.",
+            "when, which sources, rows added, dates touched. Compactions are left out. A "
+            "`logsieve replay` commit is listed with `replay: true`: its rows are error records "
+            "that now pass, added to sources already stored, not a new ingest of them.",
             [query("limit", SOURCES_PARAMETERS, {"type": "integer", "default": 10}, "10")],
             {"description": "The latest ingests.", "content": content("Sources")},
         ),
@@ -595,7 +608,14 @@ def openapi_schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["version", "sources", "source_count", "rows", "dates"],
+                        "required": [
+                            "version",
+                            "replay",
+                            "sources",
+                            "source_count",
+                            "rows",
+                            "dates",
+                        ],
                         "properties": {
                             "version": {"type": "integer"},
                             "committed_at": {
@@ -603,7 +623,17 @@ def openapi_schemas() -> dict[str, Any]:
                                 "format": "date-time",
                                 "nullable": True,
                             },
-                            "operation": {"type": "string"},
+                            "operation": {
+                                "type": "string",
+                                "description": "The Delta operation (WRITE for an ingest and "
+                                "for a replay alike).",
+                            },
+                            "replay": {
+                                "type": "boolean",
+                                "description": "A `logsieve replay` commit: error records that "
+                                "now pass, added to sources already stored (`rows` counts them), "
+                                "not a new ingest.",
+                            },
                             "sources": {"type": "array", "items": {"type": "string"}},
                             "source_count": count,
                             "source_ids": {"type": "array", "items": {"type": "string"}},

@@ -9,12 +9,19 @@ messages server-side and reports how many moved. Where it does not (moto 5.2.5 a
 action with a bare HTTP 500, "has not been implemented"), logsieve moves them itself: receive
 from the DLQ, send each to the work queue with its attributes, delete it from the DLQ only once
 sent, so a message is never lost (at worst, after a crash between send and delete, it is in
-both queues, which the pipeline's idempotence absorbs).
+both queues, which the pipeline's idempotence absorbs). It moves at most the messages the DLQ
+held when it started, and stops at a message it sent itself (one that failed again and was
+dead-lettered back meanwhile): a redrive always ends, even while the cause is not fixed.
+
+A FIFO message is sent with its group id and a new deduplication id derived from its original
+one: SQS drops (and reports as sent) a FIFO message that repeats a deduplication id of the last
+5 minutes, and the DLQ copy would then be deleted, lost.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +38,8 @@ _UNSUPPORTED = {
     "500",
     "501",
 }
+#: SQS's longest MessageDeduplicationId.
+_DEDUP_ID_MAX = 128
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,11 @@ def redrive(
     try:
         source = resolve_queue(sqs, dlq)
         destination = resolve_queue(sqs, to) if to else _source_queue(sqs, source)
+        if source == destination or _arn(sqs, source) == _arn(sqs, destination):
+            raise ConfigError(
+                f"the dead-letter queue and the destination are the same queue ({source}): "
+                "name the work queue with --to"
+            )
         if method in ("auto", "task") and limit is None:
             moved = _move_task(sqs, source, destination, timeout, required=method == "task")
             if moved is not None:
@@ -158,20 +172,37 @@ def _move_task(
 
 def _receive_send_delete(sqs: Any, source: str, destination: str, limit: int | None) -> int:
     """Move messages one receive (up to 10) at a time; a message is deleted from the DLQ only
-    after the work queue accepted it. Stops when a receive finds nothing."""
+    after the work queue accepted it.
+
+    Stops when a receive finds nothing, once as many messages moved as the DLQ held at the start
+    (its ApproximateNumberOfMessages), or at a message this run sent itself, dead-lettered
+    again meanwhile (that one stays in the DLQ, visible again at once).
+    """
     fifo = destination.endswith(".fifo")
+    held = _waiting(sqs, source)
+    budget = held if limit is None else min(limit, held)
+    sent_ids: set[str] = set()
     moved = 0
-    while limit is None or moved < limit:
-        wanted = 10 if limit is None else min(10, limit - moved)
+    while moved < budget:
         reply = sqs.receive_message(
             QueueUrl=source,
-            MaxNumberOfMessages=wanted,
+            MaxNumberOfMessages=min(10, budget - moved),
             WaitTimeSeconds=1,
             VisibilityTimeout=60,
             MessageAttributeNames=["All"],
             MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
         )
-        messages = reply.get("Messages", [])
+        received = reply.get("Messages", [])
+        messages = [m for m in received if m["MessageId"] not in sent_ids]
+        again = [m for m in received if m["MessageId"] in sent_ids]
+        if again:  # back already: leave them in the DLQ, visible to the next redrive
+            sqs.change_message_visibility_batch(
+                QueueUrl=source,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(again)
+                ],
+            )
         if not messages:
             break
         entries = []
@@ -182,12 +213,14 @@ def _receive_send_delete(sqs: Any, source: str, destination: str, limit: int | N
             if fifo:
                 system = message.get("Attributes", {})
                 entry["MessageGroupId"] = system.get("MessageGroupId", "logsieve-redrive")
-                entry["MessageDeduplicationId"] = system.get(
-                    "MessageDeduplicationId", message["MessageId"]
+                entry["MessageDeduplicationId"] = redrive_dedup_id(
+                    system.get("MessageDeduplicationId", message["MessageId"])
                 )
             entries.append(entry)
         sent = sqs.send_message_batch(QueueUrl=destination, Entries=entries)
-        done = [messages[int(item["Id"])] for item in sent.get("Successful", [])]
+        successful = sent.get("Successful", [])
+        sent_ids.update(str(item["MessageId"]) for item in successful)
+        done = [messages[int(item["Id"])] for item in successful]
         if done:
             sqs.delete_message_batch(
                 QueueUrl=source,
@@ -202,4 +235,19 @@ def _receive_send_delete(sqs: Any, source: str, destination: str, limit: int | N
                 f"the work queue refused {len(failed)} message(s) after {moved} moved: "
                 f"{failed[0].get('Code')}: {failed[0].get('Message', '')}"
             )
+        if again:
+            break
     return moved
+
+
+def _waiting(sqs: Any, url: str) -> int:
+    """The queue's ApproximateNumberOfMessages (visible messages) now."""
+    reply = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(reply["Attributes"].get("ApproximateNumberOfMessages", 0))
+
+
+def redrive_dedup_id(original: str) -> str:
+    """A new FIFO deduplication id for a redriven message, derived from its original one:
+    `<original>-redrive-<unique>`, the original shortened to fit SQS's 128 characters."""
+    suffix = f"-redrive-{uuid.uuid4().hex}"
+    return original[: _DEDUP_ID_MAX - len(suffix)] + suffix

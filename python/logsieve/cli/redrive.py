@@ -48,7 +48,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     result = redrive(sqs, args.dlq, args.to, method=args.method, limit=args.max)
     if args.json:
         print_json(asdict(result))
-    else:
+    elif not args.quiet:
         how = f"{result.method}, {result.seconds} s"
         print(f"logsieve redrive: {result.moved} message(s) moved ({how})")
         print(f"  from {result.source}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from logsieve.cli import add_field_arguments, field_names, plural, print_json
-from logsieve.locations import is_s3, join
+from logsieve.errors import ConfigError, NoCleanTableError
+from logsieve.locations import is_s3, join, resolve, s3_parts
 from logsieve.storage.replay import ReplayReport, Selection, replay, summarize
 
 
@@ -32,7 +33,8 @@ def _add_dates(parser: argparse.ArgumentParser) -> None:
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     _add_location(parser)
-    parser.add_argument(
+    table = parser.add_mutually_exclusive_group()
+    table.add_argument(
         "--out",
         "-o",
         default="data",
@@ -40,8 +42,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="the output directory `logsieve process` wrote: rows go to its table DIR/clean "
         "(a directory or s3://bucket/prefix; default: data)",
     )
-    parser.add_argument(
-        "--clean", metavar="URI", help="the clean table itself (instead of DIR/clean)"
+    table.add_argument(
+        "--clean", metavar="URI", help="the clean table itself (instead of --out's DIR/clean)"
     )
     add_field_arguments(parser)
     _add_dates(parser)
@@ -56,18 +58,27 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    _require_location(args.errors)
     fields = field_names(args)
     selection = Selection.checked(args.date or [], args.code or [])
-    clean = args.clean or join(args.out, "clean")
-    report = replay(
-        args.errors,
-        clean,
-        fields=fields,
-        selection=selection,
-    )
+    clean = args.clean if args.clean is not None else join(args.out, "clean")
+    try:
+        report = replay(
+            args.errors,
+            clean,
+            fields=fields,
+            selection=selection,
+        )
+    except NoCleanTableError as exc:
+        if args.clean is not None:
+            raise ConfigError(f"--clean {args.clean}: {exc}") from None
+        raise ConfigError(
+            f"{exc}: --out names the directory `logsieve process` wrote (its table is DIR/clean)"
+        ) from None
+    report.errors = _shown(args.errors, report.errors)
     if args.json:
         print_json(asdict(report))
-    else:
+    elif not args.quiet:
         _print_replay(report, selection)
     return 0
 
@@ -95,7 +106,7 @@ def _print_replay(report: ReplayReport, selection: Selection) -> None:
         lines = _ranges(part.valid_lines)
         print(
             f"    {part.source}: {part.now_valid} now valid"
-            + (f" (lines {lines})" if lines else "")
+            + (f" ({'line' if len(part.valid_lines) == 1 else 'lines'} {lines})" if lines else "")
             + f", {part.still_invalid} still invalid"
         )
     print(f"  error files rewritten: {report.files_rewritten}")
@@ -125,7 +136,16 @@ def add_errors_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _require_location(errors: str) -> None:
+    if not errors:
+        raise ConfigError(
+            "an error-records location is required (a directory such as DIR/errors, "
+            "or s3://bucket/prefix)"
+        )
+
+
 def run_errors(args: argparse.Namespace) -> int:
+    _require_location(args.errors)
     selection = Selection.checked(args.date or [])
     s3_client = None
     if is_s3(args.errors):
@@ -133,8 +153,14 @@ def run_errors(args: argparse.Namespace) -> int:
 
         s3_client = boto3.client("s3")
     summary = summarize(args.errors, selection, s3_client)
+    summary.location = _shown(args.errors, summary.location)
+    summary.samples = [
+        replace(sample, file=_shown(args.errors, sample.file)) for sample in summary.samples
+    ]
     if args.json:
         print_json(asdict(summary))
+        return 0
+    if args.quiet:
         return 0
     days = ", ".join(sorted(selection.dates)) or "all dates"
     print(f"logsieve errors: {summary.location} ({days})")
@@ -161,6 +187,15 @@ def run_errors(args: argparse.Namespace) -> int:
             "`logsieve replay` finishes them)"
         )
     return 0
+
+
+def _shown(location: str, shown: str) -> str:
+    """What the storage layer names by its key inside an S3 location's bucket, as
+    `s3://bucket/key`; local paths as they are."""
+    if not is_s3(location) or shown.startswith("s3://"):
+        return shown
+    bucket, _ = s3_parts(resolve(location, delta=False))
+    return f"s3://{bucket}/{shown}".rstrip("/")
 
 
 def _clip(text: str, width: int = 100) -> str:

@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from logsieve.errors import ConcurrentIngestError, ConfigError, InternalError, OutputError
+from logsieve.errors import (
+    ConcurrentIngestError,
+    ConfigError,
+    InternalError,
+    NoCleanTableError,
+    OutputError,
+)
 from logsieve.locations import is_s3, join, resolve, s3_parts
 from logsieve.storage import table
 
@@ -578,10 +584,7 @@ def _open_clean(clean_uri: str, s3_client: Any) -> DeltaTable:
             f"cannot open the clean table at {clean_uri}: {table.delta_reason(exc)}"
         ) from exc
     if snapshot is None:
-        raise ConfigError(
-            f"no clean table at {resolve(clean_uri)}: --out names the directory "
-            "`logsieve process` wrote (its table is DIR/clean)"
-        )
+        raise NoCleanTableError(f"no clean table at {resolve(clean_uri)}")
     return snapshot
 
 
