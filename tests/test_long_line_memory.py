@@ -14,7 +14,7 @@ import pytest
 
 from logsieve import DEFAULT_CHUNK_SIZE
 
-LINE_MB = 96
+LINE_MB = 192
 CHUNK_MB = DEFAULT_CHUNK_SIZE / (1 << 20)  # logsieve's default read chunk
 SHORT = b'{"timestamp":"2025-08-20T10:00:00Z","user_id":1,"action":"login"}\n'
 
