@@ -5,13 +5,14 @@
 //! buffers, and the one list of the clean columns' layout), `error_lines` (error records as JSON
 //! Lines), `merge` (placing parallel pieces in one output), `concat` (joining the pieces' error
 //! records), `memory` (huge pages for big outputs), `pipeline` (parallel driver), `scan` (columns
-//! back from small Parquet files), `errors` (the one error type), `python` (bindings).
+//! back from small Parquet files), `datafile` (the table's data files written, columns in parallel), `errors` (the one error type), `python` (bindings).
 //!
 //! Every module is private: the crate's interface is the Python module `_core`. (The
 //! `json_parsers` bench compiles `json.rs` by path, on its own.)
 
 mod columns;
 mod concat;
+mod datafile;
 mod error_lines;
 mod errors;
 mod json;
@@ -35,7 +36,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use super::python::{Batch, Scan, Stats, process, process_lines, read_columns};
+    use super::python::{
+        Batch, ParquetFile, Scan, Stats, process, process_lines, read_columns, set_purge_delay,
+    };
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

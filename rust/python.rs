@@ -3,16 +3,19 @@
 
 mod arrow;
 mod batch;
+mod datafile;
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyMemoryView, PyString};
 
 use crate::errors::CoreError;
+use crate::memory;
 use crate::pipeline::{self, Options};
 use crate::record::FieldNames;
 use crate::scan;
 pub use batch::{Batch, Scan, Stats};
+pub use datafile::ParquetFile;
 
 /// A `first_line` argument. An int beyond int64 is refused as out of range (`ConfigError`, a
 /// `ValueError`) like any other line number that cannot be, not as pyo3's `OverflowError`.
@@ -162,6 +165,13 @@ pub fn process_lines(
     Ok((Some(Batch::new(data.py(), output)?), end))
 }
 
+/// How long the core's allocator keeps freed memory for reuse (ms), from now on: for entry
+/// points of streaming processes (`logsieve.memory.use_lean_memory`).
+#[pyfunction]
+pub fn set_purge_delay(ms: u32) {
+    memory::set_purge_delay(ms);
+}
+
 /// Reads `columns` of many small Parquet files in parallel without the GIL: each input is a
 /// path (`str` or `os.PathLike`, read here) or the file's bytes.
 #[pyfunction]
@@ -195,10 +205,10 @@ pub fn read_columns(
 }
 
 /// An Arrow schema from anything with `__arrow_c_schema__` (a `pyarrow.Schema`, say).
-fn import_schema(schema: &Bound<'_, PyAny>) -> PyResult<arrow_schema::Schema> {
+pub(crate) fn import_schema(schema: &Bound<'_, PyAny>) -> PyResult<arrow_schema::Schema> {
     let capsule = schema
         .call_method0("__arrow_c_schema__")
-        .map_err(|_| PyTypeError::new_err("read_columns() takes a schema (e.g. pyarrow.Schema)"))?;
+        .map_err(|_| PyTypeError::new_err("expected an Arrow schema (e.g. pyarrow.Schema)"))?;
     let capsule = capsule.cast_into::<PyCapsule>()?;
     let pointer = capsule.pointer_checked(Some(c"arrow_schema"))?;
     // SAFETY: a capsule named "arrow_schema" holds an FFI_ArrowSchema (the PyCapsule

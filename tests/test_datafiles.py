@@ -1,9 +1,16 @@
-"""The writer's split of a batch into dates: slices of long runs, filters of mixed stretches."""
+"""The data files' writer: the split of a batch into dates (slices of long runs, filters of
+mixed stretches) and the core's Parquet encoder (`_core.ParquetFile`)."""
 
 from __future__ import annotations
 
-import pyarrow as pa
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pyarrow as pa
+import pytest
+
+from logsieve._core import ParquetFile, read_columns
+from logsieve.errors import ConfigError
 from logsieve.storage import datafiles, table
 
 
@@ -23,3 +30,98 @@ def test_rows_split_by_date_keep_every_row_once_in_order() -> None:
         expected.setdefault(date, []).append(n)
     assert got == expected
     assert len(pieces) <= 4  # two slices and one filter per date of the mixed stretch
+
+
+def _rows(start: int, n: int, schema: pa.Schema) -> pa.RecordBatch:
+    """Rows in the data files' schema (the table's, without the partition column)."""
+    instants = [1_754_000_000_000_000 + i * 1_000_000 for i in range(start, start + n)]
+    columns: dict[str, pa.Array] = {
+        "timestamp": pa.array([f"t{i}" for i in range(start, start + n)]),
+        "day_of_week": pa.array(["Monday", "Tuesday"] * (n // 2) + ["Monday"] * (n % 2)),
+        "event_time": pa.array(instants, pa.timestamp("us", tz="UTC")),
+        "user_id": pa.array([f"user-{i * 7919 % 1000}" for i in range(start, start + n)]),
+        "action": pa.array(["login", "logout", "view"] * (n // 3) + ["login"] * (n % 3)),
+        "extra": pa.array([None if i % 5 else f'{{"n":{i}}}' for i in range(start, start + n)]),
+    }
+    for name in schema.names:
+        columns.setdefault(name, pa.array(["lineage"] * n))
+    return pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
+
+
+def _file_schema() -> pa.Schema:
+    schema = table.table_schema()
+    return schema.remove(schema.get_field_index(table.PARTITION_COLUMN))
+
+
+def test_parquet_file_rows_read_back_by_pyarrow_and_delta_readers(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    schema = _file_schema()
+    path = tmp_path / "x.parquet"
+    file = ParquetFile(
+        path,
+        schema,
+        dictionary=["day_of_week", "action"],
+        statistics=["event_time", "action", "user_id"],
+    )
+    pieces = [_rows(0, 700, schema), _rows(700, 300, schema).slice(10, 250), _rows(1000, 9, schema)]
+    file.write(pieces[:2], 400)
+    written = file.bytes_written
+    file.write(pieces[2:], 400)
+    assert file.bytes_written > written > 0
+    file.close()
+    file.close()  # a second close does nothing
+
+    back = pq.read_table(path)
+    assert back.schema == schema
+    assert back.equals(pa.Table.from_batches(pieces, schema))
+    meta = pq.read_metadata(path)
+    # Row groups never span writes and hold at most the limit.
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [400, 400, 150, 9]
+    names = schema.names
+    first = meta.row_group(0)
+    action = first.column(names.index("action"))
+    assert action.statistics.min == "login" and action.statistics.max == "view"
+    assert action.has_dictionary_page
+    assert not first.column(names.index("user_id")).has_dictionary_page
+    assert not first.column(names.index("extra")).is_stats_set
+    assert {first.column(i).compression for i in range(len(names))} == {"ZSTD"}
+    assert "DELTA_BYTE_ARRAY" not in first.column(names.index("extra")).encodings
+    # The core's own reader (the API's) reads the file too.
+    scan = read_columns([path], pa.schema([schema.field("action"), schema.field("event_time")]))
+    assert scan.failed == {}
+    assert scan.rows.column("action").to_pylist() == back.column("action").to_pylist()
+
+
+def test_parquet_file_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    schema = _file_schema()
+    with pytest.raises(ConfigError, match='no column "nope"'):
+        ParquetFile(tmp_path / "a.parquet", schema, dictionary=["nope"], statistics=[])
+    with pytest.raises(OSError):
+        ParquetFile(tmp_path / "missing" / "a.parquet", schema, dictionary=[], statistics=[])
+    file = ParquetFile(tmp_path / "b.parquet", schema, dictionary=[], statistics=[])
+    other = pa.RecordBatch.from_pydict({"n": [1, 2]})
+    with pytest.raises(ConfigError, match="another schema"):
+        file.write([other], 10)
+    with pytest.raises(TypeError, match="record batches"):
+        file.write([object()], 10)  # type: ignore[list-item]
+    file.close()
+    with pytest.raises(ValueError, match="closed"):
+        file.write([_rows(0, 3, schema)], 10)
+
+
+def test_parquet_file_writes_from_threads_take_turns(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    schema = _file_schema()
+    path = tmp_path / "c.parquet"
+    file = ParquetFile(path, schema, dictionary=["action"], statistics=["event_time"])
+    batches = [_rows(i * 100, 100, schema) for i in range(16)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda b: file.write([b], 64), batches))
+    file.close()
+    back = pq.read_table(path)
+    assert back.num_rows == 1600
+    # Each write's rows stay together and whole, in some order.
+    assert sorted(back.column("timestamp").to_pylist()) == sorted(f"t{i}" for i in range(1600))
+    assert pq.read_metadata(path).num_row_groups == 32

@@ -10,7 +10,7 @@ import os
 
 # Settings for the core's allocator (mimalloc, linked into the extension), which reads them from
 # the environment once, when the extension loads; explicit MIMALLOC_* variables win. Keep freed
-# memory 3 s for reuse (mimalloc's default is 10 ms): calls in a loop then reuse the previous
+# memory 3 s for reuse (mimalloc's default is 1 s): calls in a loop then reuse the previous
 # call's pages instead of faulting fresh, zeroed ones in (with 1 s, 1M lines 5% invalid
 # alternating with clean ran at 86-88% of the clean speed; 91-96% with 3 s), while a streaming
 # `logsieve process` of a 1 GiB file peaked at 362-375 MB (341-351 MB with 1 s, ~385 MB with 10 s).

@@ -10,12 +10,14 @@ from _typeshed import SupportsWrite
 __all__ = [
     "ERROR_CODES",
     "Batch",
+    "ParquetFile",
     "Scan",
     "Stats",
     "__version__",
     "process",
     "process_lines",
     "read_columns",
+    "set_purge_delay",
 ]
 
 __version__: str
@@ -141,3 +143,37 @@ def read_columns(files: Sequence[str | os.PathLike[str] | bytes], schema: pa.Sch
     in `Scan.failed`, whatever the other files hold. Raises `TypeError` for other inputs or a
     schema that is not Arrow, and `logsieve.errors.ConfigError` for a schema without fields.
     """
+
+@final
+class ParquetFile:
+    """One Parquet data file being written, as the clean table's are: zstd level 1, data page
+    version 2, plain values, a dictionary and min/max statistics only for the columns named.
+
+    Each row group's columns are encoded and compressed in parallel on the core's threads,
+    without the GIL; calls from several threads take turns. Creating the file truncates it.
+    Raises `logsieve.errors.ConfigError` for a column in `dictionary` or `statistics` that
+    `schema` lacks, `OSError` when the file cannot be created or written.
+    """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        schema: pa.Schema,
+        *,
+        dictionary: Sequence[str],
+        statistics: Sequence[str],
+    ) -> ParquetFile: ...
+    def write(self, batches: Sequence[pa.RecordBatch], row_group_rows: int) -> None:
+        """Append the rows of `batches` (zero-copy) as row groups of at most `row_group_rows`
+        rows. Raises `logsieve.errors.ConfigError` for rows of another schema, `ValueError`
+        once the file is closed."""
+    @property
+    def bytes_written(self) -> int:
+        """Bytes in the file after the last `write` (its footer comes with `close`)."""
+    def close(self) -> None:
+        """Write the footer and close the file; closing again does nothing."""
+
+def set_purge_delay(ms: int) -> None:
+    """How long the core's allocator (mimalloc) keeps freed memory for reuse, in milliseconds,
+    from now on. For the entry points of streaming processes (`logsieve.memory`): the extension
+    loads with 3 s, tuned for calls in a loop."""

@@ -1,12 +1,13 @@
-"""Arrow's memory pool for the processes that stream files: `logsieve process`, `logsieve simulate`
+"""The allocators of the processes that stream files: `logsieve process`, `logsieve simulate`
 and the Lambda worker.
 
-Streaming a file allocates and frees a batch's worth of Arrow memory many times a second: the
-per-date slices made contiguous, the Parquet writer's pages and their compressed copies. pyarrow's
-default pool, mimalloc, keeps freed memory mapped for reuse (1 s in pyarrow's build), so while
-`logsieve process` streams 1 GiB, freed pages pile up: it peaked at 354-367 MB. jemalloc, handing
-dirty pages back after 0.1 s, peaked at 279-298 MB at the same speed (BENCHMARKS.md, seventh
-session).
+Streaming a file allocates and frees a batch's worth of memory many times a second, in two
+allocators: Arrow's pool (slices, statistics, lineage columns) and the core's mimalloc (parsed
+columns, the Parquet encoder's pages and their compressed copies). Both keep freed memory mapped
+for reuse (pyarrow's mimalloc 1 s, the core's 3 s), so while `logsieve process` streams 1 GiB,
+freed pages pile up. For such processes Arrow's pool becomes jemalloc handing dirty pages back
+after 0.1 s (peak 354-367 -> 279-298 MB when Arrow still encoded the Parquet files), and the
+core's purge delay 0.1 s (327 -> 280 MB with the core's encoder), at the same speed.
 
 Arrow picks its default pool once, when pyarrow is imported. `pyarrow.set_memory_pool` later
 only changes the pool pyarrow's Python calls pass down; Arrow code that takes no pool from Python
@@ -23,10 +24,26 @@ import os
 import sys
 from pathlib import Path
 
+#: How long the core's allocator (mimalloc) keeps freed memory in a streaming process, in ms. The
+#: extension loads with 3 s, for calls in a loop; while streaming, the Parquet encoder's buffers,
+#: freed on the core's threads, stayed resident that long: a 1 GiB file peaked at 327 MB with 3 s
+#: and 280 MB with 0.1 s, at the same speed.
+STREAMING_PURGE_DELAY_MS = 100
+
 #: jemalloc settings (`JE_ARROW_MALLOC_CONF`): freed pages go back to the OS after 0.1 s, straight
 #: away rather than through MADV_FREE, whose pages still count as resident until the kernel wants
 #: them.
 LEAN_JEMALLOC_CONF = "dirty_decay_ms:100,muzzy_decay_ms:0"
+
+
+def use_lean_memory() -> None:
+    """Both allocators set for streaming: Arrow's pool (`use_lean_arrow_pool`) and the core's
+    purge delay, unless the user chose one (`MIMALLOC_PURGE_DELAY`)."""
+    use_lean_arrow_pool()
+    if "MIMALLOC_PURGE_DELAY" not in os.environ:
+        from logsieve import _core
+
+        _core.set_purge_delay(STREAMING_PURGE_DELAY_MS)
 
 
 def use_lean_arrow_pool() -> bool:
@@ -65,4 +82,10 @@ def pyarrow_has_jemalloc() -> bool:
     return False
 
 
-__all__ = ["LEAN_JEMALLOC_CONF", "pyarrow_has_jemalloc", "use_lean_arrow_pool"]
+__all__ = [
+    "LEAN_JEMALLOC_CONF",
+    "STREAMING_PURGE_DELAY_MS",
+    "pyarrow_has_jemalloc",
+    "use_lean_arrow_pool",
+    "use_lean_memory",
+]

@@ -43,7 +43,7 @@ from logsieve.aws.notifications import (
     object_failed_message,
 )
 from logsieve.errors import ConcurrentIngestError, ConfigError, OutputError
-from logsieve.memory import use_lean_arrow_pool
+from logsieve.memory import use_lean_memory
 
 if TYPE_CHECKING:
     from logsieve.aws.clients import Clients
@@ -390,7 +390,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         # A Lambda container's process is ours; on a cold start this comes before the first
         # ingest imports pyarrow. Elsewhere (`logsieve up`'s worker) the process decides.
-        use_lean_arrow_pool()
+        use_lean_memory()
     if logger.level == logging.NOTSET:
         level = os.environ.get(settings.LOG_LEVEL, settings.DEFAULT_LOG_LEVEL).strip().upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -22,7 +22,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from logsieve.errors import ConfigError, LogsieveError
-from logsieve.memory import use_lean_arrow_pool
+from logsieve.memory import use_lean_memory
 
 if TYPE_CHECKING:
     from logsieve.storage.identity import FieldNames
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         command = COMMANDS.get(name, Command("", ""))
         if command.streaming:
-            use_lean_arrow_pool()
+            use_lean_memory()
         with nullcontext() if command.own_logging else logging_for(args, command):
             return int(args._run(args) or 0)
     except LogsieveError as exc:

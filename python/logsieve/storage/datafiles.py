@@ -3,7 +3,8 @@
 delta-rs's `write_deltalake` holds what a write is fed in memory until it ends (feeding it one
 9 MB batch 80 times peaks at 747 MB), so a source the table has never held (the usual case: every
 new S3 object) is written here instead: one Parquet writer per UTC date, the rows of each date
-buffered and flushed as row groups whenever all buffers together pass a byte budget, encoded by a
+buffered and flushed as row groups whenever all buffers together pass a byte budget, encoded by
+the core (`_core.ParquetFile`: each row group's columns in parallel, without the GIL) from a
 background thread while the core parses the next chunk. A file is handed over (`on_file`: the
 caller publishes it into the table, invisible until committed) as soon as it reaches the target
 size, or when too many dates are open, so local disk and open files stay bounded too. The caller
@@ -13,7 +14,6 @@ commits all of them, with the statistics gathered here, in one Delta transaction
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from logsieve._core import ParquetFile
 from logsieve.storage import table
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from deltalake.transaction import AddAction
 
 #: Rows per row group at most (the same as the table's writer properties).
@@ -59,8 +59,6 @@ STATISTICS_COLUMNS = (
 )
 #: Columns without a null count either: `extra` (nulls are normal there, nothing prunes by them).
 _NO_STATISTICS = {"extra"}
-#: Flushed rows up to this size are made contiguous before encoding.
-_COMBINE_BYTES = 64 << 20
 
 
 @dataclass
@@ -111,7 +109,7 @@ class StagedFile:
 
 @dataclass
 class _OpenFile:
-    writer: pq.ParquetWriter
+    writer: ParquetFile
     path: Path
     statistics: _Statistics = field(default_factory=_Statistics)
 
@@ -165,15 +163,14 @@ class DateFiles:
         nbytes = self.buffered_sizes.pop(date, 0)
         if not pieces:
             return
-        rows = pa.Table.from_batches(pieces)
         self.buffered_bytes -= nbytes
-        file = self._file(date, rows.schema)
-        file.statistics.add(rows)
+        file = self._file(date, pieces[0].schema)
+        file.statistics.add(pa.Table.from_batches(pieces))
         while self._writing and self._writing_bytes + nbytes > self.flush_bytes * _WRITE_AHEAD:
             self._wait_oldest()  # bounded: at most a few budgets wait for the encoder
-        self._writing.append((self._pool.submit(_write, file.writer, rows), nbytes))
+        self._writing.append((self._pool.submit(_write, file.writer, pieces), nbytes))
         self._writing_bytes += nbytes
-        if _size(file.path) >= self.file_bytes:
+        if file.writer.bytes_written >= self.file_bytes:
             self._close(date)
 
     def _file(self, date: str, schema: pa.Schema) -> _OpenFile:
@@ -183,20 +180,13 @@ class DateFiles:
             return file
         if len(self.open) >= self.max_open:
             self._close(next(iter(self.open)))  # the least recently written date
-        import pyarrow.parquet as pq
-
         path = self.directory / f"{date}-{uuid.uuid4().hex}.parquet"
-        writer = pq.ParquetWriter(
+        # zstd level 1, data page v2 (a very long value is not copied once more with its levels)
+        writer = ParquetFile(
             path,
             schema,
-            compression="zstd",
-            compression_level=1,
-            # Version 2 pages compress the values alone and append them to the levels; version
-            # 1 concatenates levels and values before compressing, another full copy of a page,
-            # which for a single 200 MB `extra` value was 200 MB more at the peak.
-            data_page_version="2.0",
-            use_dictionary=_DICTIONARY_COLUMNS,
-            write_statistics=[name for name in schema.names if name in STATISTICS_COLUMNS],
+            dictionary=[name for name in schema.names if name in _DICTIONARY_COLUMNS],
+            statistics=[name for name in schema.names if name in STATISTICS_COLUMNS],
         )
         file = self.open[date] = _OpenFile(writer, path)
         return file
@@ -235,18 +225,9 @@ class DateFiles:
             file.path.unlink(missing_ok=True)
 
 
-def _write(writer: pq.ParquetWriter, rows: pa.Table) -> None:
-    # Many small pieces encode faster as one; a big one (a very long line) is not copied.
-    if rows.nbytes <= _COMBINE_BYTES:
-        rows = rows.combine_chunks()
-    writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
+def _write(writer: ParquetFile, pieces: list[pa.RecordBatch]) -> None:
+    # The pieces go as they are: the encoder reads each column's slices in turn, no copy.
+    writer.write(pieces, ROW_GROUP_ROWS)
 
 
 def _by_date(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
