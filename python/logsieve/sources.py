@@ -306,17 +306,28 @@ class CountingReader(_Wrapper):
         self.count = 0
 
     def readinto(self, buffer: Any) -> int:
-        data = self.read(len(memoryview(buffer)))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
+        # Straight into the caller's buffer where the stream can (a file: the kernel's one
+        # copy); a `read` and a copy of its bytes otherwise.
+        readinto = getattr(self._raw, "readinto", None)
+        if callable(readinto):
+            n = readinto(buffer) or 0
+        else:
+            data = self._raw.read(len(memoryview(buffer)))
+            memoryview(buffer).cast("B")[: len(data)] = data
+            n = len(data)
+        self._counted(n)
+        return n
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
-        if data:
-            self.count += len(data)
-            if self._on_read is not None:
-                self._on_read(len(data))
+        self._counted(len(data))
         return data
+
+    def _counted(self, n: int) -> None:
+        if n:
+            self.count += n
+            if self._on_read is not None:
+                self._on_read(n)
 
 
 # --- S3 -------------------------------------------------------------------------------------
@@ -589,6 +600,12 @@ def iter_local_inputs(specs: list[str]) -> Iterator[tuple[str, ByteStream]]:
         yield ("-" if item.path is None else str(item.path)), open_local_input(item)
 
 
+def prepend(head: bytes, stream: ByteStream) -> ByteStream:
+    """`stream` with `head`, bytes already read from it, put back in front; reads into a buffer
+    (`readinto`) go on into the caller's buffer, not through a copy."""
+    return _Rewound(stream, head) if head else stream
+
+
 def read_exactly(stream: Any, size: int) -> bytes:
     """`size` bytes from `stream`, fewer only at its end (one read may return less)."""
     parts = []
@@ -612,6 +629,7 @@ __all__ = [
     "iter_local_inputs",
     "open_local_input",
     "open_s3_object",
+    "prepend",
     "read_exactly",
     "resolve_local_inputs",
     "skip_reason",

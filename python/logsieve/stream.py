@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO, TypeVar, Union
+from typing import BinaryIO, Protocol, TypeVar, Union
 
 from logsieve import _core
 from logsieve.errors import ConfigError
@@ -20,7 +20,14 @@ from logsieve.errors import ConfigError
 DEFAULT_CHUNK_SIZE = 4 << 20
 """Bytes handed to the core per call: big enough to amortise the call and use every core."""
 
-Source = Union[BinaryIO, Iterable[bytes]]
+
+class SupportsRead(Protocol):
+    """A binary stream: `read(n)`, and `readinto` used instead where it has one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+Source = Union[BinaryIO, SupportsRead, Iterable[bytes]]
 T = TypeVar("T")
 _Run = tuple[bytearray, int, bool]
 _DONE = object()
@@ -177,7 +184,7 @@ def _chunks(source: Source, chunk_size: int) -> Iterator[bytes]:
                 f"chunks, got {kind}; use logsieve.process() for data already in memory"
             )
         try:
-            iterator = iter(source)
+            iterator = iter(source)  # type: ignore[arg-type]  # anything but a reader: try it
         except TypeError:
             raise TypeError(
                 "process_stream() expects a binary file-like object or an iterable of bytes "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
-import itertools
 import logging
 import time
 import uuid
@@ -292,6 +291,7 @@ class _GroupWriter:
         """Every source's clean rows with lineage; errors staged, ledgers written at the end."""
         for one in self.sources:
             tally = self.tallies[one.identity]
+            lineage = _Lineage(one)
             error_date = _utc_date(one.arrival)
             try:
                 with one.open() as stream:
@@ -302,7 +302,7 @@ class _GroupWriter:
                             tally.totals[name] += int(getattr(stats, name))
                         self.errors.add(batch, one.name, error_date, tally)
                         if batch.clean.num_rows:
-                            yield _with_lineage(batch.clean, one, tally.rows_by_date)
+                            yield _with_lineage(batch.clean, lineage, tally.rows_by_date)
             except OutputError as exc:
                 self.stream_error = exc
                 raise
@@ -455,7 +455,7 @@ def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[
     """The core's batches for a stream. One that fits in a chunk is processed in one call, without
     `process_stream`'s reader and worker threads, which cost more than a small file does."""
     from logsieve import process, process_stream
-    from logsieve.sources import read_exactly
+    from logsieve.sources import prepend, read_exactly
 
     names: _FieldKeywords = {
         "timestamp_field": fields.timestamp,
@@ -470,8 +470,7 @@ def _core_batches(stream: Any, chunk_size: int, fields: FieldNames) -> Iterator[
         if head:
             yield process(head, **names)
         return
-    rest = iter(lambda: stream.read(chunk_size), b"")
-    yield from process_stream(itertools.chain([head], rest), chunk_size, **names)
+    yield from process_stream(prepend(head, stream), chunk_size, **names)
 
 
 #: The smallest chunk worth a core call; a small source gets a chunk of about its size.
@@ -495,27 +494,37 @@ def _group_name(sources: Sequence[Source]) -> str:
     return f"group-{digest.hexdigest()[:20]}"
 
 
-def _with_lineage(clean: pa.RecordBatch, one: Source, rows_by_date: Counter[str]) -> pa.RecordBatch:
+def _with_lineage(
+    clean: pa.RecordBatch, lineage: _Lineage, rows_by_date: Counter[str]
+) -> pa.RecordBatch:
     """The core's clean rows plus lineage and the `date` partition column, in table order."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = clean.num_rows
     # `timestamp` is the UTC instant as ASCII text (`YYYY-MM-DD HH:MM:SS`): its first ten
     # bytes are the UTC date.
     dates = pc.utf8_slice_codeunits(clean.column("timestamp"), 0, 10)
     for entry in pc.value_counts(dates).to_pylist():
         rows_by_date[entry["values"]] += entry["counts"]
     return pa.RecordBatch.from_arrays(
-        [
-            *clean.columns,
-            pa.repeat(pa.scalar(one.identity, pa.string()), n),
-            pa.repeat(pa.scalar(_text(one.name), pa.string()), n),
-            pa.repeat(pa.scalar(_text(one.version), pa.string()), n),
-            dates,
-        ],
-        schema=table.table_schema(),
+        [*clean.columns, *lineage.columns(clean.num_rows), dates], schema=table.table_schema()
     )
+
+
+class _Lineage:
+    """A source's three constant lineage columns, built once for the longest batch so far and
+    sliced (zero-copy) for each batch, not three new columns of repeated text per batch."""
+
+    def __init__(self, one: Source) -> None:
+        self.values = (one.identity, _text(one.name), _text(one.version))
+        self.built: list[pa.Array] = []
+
+    def columns(self, rows: int) -> list[pa.Array]:
+        import pyarrow as pa
+
+        if not self.built or len(self.built[0]) < rows:
+            self.built = [pa.repeat(pa.scalar(value, pa.string()), rows) for value in self.values]
+        return [column.slice(0, rows) for column in self.built]
 
 
 def _text(value: str) -> str:

@@ -775,11 +775,11 @@ def _run_core(
 
 def _lineage(clean: pa.RecordBatch, owner: Owner, rows_by_date: Counter[str]) -> pa.RecordBatch:
     """The rows with their original source's lineage, as its ingest would have written them."""
-    from logsieve.storage.group_writer import _with_lineage
+    from logsieve.storage.group_writer import _Lineage, _with_lineage
     from logsieve.storage.identity import Source
 
     one = Source(owner.identity, owner.name, owner.version, open=contextlib.nullcontext)
-    return _with_lineage(clean, one, rows_by_date)
+    return _with_lineage(clean, _Lineage(one), rows_by_date)
 
 
 def _commit(
