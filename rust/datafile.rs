@@ -20,6 +20,7 @@ use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory,
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
@@ -32,12 +33,32 @@ pub struct FileOptions {
     pub statistics: Vec<String>,
 }
 
+/// A column's extreme value as the footer holds it: an integer (timestamps: microseconds) or
+/// bytes (text).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Extreme {
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+/// What the file holds of one column, over every row group written: the statistics a table's
+/// add action carries, taken from the encoder's own (no second pass over the rows).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ColumnSummary {
+    pub nulls: u64,
+    /// Smallest and largest non-null value; only for columns with statistics.
+    pub min: Option<Extreme>,
+    pub max: Option<Extreme>,
+}
+
 /// One Parquet file being written, row group by row group.
 pub struct DataFile {
     writer: SerializedFileWriter<BufWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
     row_groups: usize,
+    rows: u64,
+    columns: Vec<ColumnSummary>,
 }
 
 impl DataFile {
@@ -67,11 +88,14 @@ impl DataFile {
         )
         .map_err(parquet_error)?;
         let factory = ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema));
+        let columns = vec![ColumnSummary::default(); schema.fields().len()];
         Ok(Self {
             writer,
             factory,
             schema,
             row_groups: 0,
+            rows: 0,
+            columns,
         })
     }
 
@@ -116,6 +140,16 @@ impl DataFile {
             })
             .collect::<Result<_, ParquetError>>()
             .map_err(parquet_error)?;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let summary = &mut self.columns[i];
+            summary.nulls += slices
+                .iter()
+                .map(|s| s.column(i).null_count() as u64)
+                .sum::<u64>();
+            if let Some(stats) = chunk.close().metadata.statistics() {
+                summary.add(stats);
+            }
+        }
         let mut group = self.writer.next_row_group().map_err(parquet_error)?;
         for chunk in chunks {
             chunk
@@ -124,7 +158,18 @@ impl DataFile {
         }
         group.close().map_err(parquet_error)?;
         self.row_groups += 1;
+        self.rows += slices.iter().map(|s| s.num_rows() as u64).sum::<u64>();
         Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Each column's summary, in the schema's order, over the row groups written so far.
+    pub fn columns(&self) -> &[ColumnSummary] {
+        &self.columns
     }
 
     /// Bytes in the file so far (row groups written, the footer not yet).
@@ -137,6 +182,28 @@ impl DataFile {
         let mut out = self.writer.into_inner().map_err(parquet_error)?;
         std::io::Write::flush(&mut out)?;
         Ok(())
+    }
+}
+
+impl ColumnSummary {
+    fn add(&mut self, stats: &Statistics) {
+        let (min, max) = match stats {
+            Statistics::Int64(s) => (
+                s.min_opt().map(|v| Extreme::Int(*v)),
+                s.max_opt().map(|v| Extreme::Int(*v)),
+            ),
+            Statistics::ByteArray(s) => (
+                s.min_opt().map(|v| Extreme::Bytes(v.data().to_vec())),
+                s.max_opt().map(|v| Extreme::Bytes(v.data().to_vec())),
+            ),
+            _ => (None, None), // the table's columns with statistics are text and instants
+        };
+        if let Some(min) = min {
+            self.min = Some(self.min.take().map_or(min.clone(), |old| old.min(min)));
+        }
+        if let Some(max) = max {
+            self.max = Some(self.max.take().map_or(max.clone(), |old| old.max(max)));
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::pipeline::{self, Options};
 use crate::record::FieldNames;
 use crate::scan;
 pub use batch::{Batch, Scan, Stats};
-pub use datafile::ParquetFile;
+pub use datafile::{ColumnSummary, ParquetFile};
 
 /// A `first_line` argument. An int beyond int64 is refused as out of range (`ConfigError`, a
 /// `ValueError`) like any other line number that cannot be, not as pyo3's `OverflowError`.

@@ -41,7 +41,7 @@ def _rows(start: int, n: int, schema: pa.Schema) -> pa.RecordBatch:
         "event_time": pa.array(instants, pa.timestamp("us", tz="UTC")),
         "user_id": pa.array([f"user-{i * 7919 % 1000}" for i in range(start, start + n)]),
         "action": pa.array(["login", "logout", "view"] * (n // 3) + ["login"] * (n % 3)),
-        "extra": pa.array([None if i % 5 else f'{{"n":{i}}}' for i in range(start, start + n)]),
+        "extra": pa.array([f'{{"n":{i}}}' if i % 5 else None for i in range(start, start + n)]),
     }
     for name in schema.names:
         columns.setdefault(name, pa.array(["lineage"] * n))
@@ -54,6 +54,7 @@ def _file_schema() -> pa.Schema:
 
 
 def test_parquet_file_rows_read_back_by_pyarrow_and_delta_readers(tmp_path: Path) -> None:
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     schema = _file_schema()
@@ -73,6 +74,18 @@ def test_parquet_file_rows_read_back_by_pyarrow_and_delta_readers(tmp_path: Path
     file.close()  # a second close does nothing
 
     back = pq.read_table(path)
+    # The summary (what the table's statistics are made of) is that of the rows written.
+    assert file.rows == back.num_rows == 959
+    summary = file.columns()
+    assert list(summary) == schema.names
+    for name in schema.names:
+        assert summary[name].nulls == back.column(name).null_count, name
+    low, high = pc.min_max(back.column("user_id")).values()
+    assert (summary["user_id"].min, summary["user_id"].max) == (low.as_py(), high.as_py())
+    micros = back.column("event_time").cast(pa.int64())
+    assert summary["event_time"].min == pc.min(micros).as_py()
+    assert summary["event_time"].max == pc.max(micros).as_py()
+    assert summary["extra"].nulls > 0 and summary["extra"].min is None
     assert back.schema == schema
     assert back.equals(pa.Table.from_batches(pieces, schema))
     meta = pq.read_metadata(path)

@@ -217,6 +217,47 @@ def test_ingest_writes_a_delta_table_partitioned_by_date_and_error_lines(tmp_pat
     assert result.table_version == snapshot.version()
 
 
+def test_add_actions_carry_the_statistics_of_their_files_rows(tmp_path: Path) -> None:
+    """Readers prune by these: each add action's numRecords, min/max and null counts must be
+    those of the rows in its file (computed here by pyarrow from the file itself)."""
+    import pyarrow.compute as pc
+
+    from logsieve.storage.datafiles import STATISTICS_COLUMNS
+
+    log = make_log(days=3)
+    run(log, tmp_path, source_version="v1")
+    clean = tmp_path / "clean"
+    actions = [
+        entry["add"]
+        for commit in sorted((clean / "_delta_log").glob("*.json"))
+        for entry in map(orjson.loads, commit.read_bytes().splitlines())
+        if "add" in entry
+    ]
+    assert len(actions) == len(set(log.valid.values()))  # a file per date
+    for action in actions:
+        rows = pq.read_table(clean / action["path"])
+        stats = orjson.loads(action["stats"])
+        assert stats["numRecords"] == rows.num_rows
+        for name in rows.column_names:
+            if name == "extra":
+                assert name not in stats["nullCount"]
+                continue
+            assert stats["nullCount"][name] == rows.column(name).null_count, name
+            if name not in STATISTICS_COLUMNS:
+                assert name not in stats["minValues"], name
+                continue
+            low, high = pc.min_max(rows.column(name)).values()
+            if name == "event_time":  # Delta keeps instants to the millisecond
+                iso = "%Y-%m-%dT%H:%M:%S.%f"
+                assert stats["minValues"][name] == low.as_py().strftime(iso)[:-3] + "Z"
+                assert stats["maxValues"][name] == high.as_py().strftime(iso)[:-3] + "Z"
+            else:
+                assert (stats["minValues"][name], stats["maxValues"][name]) == (
+                    low.as_py(),
+                    high.as_py(),
+                ), name
+
+
 def test_other_readers_read_the_table_unchanged(tmp_path: Path) -> None:
     polars = pytest.importorskip("polars")
     log = make_log(days=2)

@@ -10,6 +10,7 @@ from _typeshed import SupportsWrite
 __all__ = [
     "ERROR_CODES",
     "Batch",
+    "ColumnSummary",
     "ParquetFile",
     "Scan",
     "Stats",
@@ -170,8 +171,29 @@ class ParquetFile:
     @property
     def bytes_written(self) -> int:
         """Bytes in the file after the last `write` (its footer comes with `close`)."""
+    @property
+    def rows(self) -> int:
+        """Rows written."""
+    def columns(self) -> dict[str, ColumnSummary]:
+        """Each column's summary over the rows written, by name in the schema's order (also
+        once the file is closed): what a Delta add action's statistics are made of."""
     def close(self) -> None:
         """Write the footer and close the file; closing again does nothing."""
+
+@final
+class ColumnSummary:
+    """What a data file holds of one column, from the encoder's own statistics."""
+
+    @property
+    def nulls(self) -> int:
+        """Null values."""
+    @property
+    def min(self) -> int | str | None:
+        """The smallest non-null value where the file keeps statistics for the column (an
+        instant as microseconds since the epoch, text as text), else None."""
+    @property
+    def max(self) -> int | str | None:
+        """The largest, likewise."""
 
 def set_purge_delay(ms: int) -> None:
     """How long the core's allocator (mimalloc) keeps freed memory for reuse, in milliseconds,

@@ -2,16 +2,15 @@
 //! anything else with Arrow's PyCapsule interface).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use arrow_array::{RecordBatch, StructArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyTuple};
+use pyo3::types::{PyCapsule, PyDict, PyTuple};
 
-use crate::datafile::{DataFile, FileOptions};
+use crate::datafile::{ColumnSummary as Summary, DataFile, Extreme, FileOptions};
 
 /// One Parquet data file being written; each row group's columns are encoded in parallel on the
 /// core's threads, without the GIL. Calls from several threads take turns.
@@ -19,8 +18,26 @@ use crate::datafile::{DataFile, FileOptions};
 pub struct ParquetFile {
     file: Mutex<Option<DataFile>>,
     path: PathBuf,
-    /// What `bytes_written` answers while another thread may be writing.
-    written: AtomicUsize,
+    names: Vec<String>,
+    /// What the file holds as of the last write: answered while another thread writes, and
+    /// once the file is closed.
+    written: Mutex<Written>,
+}
+
+#[derive(Default)]
+struct Written {
+    bytes: usize,
+    rows: u64,
+    columns: Vec<Summary>,
+}
+
+/// What a data file holds of one column: its nulls, and its smallest and largest value where
+/// the file keeps statistics for it (an int of microseconds for an instant, else text).
+#[pyclass(module = "logsieve._core", frozen, get_all)]
+pub struct ColumnSummary {
+    nulls: u64,
+    min: Option<Py<PyAny>>,
+    max: Option<Py<PyAny>>,
 }
 
 #[pymethods]
@@ -34,15 +51,21 @@ impl ParquetFile {
         statistics: Vec<String>,
     ) -> PyResult<Self> {
         let schema = Arc::new(super::import_schema(schema)?);
+        let names = schema.fields().iter().map(|f| f.name().clone()).collect();
         let options = FileOptions {
             dictionary,
             statistics,
         };
         let file = DataFile::create(&path, schema, &options)?;
+        let written = Written {
+            columns: file.columns().to_vec(),
+            ..Written::default()
+        };
         Ok(Self {
             file: Mutex::new(Some(file)),
             path,
-            written: AtomicUsize::new(0),
+            names,
+            written: Mutex::new(written),
         })
     }
 
@@ -58,10 +81,14 @@ impl ParquetFile {
             .map(import_batch)
             .collect::<PyResult<Vec<_>>>()?;
         py.detach(|| {
-            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            let mut file = lock(&self.file);
             let file = file.as_mut().ok_or_else(|| self.closed())?;
             file.write(&rows, row_group_rows)?;
-            self.written.store(file.bytes_written(), Ordering::Relaxed);
+            *lock(&self.written) = Written {
+                bytes: file.bytes_written(),
+                rows: file.rows(),
+                columns: file.columns().to_vec(),
+            };
             Ok(())
         })
     }
@@ -69,17 +96,30 @@ impl ParquetFile {
     /// Bytes in the file after the last `write` (row groups; the footer comes with `close`).
     #[getter]
     fn bytes_written(&self) -> usize {
-        self.written.load(Ordering::Relaxed)
+        lock(&self.written).bytes
+    }
+
+    /// Rows written.
+    #[getter]
+    fn rows(&self) -> u64 {
+        lock(&self.written).rows
+    }
+
+    /// Each column's summary over the rows written, by name in the schema's order.
+    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        let written = lock(&self.written);
+        for (name, summary) in self.names.iter().zip(&written.columns) {
+            out.set_item(name, ColumnSummary::new(py, summary)?)?;
+        }
+        Ok(out)
     }
 
     /// Writes the footer and closes the file; closing again does nothing.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| {
-            let file = self.file.lock().unwrap_or_else(|e| e.into_inner()).take();
-            match file {
-                Some(file) => Ok(file.close()?),
-                None => Ok(()),
-            }
+        py.detach(|| match lock(&self.file).take() {
+            Some(file) => Ok(file.close()?),
+            None => Ok(()),
         })
     }
 
@@ -95,6 +135,53 @@ impl ParquetFile {
             self.path.display()
         ))
     }
+}
+
+#[pymethods]
+impl ColumnSummary {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let show = |v: &Option<Py<PyAny>>| match v {
+            Some(v) => v
+                .bind(py)
+                .repr()
+                .map_or_else(|_| "?".into(), |r| r.to_string()),
+            None => "None".into(),
+        };
+        format!(
+            "ColumnSummary(nulls={}, min={}, max={})",
+            self.nulls,
+            show(&self.min),
+            show(&self.max)
+        )
+    }
+}
+
+impl ColumnSummary {
+    fn new(py: Python<'_>, summary: &Summary) -> PyResult<Self> {
+        let value = |v: &Option<Extreme>| -> PyResult<Option<Py<PyAny>>> {
+            Ok(match v {
+                None => None,
+                Some(Extreme::Int(n)) => Some(n.into_pyobject(py)?.into_any().unbind()),
+                // Text columns hold UTF-8 (Arrow checks it), so nothing is ever replaced.
+                Some(Extreme::Bytes(b)) => Some(
+                    String::from_utf8_lossy(b)
+                        .into_pyobject(py)?
+                        .into_any()
+                        .unbind(),
+                ),
+            })
+        };
+        Ok(Self {
+            nulls: summary.nulls,
+            min: value(&summary.min)?,
+            max: value(&summary.max)?,
+        })
+    }
+}
+
+/// A poisoned lock only means another call panicked; the state it guards stays usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A record batch from anything with `__arrow_c_array__`, sharing its buffers.

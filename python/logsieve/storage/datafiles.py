@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ _DICTIONARY_COLUMNS = ["day_of_week", "action", table.SOURCE_ID_COLUMN, table.SO
 #: ones readers use (the API prunes by `event_time` and `action`, a replace by `source_id`,
 #: lookups by `user_id`; the dashboard names a file's source from `source`). The others (JSON
 #: text, the rendered `timestamp`, `day_of_week`, the source's version) prune nothing, and
-#: their min/max cost a pass over the rows in the ingesting thread.
+#: their min/max cost the encoder a comparison per value.
 STATISTICS_COLUMNS = (
     "event_time",
     "action",
@@ -63,29 +63,29 @@ _NO_STATISTICS = {"extra"}
 
 @dataclass
 class _Statistics:
-    """Delta's per-file statistics, gathered from the rows as they are flushed."""
+    """Delta's per-file statistics, from the encoder's summary of what it wrote."""
 
     rows: int = 0
     low: dict[str, Any] = field(default_factory=dict)
     high: dict[str, Any] = field(default_factory=dict)
     nulls: dict[str, int] = field(default_factory=dict)
 
-    def add(self, rows: pa.Table) -> None:
-        import pyarrow.compute as pc
+    @classmethod
+    def of(cls, file: ParquetFile, schema: pa.Schema) -> _Statistics:
+        import pyarrow as pa
 
-        self.rows += rows.num_rows
-        for name in rows.column_names:
+        stats = cls(rows=file.rows)
+        for name, column in file.columns().items():
             if name in _NO_STATISTICS:
                 continue
-            column = rows.column(name)
-            self.nulls[name] = self.nulls.get(name, 0) + column.null_count
-            if name not in STATISTICS_COLUMNS:
+            stats.nulls[name] = column.nulls
+            if column.min is None or column.max is None:
                 continue
-            extremes = pc.min_max(column)
-            low, high = extremes["min"].as_py(), extremes["max"].as_py()
-            if low is not None:
-                self.low[name] = low if name not in self.low else min(self.low[name], low)
-                self.high[name] = high if name not in self.high else max(self.high[name], high)
+            if pa.types.is_timestamp(schema.field(name).type):  # microseconds since the epoch
+                stats.low[name], stats.high[name] = _instant(column.min), _instant(column.max)
+            else:
+                stats.low[name], stats.high[name] = column.min, column.max
+        return stats
 
     def to_json(self) -> str:
         return orjson.dumps(
@@ -111,7 +111,7 @@ class StagedFile:
 class _OpenFile:
     writer: ParquetFile
     path: Path
-    statistics: _Statistics = field(default_factory=_Statistics)
+    schema: pa.Schema
 
 
 class DateFiles:
@@ -156,8 +156,6 @@ class DateFiles:
                 self._flush(date)
 
     def _flush(self, date: str) -> None:
-        import pyarrow as pa
-
         pieces = self.buffers.pop(date, [])
         self.buffered_rows.pop(date, None)
         nbytes = self.buffered_sizes.pop(date, 0)
@@ -165,7 +163,6 @@ class DateFiles:
             return
         self.buffered_bytes -= nbytes
         file = self._file(date, pieces[0].schema)
-        file.statistics.add(pa.Table.from_batches(pieces))
         while self._writing and self._writing_bytes + nbytes > self.flush_bytes * _WRITE_AHEAD:
             self._wait_oldest()  # bounded: at most a few budgets wait for the encoder
         self._writing.append((self._pool.submit(_write, file.writer, pieces), nbytes))
@@ -188,7 +185,7 @@ class DateFiles:
             dictionary=[name for name in schema.names if name in _DICTIONARY_COLUMNS],
             statistics=[name for name in schema.names if name in STATISTICS_COLUMNS],
         )
-        file = self.open[date] = _OpenFile(writer, path)
+        file = self.open[date] = _OpenFile(writer, path, schema)
         return file
 
     def _close(self, date: str) -> None:
@@ -197,7 +194,7 @@ class DateFiles:
             self._wait_oldest()
         file = self.open.pop(date)
         file.writer.close()
-        self.on_file(StagedFile(date, file.path, file.statistics))
+        self.on_file(StagedFile(date, file.path, _Statistics.of(file.writer, file.schema)))
 
     def _wait_oldest(self) -> None:
         future, nbytes = self._writing.popleft()
@@ -288,6 +285,13 @@ def add_action(staged: StagedFile, path: str, size: int) -> AddAction:
         data_change=True,
         stats=staged.statistics.to_json(),
     )
+
+
+def _instant(micros: int | str) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(micros))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _stat_value(value: Any) -> Any:
