@@ -199,10 +199,16 @@ impl ColumnSummary {
             _ => (None, None), // the table's columns with statistics are text and instants
         };
         if let Some(min) = min {
-            self.min = Some(self.min.take().map_or(min.clone(), |old| old.min(min)));
+            self.min = Some(match self.min.take() {
+                Some(old) => old.min(min),
+                None => min,
+            });
         }
         if let Some(max) = max {
-            self.max = Some(self.max.take().map_or(max.clone(), |old| old.max(max)));
+            self.max = Some(match self.max.take() {
+                Some(old) => old.max(max),
+                None => max,
+            });
         }
     }
 }
@@ -210,16 +216,17 @@ impl ColumnSummary {
 fn properties(options: &FileOptions) -> WriterProperties {
     let zstd = ZstdLevel::try_new(1).expect("zstd level 1 exists");
     let mut builder = WriterProperties::builder()
-        // Version 2 pages compress the values alone (a very long value is not copied once more
-        // with its levels), as the table's files always had.
+        // Version 2 pages compress the values alone: a very long value is not copied once more
+        // together with its levels.
         .set_writer_version(WriterVersion::PARQUET_2_0)
         .set_compression(Compression::ZSTD(zstd))
         .set_dictionary_enabled(false)
-        // Plain values, as pyarrow writes them: version 2's default for text is
-        // DELTA_BYTE_ARRAY, slower to write and not read by every engine that reads the table.
+        // Plain values: with version 2 the crate's default for text is DELTA_BYTE_ARRAY, slower
+        // to write and not read by every engine that reads the table.
         .set_encoding(Encoding::PLAIN)
         .set_statistics_enabled(EnabledStatistics::None)
-        // Readers prune by the footer's min/max; whole values, as pyarrow writes them.
+        // Readers prune by the footer's min/max, and the table's statistics are made of them:
+        // whole values, not the crate's default of 64 bytes.
         .set_statistics_truncate_length(None)
         .set_offset_index_disabled(true)
         .set_created_by(concat!("logsieve ", env!("CARGO_PKG_VERSION")).into());
