@@ -228,8 +228,9 @@ fn properties(options: &FileOptions) -> WriterProperties {
         // Readers prune by the footer's min/max, and the table's statistics are made of them:
         // whole values, not the crate's default of 64 bytes.
         .set_statistics_truncate_length(None)
-        .set_offset_index_disabled(true)
-        .set_created_by(concat!("logsieve ", env!("CARGO_PKG_VERSION")).into());
+        // `created_by` stays the crate's ("parquet-rs version ..."): readers such as parquet-mr
+        // ignore text statistics of a writer string they cannot parse.
+        .set_offset_index_disabled(true);
     for name in &options.dictionary {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), true);
     }
