@@ -99,7 +99,9 @@ impl DataFile {
         })
     }
 
-    /// Appends `batches` as row groups of at most `row_group_rows` rows.
+    /// Appends `batches` as row groups of at most `row_group_rows` rows. Rows the file cannot
+    /// take (another schema, nulls in a column that has none) are refused before anything is
+    /// written; after any other error the file is incomplete and must not be written again.
     pub fn write(
         &mut self,
         batches: &[RecordBatch],
@@ -112,6 +114,15 @@ impl DataFile {
                     batch.schema(),
                     self.schema
                 )));
+            }
+            for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
+                if !field.is_nullable() && column.null_count() > 0 {
+                    return Err(CoreError::Config(format!(
+                        "column {:?} has no nulls in the data file's schema, but the rows hold {}",
+                        field.name(),
+                        column.null_count()
+                    )));
+                }
             }
         }
         for group in row_groups(batches, row_group_rows.max(1)) {
@@ -140,8 +151,10 @@ impl DataFile {
             })
             .collect::<Result<_, ParquetError>>()
             .map_err(parquet_error)?;
+        // The summaries count once the row group is in the file.
+        let mut columns = self.columns.clone();
         for (i, chunk) in chunks.iter().enumerate() {
-            let summary = &mut self.columns[i];
+            let summary = &mut columns[i];
             summary.nulls += slices
                 .iter()
                 .map(|s| s.column(i).null_count() as u64)
@@ -157,6 +170,7 @@ impl DataFile {
                 .map_err(parquet_error)?;
         }
         group.close().map_err(parquet_error)?;
+        self.columns = columns;
         self.row_groups += 1;
         self.rows += slices.iter().map(|s| s.num_rows() as u64).sum::<u64>();
         Ok(())
@@ -228,8 +242,8 @@ fn properties(options: &FileOptions) -> WriterProperties {
         // Readers prune by the footer's min/max, and the table's statistics are made of them:
         // whole values, not the crate's default of 64 bytes.
         .set_statistics_truncate_length(None)
-        // `created_by` stays the crate's ("parquet-rs version ..."): readers such as parquet-mr
-        // ignore text statistics of a writer string they cannot parse.
+        // `created_by` stays the crate's ("parquet-rs version ..."): some readers, parquet-mr
+        // among them, judge a file's statistics by a writer string they can parse.
         .set_offset_index_disabled(true);
     for name in &options.dictionary {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), true);

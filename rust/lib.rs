@@ -37,8 +37,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod _core {
     #[pymodule_export]
     use super::python::{
-        Batch, ColumnSummary, ParquetFile, Scan, Stats, process, process_lines, read_columns,
-        set_purge_delay,
+        Batch, ColumnSummary, ParquetFile, Scan, Stats, process, process_lines, purge_delay,
+        read_columns, set_purge_delay,
     };
 
     #[pymodule_init]

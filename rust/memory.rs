@@ -50,6 +50,12 @@ pub fn set_purge_delay(ms: u32) {
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, libc::c_long::from(ms)) }
 }
 
+/// The purge delay in force (ms).
+pub fn purge_delay() -> libc::c_long {
+    // SAFETY: reads one integer option.
+    unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,11 +67,9 @@ mod tests {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
             return; // the environment chose another default
         }
-        // SAFETY: reads one integer option.
-        let get = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        assert_eq!(get(), 1000);
+        assert_eq!(purge_delay(), 1000);
         set_purge_delay(250);
-        assert_eq!(get(), 250);
+        assert_eq!(purge_delay(), 250);
         set_purge_delay(1000);
     }
 

@@ -172,6 +172,12 @@ pub fn set_purge_delay(ms: u32) {
     memory::set_purge_delay(ms);
 }
 
+/// The core allocator's purge delay in force (ms).
+#[pyfunction]
+pub fn purge_delay() -> libc::c_long {
+    memory::purge_delay()
+}
+
 /// Reads `columns` of many small Parquet files in parallel without the GIL: each input is a
 /// path (`str` or `os.PathLike`, read here) or the file's bytes.
 #[pyfunction]

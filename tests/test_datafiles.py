@@ -141,3 +141,55 @@ def test_parquet_file_writes_from_threads_take_turns(tmp_path: Path) -> None:
     # Each write's rows stay together and whole, in some order.
     assert sorted(back.column("timestamp").to_pylist()) == sorted(f"t{i}" for i in range(1600))
     assert pq.read_metadata(path).num_row_groups == 32
+
+
+def test_parquet_file_after_a_failed_write_says_so_and_names_the_file(tmp_path: Path) -> None:
+    schema = _file_schema()
+    full = Path("/dev/full")
+    if not full.exists():
+        pytest.skip("no /dev/full here")
+    file = ParquetFile(full, schema, dictionary=[], statistics=[])
+    with pytest.raises(OSError, match="/dev/full") as first:
+        file.write([_rows(0, 50_000, schema)], 64 * 1024)
+        file.close()  # the buffered bytes may only reach the device here
+    assert "please report" not in str(first.value)
+    with pytest.raises(OSError, match="incomplete after an earlier failure"):
+        file.write([_rows(0, 10, schema)], 64)
+    with pytest.raises(OSError, match="incomplete after an earlier failure"):
+        file.close()
+
+
+def test_parquet_file_refuses_rows_it_cannot_hold_and_stays_usable(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    schema = _file_schema()
+    path = tmp_path / "d.parquet"
+    file = ParquetFile(path, schema, dictionary=[], statistics=["user_id"])
+    good = _rows(0, 5, schema)
+    with_nulls = good.set_column(
+        schema.get_field_index("user_id"),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.array(["a", None, "c", "d", "e"]),
+    )
+    with pytest.raises(ConfigError, match='"user_id" has no nulls'):
+        file.write([with_nulls], 10)
+    with pytest.raises(TypeError, match="record batches"):
+        file.write([pa.array([1, 2])], 10)  # type: ignore[list-item]
+    struct = pa.StructArray.from_arrays([pa.array([1, None])], ["n"], mask=pa.array([False, True]))
+    with pytest.raises(TypeError, match="record batches"):
+        file.write([struct], 10)  # type: ignore[list-item]
+    file.write([good], 10)
+    file.close()
+    assert pq.read_table(path).num_rows == 5
+
+
+def test_column_summary_has_no_extremes_for_text_that_is_not_utf8(tmp_path: Path) -> None:
+    schema = pa.schema([pa.field("t", pa.string())])
+    # pyarrow does not validate arrays built from buffers; a producer could hand such bytes.
+    offsets = pa.py_buffer(pa.array([0, 1, 2], pa.int32()).buffers()[1])
+    bad = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"a\xff")])
+    file = ParquetFile(tmp_path / "e.parquet", schema, dictionary=[], statistics=["t"])
+    file.write([pa.RecordBatch.from_arrays([bad], schema=schema)], 10)
+    file.close()
+    summary = file.columns()["t"]
+    assert (summary.nulls, summary.min, summary.max) == (0, None, None)

@@ -22,7 +22,7 @@ import pytest
 from deltalake import DeltaTable
 
 from logsieve.aws.clients import Clients
-from logsieve.memory import LEAN_JEMALLOC_CONF, pyarrow_has_jemalloc
+from logsieve.memory import LEAN_JEMALLOC_CONF, STREAMING_PURGE_DELAY_MS, pyarrow_has_jemalloc
 from logsieve.sim.samples import join_lines, utc_today, web_lines
 from logsieve.storage.table import open_table
 
@@ -135,6 +135,30 @@ def test_commands_that_do_not_stream_keep_the_default_pool() -> None:
     )
     assert (result["code"], result["pool_env"]) == (0, None)
     assert result["backend"] != "jemalloc"
+
+
+@pytest.mark.parametrize("chosen", [None, "700"], ids=["ours", "the user's"])
+def test_streaming_processes_shorten_the_cores_purge_delay(chosen: str | None) -> None:
+    """The core loads keeping freed memory 3 s (calls in a loop); a streaming entry point sets
+    0.1 s, unless the user chose a delay, which then holds throughout."""
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    if chosen is not None:
+        env["MIMALLOC_PURGE_DELAY"] = chosen
+    result = run_fresh(
+        """
+        import json
+        from logsieve import _core
+        from logsieve.memory import use_lean_memory
+        loaded = _core.purge_delay()
+        use_lean_memory()
+        print(json.dumps({"loaded": loaded, "streaming": _core.purge_delay()}))
+        """,
+        env,
+    )
+    if chosen is None:
+        assert result == {"loaded": 3000, "streaming": STREAMING_PURGE_DELAY_MS}
+    else:
+        assert result == {"loaded": 700, "streaming": 700}
 
 
 def test_too_late_once_pyarrow_is_imported() -> None:

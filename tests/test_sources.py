@@ -15,11 +15,14 @@ import zstandard
 
 from logsieve.errors import SourceError
 from logsieve.sources import (
+    CountingReader,
     compression_of,
     decompressing,
     is_log_file,
     iter_local_inputs,
     open_s3_object,
+    prepend,
+    read_exactly,
     resolve_local_inputs,
     skip_reason,
     sniff_compression,
@@ -457,3 +460,59 @@ def test_iter_local_inputs_reads_compressed_stdin(monkeypatch: pytest.MonkeyPatc
     ((name, stream),) = list(iter_local_inputs(["-"]))
     assert name == "-"
     assert read_in_pieces(stream) == PAYLOAD
+
+
+class _ReadOnly(io.RawIOBase):
+    """A raw stream with `read` only, returning a few bytes at a time."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = 7 if size < 0 else min(size, 7)
+        out, self.data = self.data[:size], self.data[size:]
+        return out
+
+    readinto = None  # type: ignore[assignment]
+
+
+class _NotReadyYet(io.RawIOBase):
+    """A non-blocking stream with nothing to read yet."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> None:  # type: ignore[override]
+        return None
+
+
+def _drain(stream: object, size: int = 1000) -> bytes:
+    out = bytearray()
+    buffer = bytearray(size)
+    while n := stream.readinto(buffer):  # type: ignore[attr-defined]
+        out += buffer[:n]
+    return bytes(out)
+
+
+@pytest.mark.parametrize("raw_kind", ["file", "read only"])
+def test_counting_reader_and_prepend_pass_every_byte_once(tmp_path: Path, raw_kind: str) -> None:
+    data = b"".join(b'{"n":%d}\n' % i for i in range(2000))
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(data)
+    seen: list[int] = []
+    raw = path.open("rb", buffering=0) if raw_kind == "file" else _ReadOnly(data)
+    counted = CountingReader(raw, seen.append)
+    head = read_exactly(counted, 100)
+    assert _drain(prepend(head, counted), 333) == data
+    assert sum(seen) == counted.count == len(data)
+    counted.close()
+
+
+def test_a_stream_with_nothing_to_read_yet_is_not_taken_for_its_end() -> None:
+    with pytest.raises(BlockingIOError):
+        _drain(CountingReader(_NotReadyYet()))
+    with pytest.raises(BlockingIOError):
+        _drain(prepend(b"head", _NotReadyYet()))  # type: ignore[arg-type]

@@ -1396,3 +1396,16 @@ def test_a_delete_waits_for_a_rewrite_of_the_same_error_file(tmp_path: Path) -> 
     rewriter.join(10)
     deleter.join(10)
     assert sink.read(key) is None
+
+
+def test_lineage_columns_fit_each_batch_as_batches_grow_and_shrink() -> None:
+    from logsieve.storage.group_writer import _Lineage
+
+    lineage = _Lineage(Source("id-1", "name", "v1", open=contextlib.nullcontext))
+    for rows in (5, 100, 3, 0, 250, 100):
+        columns = lineage.columns(rows)
+        assert [column.to_pylist() for column in columns] == [
+            ["id-1"] * rows,
+            ["name"] * rows,
+            ["v1"] * rows,
+        ]

@@ -17,6 +17,7 @@ __all__ = [
     "__version__",
     "process",
     "process_lines",
+    "purge_delay",
     "read_columns",
     "set_purge_delay",
 ]
@@ -166,8 +167,13 @@ class ParquetFile:
     ) -> ParquetFile: ...
     def write(self, batches: Sequence[pa.RecordBatch], row_group_rows: int) -> None:
         """Append the rows of `batches` (zero-copy) as row groups of at most `row_group_rows`
-        rows. Raises `logsieve.errors.ConfigError` for rows of another schema, `ValueError`
-        once the file is closed."""
+        rows.
+
+        Refused before anything is written: rows of another schema, or with nulls in a column
+        the schema has none in (`logsieve.errors.ConfigError`), and anything that is not a
+        record batch (`TypeError`). A failure while writing raises `OSError` naming the file;
+        the file is then incomplete, and every later `write` or `close` says so (`OSError`).
+        `ValueError` once the file is closed."""
     @property
     def bytes_written(self) -> int:
         """Bytes in the file after the last `write` (its footer comes with `close`)."""
@@ -194,6 +200,9 @@ class ColumnSummary:
     @property
     def max(self) -> int | str | None:
         """The largest, likewise."""
+
+def purge_delay() -> int:
+    """The purge delay of the core's allocator in force, in milliseconds."""
 
 def set_purge_delay(ms: int) -> None:
     """How long the core's allocator (mimalloc) keeps freed memory for reuse, in milliseconds,

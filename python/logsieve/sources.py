@@ -196,10 +196,19 @@ class _Rewound(_Wrapper):
             return n
         readinto = getattr(self._raw, "readinto", None)
         if callable(readinto):
-            return readinto(view) or 0
+            return _read_into(readinto, view)
         data = self._raw.read(len(view))
         view[: len(data)] = data
         return len(data)
+
+
+def _read_into(readinto: Callable[[Any], int | None], buffer: Any) -> int:
+    """`readinto`, where None (a non-blocking stream with nothing yet) is not taken for the end:
+    that would cut the input short without a word."""
+    n = readinto(buffer)
+    if n is None:
+        raise BlockingIOError("the input is a non-blocking stream with no data yet")
+    return n
 
 
 class _DecodingReader(_Wrapper):
@@ -310,7 +319,7 @@ class CountingReader(_Wrapper):
         # copy); a `read` and a copy of its bytes otherwise.
         readinto = getattr(self._raw, "readinto", None)
         if callable(readinto):
-            n = readinto(buffer) or 0
+            n = _read_into(readinto, buffer)
         else:
             data = self._raw.read(len(memoryview(buffer)))
             memoryview(buffer).cast("B")[: len(data)] = data

@@ -6,22 +6,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use arrow_array::{RecordBatch, StructArray};
+use arrow_schema::DataType;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyTuple};
 
 use crate::datafile::{ColumnSummary as Summary, DataFile, Extreme, FileOptions};
+use crate::errors::CoreError;
 
 /// One Parquet data file being written; each row group's columns are encoded in parallel on the
 /// core's threads, without the GIL. Calls from several threads take turns.
 #[pyclass(module = "logsieve._core", frozen)]
 pub struct ParquetFile {
-    file: Mutex<Option<DataFile>>,
+    file: Mutex<State>,
     path: PathBuf,
     names: Vec<String>,
     /// What the file holds as of the last write: answered while another thread writes, and
     /// once the file is closed.
     written: Mutex<Written>,
+}
+
+enum State {
+    Open(Box<DataFile>),
+    /// A write failed part way: the file is incomplete, and this says why.
+    Failed(String),
+    Closed,
 }
 
 #[derive(Default)]
@@ -56,13 +65,13 @@ impl ParquetFile {
             dictionary,
             statistics,
         };
-        let file = DataFile::create(&path, schema, &options)?;
+        let file = DataFile::create(&path, schema, &options).map_err(|e| at(&path, e))?;
         let written = Written {
             columns: file.columns().to_vec(),
             ..Written::default()
         };
         Ok(Self {
-            file: Mutex::new(Some(file)),
+            file: Mutex::new(State::Open(Box::new(file))),
             path,
             names,
             written: Mutex::new(written),
@@ -81,15 +90,25 @@ impl ParquetFile {
             .map(import_batch)
             .collect::<PyResult<Vec<_>>>()?;
         py.detach(|| {
-            let mut file = lock(&self.file);
-            let file = file.as_mut().ok_or_else(|| self.closed())?;
-            file.write(&rows, row_group_rows)?;
+            let mut state = lock(&self.file);
+            let file = match &mut *state {
+                State::Open(file) => file,
+                other => return Err(self.unusable(other)),
+            };
+            let result = file.write(&rows, row_group_rows);
             *lock(&self.written) = Written {
                 bytes: file.bytes_written(),
                 rows: file.rows(),
                 columns: file.columns().to_vec(),
             };
-            Ok(())
+            match result {
+                Ok(()) => Ok(()),
+                Err(e @ CoreError::Config(_)) => Err(e.into()), // refused, nothing written
+                Err(e) => {
+                    *state = State::Failed(e.to_string());
+                    Err(at(&self.path, e).into())
+                }
+            }
         })
     }
 
@@ -117,9 +136,20 @@ impl ParquetFile {
 
     /// Writes the footer and closes the file; closing again does nothing.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| match lock(&self.file).take() {
-            Some(file) => Ok(file.close()?),
-            None => Ok(()),
+        py.detach(|| {
+            let mut state = lock(&self.file);
+            match std::mem::replace(&mut *state, State::Closed) {
+                State::Open(file) => file.close().map_err(|e| {
+                    *state = State::Failed(e.to_string());
+                    at(&self.path, e).into()
+                }),
+                State::Closed => Ok(()),
+                failed @ State::Failed(_) => {
+                    let err = self.unusable(&failed);
+                    *state = failed;
+                    Err(err)
+                }
+            }
         })
     }
 
@@ -129,11 +159,26 @@ impl ParquetFile {
 }
 
 impl ParquetFile {
-    fn closed(&self) -> PyErr {
-        PyValueError::new_err(format!(
-            "the Parquet file {} is closed",
-            self.path.display()
-        ))
+    fn unusable(&self, state: &State) -> PyErr {
+        let path = self.path.display();
+        match state {
+            State::Failed(why) => CoreError::Output(std::io::Error::other(format!(
+                "the Parquet file {path} is incomplete after an earlier failure ({why})"
+            )))
+            .into(),
+            _ => PyValueError::new_err(format!("the Parquet file {path} is closed")),
+        }
+    }
+}
+
+/// An output error that names the file (the OS's message alone does not).
+fn at(path: &std::path::Path, e: CoreError) -> CoreError {
+    match e {
+        CoreError::Output(io) => CoreError::Output(std::io::Error::new(
+            io.kind(),
+            format!("{}: {io}", path.display()),
+        )),
+        other => other,
     }
 }
 
@@ -158,25 +203,37 @@ impl ColumnSummary {
 
 impl ColumnSummary {
     fn new(py: Python<'_>, summary: &Summary) -> PyResult<Self> {
-        let value = |v: &Option<Extreme>| -> PyResult<Option<Py<PyAny>>> {
-            Ok(match v {
-                None => None,
-                Some(Extreme::Int(n)) => Some(n.into_pyobject(py)?.into_any().unbind()),
-                // Text columns hold UTF-8 (Arrow checks it), so nothing is ever replaced.
-                Some(Extreme::Bytes(b)) => Some(
-                    String::from_utf8_lossy(b)
-                        .into_pyobject(py)?
-                        .into_any()
-                        .unbind(),
-                ),
-            })
+        // Text that is not UTF-8 (a producer's arrays are not validated on import) has no
+        // extremes a reader could compare with: none rather than replaced characters, which
+        // would sort elsewhere and let a reader skip the file wrongly.
+        let text = |v: &Option<Extreme>| match v {
+            Some(Extreme::Bytes(b)) => std::str::from_utf8(b).is_ok(),
+            _ => true,
+        };
+        let (min, max) = if text(&summary.min) && text(&summary.max) {
+            (value(py, &summary.min)?, value(py, &summary.max)?)
+        } else {
+            (None, None)
         };
         Ok(Self {
             nulls: summary.nulls,
-            min: value(&summary.min)?,
-            max: value(&summary.max)?,
+            min,
+            max,
         })
     }
+}
+
+fn value(py: Python<'_>, v: &Option<Extreme>) -> PyResult<Option<Py<PyAny>>> {
+    Ok(match v {
+        None => None,
+        Some(Extreme::Int(n)) => Some(n.into_pyobject(py)?.into_any().unbind()),
+        Some(Extreme::Bytes(b)) => Some(
+            String::from_utf8_lossy(b)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind(),
+        ),
+    })
 }
 
 /// A poisoned lock only means another call panicked; the state it guards stays usable.
@@ -203,5 +260,12 @@ fn import_batch(batch: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
         from_ffi(array, schema)
     }
     .map_err(|e| PyTypeError::new_err(format!("not an Arrow record batch: {e}")))?;
+    // A record batch crosses as a struct without nulls; anything else is not one.
+    if !matches!(data.data_type(), DataType::Struct(_)) || data.nulls().is_some() {
+        return Err(PyTypeError::new_err(format!(
+            "ParquetFile.write() takes record batches, got an array of {}",
+            data.data_type()
+        )));
+    }
     Ok(RecordBatch::from(StructArray::from(data)))
 }
