@@ -25,6 +25,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: The benchmark helpers (corpus, whole_command) live one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,34 +37,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BLOCK = 1 << 20
 
 
+def seconds(clock: Callable[[], float], work: Callable[[], object]) -> float:
+    start = clock()
+    work()
+    return clock() - start
+
+
 def best_cpu(work: Callable[[], object], rounds: int) -> float:
     """Lowest CPU seconds of the process (all threads) over `rounds` calls, after one untimed."""
     work()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.process_time()
-        work()
-        best = min(best, time.process_time() - start)
-    return best
+    return min(seconds(time.process_time, work) for _ in range(rounds))
 
 
 def start_up(rounds: int) -> float:
     """Best wall seconds of a fresh interpreter importing logsieve (and so loading the core)."""
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import logsieve"], check=True)
-        best = min(best, time.perf_counter() - start)
-    return best
+    argv = [sys.executable, "-c", "import logsieve"]
+    return min(
+        seconds(time.perf_counter, lambda: subprocess.run(argv, check=True)) for _ in range(rounds)
+    )
 
 
-def compress_columns(rows: object) -> int:
+def compress_columns(rows: pa.RecordBatch) -> int:
     """zstd level 1 over every buffer of every column, a page-sized block at a time."""
     import pyarrow as pa
 
     codec = pa.Codec("zstd", 1)
     out = 0
-    for column in rows.columns:  # type: ignore[attr-defined]
+    for column in rows.columns:
         for buffer in column.buffers():
             if buffer is None:
                 continue
@@ -71,21 +74,22 @@ def compress_columns(rows: object) -> int:
 
 
 def polars_wall(path: Path, rounds: int) -> float:
+    """Best wall seconds of the polars script, each round its own process (`whole_command`)."""
     import whole_command
 
     launcher = whole_command.Launcher()
-    best = float("inf")
     try:
         with tempfile.TemporaryDirectory(prefix="logsieve-floor-") as scratch:
-            for number in range(rounds):
-                out = Path(scratch) / str(number)
-                run = launcher.run(whole_command.peer_argv("polars", path, out))
-                if run.status != 0:
-                    raise SystemExit(f"the polars script failed: {run.stderr}")
-                best = min(best, run.wall)
+            runs = [
+                launcher.run(whole_command.peer_argv("polars", path, Path(scratch) / str(n)))
+                for n in range(rounds)
+            ]
     finally:
         launcher.close()
-    return best
+    for run in runs:
+        if run.status != 0:
+            raise SystemExit(f"the polars script failed: {run.stderr}")
+    return min(run.wall for run in runs)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Protocol, cast
 
 from logsieve.errors import SourceError
+from logsieve.stream import SupportsRead
 
 #: Suffixes picked up when a directory is given; compressed variants add `.gz` / `.zst`.
 LOG_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".log", ".ndjson")
@@ -42,10 +43,8 @@ _SNIFF_SIZE = 64
 _READ_SIZE = 1 << 20
 
 
-class Readable(Protocol):
+class Readable(SupportsRead, Protocol):
     """The least a wrapper here reads from: a file, an S3 body, stdin's spool, another wrapper."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
 
     def close(self) -> None: ...
 
@@ -194,21 +193,22 @@ class _Rewound(_Wrapper):
             view[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        readinto = getattr(self._raw, "readinto", None)
-        if callable(readinto):
-            return _read_into(readinto, view)
-        data = self._raw.read(len(view))
-        view[: len(data)] = data
+        return _read_into(self._raw, view)
+
+
+def _read_into(raw: Readable, buffer: Any) -> int:
+    """Bytes of `raw` into `buffer`: straight in where `raw` has `readinto` (a file: the kernel's
+    one copy), else a `read` and a copy. None from `readinto` (a non-blocking stream with nothing
+    yet) is not taken for the end: that would cut the input short without a word."""
+    readinto = getattr(raw, "readinto", None)
+    if not callable(readinto):
+        data = raw.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
         return len(data)
-
-
-def _read_into(readinto: Callable[[Any], int | None], buffer: Any) -> int:
-    """`readinto`, where None (a non-blocking stream with nothing yet) is not taken for the end:
-    that would cut the input short without a word."""
     n = readinto(buffer)
     if n is None:
         raise BlockingIOError("the input is a non-blocking stream with no data yet")
-    return n
+    return int(n)
 
 
 class _DecodingReader(_Wrapper):
@@ -315,15 +315,7 @@ class CountingReader(_Wrapper):
         self.count = 0
 
     def readinto(self, buffer: Any) -> int:
-        # Straight into the caller's buffer where the stream can (a file: the kernel's one
-        # copy); a `read` and a copy of its bytes otherwise.
-        readinto = getattr(self._raw, "readinto", None)
-        if callable(readinto):
-            n = _read_into(readinto, buffer)
-        else:
-            data = self._raw.read(len(memoryview(buffer)))
-            memoryview(buffer).cast("B")[: len(data)] = data
-            n = len(data)
+        n = _read_into(self._raw, buffer)
         self._counted(n)
         return n
 

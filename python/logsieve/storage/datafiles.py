@@ -287,11 +287,11 @@ def add_action(staged: StagedFile, path: str, size: int) -> AddAction:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _instant(micros: int | str) -> datetime:
     return _EPOCH + timedelta(microseconds=int(micros))
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _stat_value(value: Any) -> Any:
