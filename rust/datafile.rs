@@ -56,8 +56,6 @@ pub struct DataFile {
     writer: SerializedFileWriter<BufWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    row_groups: usize,
-    rows: u64,
     columns: Vec<ColumnSummary>,
 }
 
@@ -68,6 +66,14 @@ impl DataFile {
         schema: SchemaRef,
         options: &FileOptions,
     ) -> Result<Self, CoreError> {
+        // One column writer per field: a nested field would have several leaves.
+        if let Some(nested) = schema.fields().iter().find(|f| f.data_type().is_nested()) {
+            return Err(CoreError::Config(format!(
+                "data files hold flat columns; {:?} is {}",
+                nested.name(),
+                nested.data_type()
+            )));
+        }
         for name in options.dictionary.iter().chain(&options.statistics) {
             if schema.field_with_name(name).is_err() {
                 return Err(CoreError::Config(format!(
@@ -93,8 +99,6 @@ impl DataFile {
             writer,
             factory,
             schema,
-            row_groups: 0,
-            rows: 0,
             columns,
         })
     }
@@ -134,10 +138,10 @@ impl DataFile {
     fn write_row_group(&mut self, slices: &[RecordBatch]) -> Result<(), CoreError> {
         let writers = self
             .factory
-            .create_column_writers(self.row_groups)
+            .create_column_writers(self.writer.flushed_row_groups().len())
             .map_err(parquet_error)?;
         let fields = self.schema.fields();
-        // One writer per leaf; the table's columns are flat, so leaf i is column i.
+        // The columns are flat (`create`), so writer i is column i's.
         let chunks: Vec<ArrowColumnChunk> = writers
             .into_par_iter()
             .enumerate()
@@ -171,14 +175,13 @@ impl DataFile {
         }
         group.close().map_err(parquet_error)?;
         self.columns = columns;
-        self.row_groups += 1;
-        self.rows += slices.iter().map(|s| s.num_rows() as u64).sum::<u64>();
         Ok(())
     }
 
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
-        self.rows
+        let groups = self.writer.flushed_row_groups();
+        groups.iter().map(|g| g.num_rows() as u64).sum()
     }
 
     /// Each column's summary, in the schema's order, over the row groups written so far.
@@ -212,18 +215,18 @@ impl ColumnSummary {
             ),
             _ => (None, None), // the table's columns with statistics are text and instants
         };
-        if let Some(min) = min {
-            self.min = Some(match self.min.take() {
-                Some(old) => old.min(min),
-                None => min,
-            });
-        }
-        if let Some(max) = max {
-            self.max = Some(match self.max.take() {
-                Some(old) => old.max(max),
-                None => max,
-            });
-        }
+        keep(&mut self.min, min, Extreme::min);
+        keep(&mut self.max, max, Extreme::max);
+    }
+}
+
+/// `slot` becomes `pick` of itself and `new`, or `new` where it was empty.
+fn keep(slot: &mut Option<Extreme>, new: Option<Extreme>, pick: fn(Extreme, Extreme) -> Extreme) {
+    if let Some(new) = new {
+        *slot = Some(match slot.take() {
+            Some(old) => pick(old, new),
+            None => new,
+        });
     }
 }
 
@@ -358,6 +361,24 @@ mod tests {
         }
         assert_eq!(ids, (0..15).collect::<Vec<_>>());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_nested_column_is_refused_not_indexed_past() {
+        let inner = Field::new("n", DataType::Int64, true);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Struct(vec![inner].into()),
+            true,
+        )]));
+        let options = FileOptions {
+            dictionary: vec![],
+            statistics: vec![],
+        };
+        let path = std::env::temp_dir().join("logsieve-datafile-nested-never-created.parquet");
+        let err = DataFile::create(&path, schema, &options).err().unwrap();
+        assert!(err.to_string().contains("flat columns"), "{err}");
+        assert!(!path.exists());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! (parsing and formatting instants), `record` (the contract's rules), `columns` (Arrow
 //! buffers, and the one list of the clean columns' layout), `error_lines` (error records as JSON
 //! Lines), `merge` (placing parallel pieces in one output), `concat` (joining the pieces' error
-//! records), `memory` (huge pages for big outputs), `pipeline` (parallel driver), `scan` (columns
-//! back from small Parquet files), `datafile` (the table's data files written, columns in parallel), `errors` (the one error type), `python` (bindings).
+//! records), `memory` (huge pages for big outputs, the allocator's purge delay), `pipeline`
+//! (parallel driver), `scan` (columns back from small Parquet files), `datafile` (the table's
+//! data files written, columns in parallel), `errors` (the one error type), `python` (bindings).
 //!
 //! Every module is private: the crate's interface is the Python module `_core`. (The
 //! `json_parsers` bench compiles `json.rs` by path, on its own.)

@@ -38,11 +38,8 @@ pub fn advise_huge_pages(start: *const u8, bytes: usize) {
 /// leave it out).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// How long mimalloc keeps freed memory for reuse before handing it back to the OS, from now on.
-/// The extension loads with 3 s (`logsieve/__init__.py`), for calls in a loop; a streaming
-/// command sets less, since the Parquet encoder's buffers, freed on the rayon threads, would
-/// otherwise stay resident for seconds (a 1 GiB file peaked at 327 MB with 3 s, 280 MB with
-/// 0.1 s, at the same speed).
+/// How long mimalloc keeps freed memory for reuse before handing it back to the OS, from now on
+/// (which delay a process wants is `logsieve.memory`'s decision).
 pub fn set_purge_delay(ms: u32) {
     // SAFETY: sets one integer option; mimalloc reads options when it decides to purge. Called
     // by entry points before their work starts (mimalloc documents the setter as not

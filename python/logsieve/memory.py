@@ -24,10 +24,8 @@ import os
 import sys
 from pathlib import Path
 
-#: How long the core's allocator (mimalloc) keeps freed memory in a streaming process, in ms. The
-#: extension loads with 3 s, for calls in a loop; while streaming, the Parquet encoder's buffers,
-#: freed on the core's threads, stayed resident that long: a 1 GiB file peaked at 327 MB with 3 s
-#: and 280 MB with 0.1 s, at the same speed.
+#: How long the core's allocator (mimalloc) keeps freed memory in a streaming process, in ms
+#: (the extension loads with 3 s; why less here: the module's docstring).
 STREAMING_PURGE_DELAY_MS = 100
 
 #: jemalloc settings (`JE_ARROW_MALLOC_CONF`): freed pages go back to the OS after 0.1 s, straight
