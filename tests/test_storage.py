@@ -1409,3 +1409,40 @@ def test_lineage_columns_fit_each_batch_as_batches_grow_and_shrink() -> None:
             ["name"] * rows,
             ["v1"] * rows,
         ]
+
+
+def test_files_placed_while_another_thread_empties_their_directory_all_arrive(
+    tmp_path: Path,
+) -> None:
+    """A delete removes the partition directory it empties (a lost commit taking its data
+    files back); a publish, write or create into that directory on another thread at the same
+    moment must make it again, not fail with "File exists" or a missing directory."""
+    from logsieve.storage.sinks import open_sink
+
+    root = tmp_path / "clean"
+    directory = "date=2025-08-20"
+    failures: list[BaseException] = []
+
+    def placing(writer: int) -> None:
+        sink = open_sink(str(root))  # a sink per ingest, as concurrent ingests have
+        staging = sink.staging_dir()
+        try:
+            for n in range(300):
+                staged = staging / f"{writer}-{n}"
+                staged.write_bytes(b"x")
+                keys = [f"{directory}/{kind}-{writer}-{n}" for kind in ("p", "w", "c")]
+                sink.publish(staged, keys[0])
+                sink.write(keys[1], b"w")
+                assert sink.create(keys[2], b"c")
+                assert [sink.read(key) for key in keys] == [b"x", b"w", b"c"]
+                sink.delete(keys)  # the last writer's delete empties the directory
+        except BaseException as exc:  # surfaces in the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=placing, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert not (root / directory).exists()  # emptied at the end, and removed

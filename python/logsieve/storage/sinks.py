@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from logsieve.errors import ConcurrentIngestError, LogsieveError, OutputError
 from logsieve.locations import is_s3, resolve, s3_parts
@@ -27,6 +27,10 @@ MULTIPART_CHUNKSIZE = 16 << 20
 
 #: Staging directories untouched for this long belong to a dead process and are removed.
 STALE_STAGING_SECONDS = 24 * 3600
+#: Times a directory is made again after a delete on another thread removed it meanwhile.
+_DIRECTORY_ATTEMPTS = 10
+
+_T = TypeVar("_T")
 
 
 class _Sink:
@@ -80,9 +84,33 @@ class _LocalSink(_Sink):
 
     def _make(self, directory: Path) -> None:
         """mkdir -p, once per directory and sink (thousands of ledgers share one)."""
-        if directory not in self._made:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._made.add(directory)
+        if directory in self._made:
+            return
+        for _ in range(_DIRECTORY_ATTEMPTS):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                break
+            except FileExistsError:
+                # There when mkdir looked, gone when it checked: a delete on another thread
+                # removed it (`_unlink`). Anything else in its place is a real error.
+                if directory.exists():
+                    raise
+        self._made.add(directory)
+
+    def _into(self, directory: Path, place: Callable[[], _T]) -> _T:
+        """`place` a file in `directory`, made first. A delete on another thread removes the
+        directories it empties; one removed between the mkdir and `place` is made again."""
+        for attempt in range(_DIRECTORY_ATTEMPTS):
+            self._make(directory)
+            try:
+                return place()
+            except FileNotFoundError:
+                # Whether the directory or the file was missing cannot be told afterwards (the
+                # directory may be back): place again, and give up after a few tries.
+                self._made.discard(directory)
+                if attempt == _DIRECTORY_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def staging_dir(self) -> Path:
         # Inside the root, so publishing is an atomic rename on the same filesystem.
@@ -93,18 +121,7 @@ class _LocalSink(_Sink):
 
     def publish(self, staged: Path, key: str) -> str:
         target = self.root / key
-        self._make(target.parent)
-        try:
-            os.replace(staged, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            # Staged on another filesystem (data files stage beside the error records): copy
-            # under a hidden name, then rename, so the final name never shows half a file.
-            temp = _temp_beside(target)
-            shutil.copyfile(staged, temp)
-            os.replace(temp, target)
-            staged.unlink()
+        self._into(target.parent, lambda: _move(staged, target))
         return str(target)
 
     def read(self, key: str) -> bytes | None:
@@ -115,23 +132,17 @@ class _LocalSink(_Sink):
 
     def write(self, key: str, data: bytes) -> None:
         target = self.root / key
-        self._make(target.parent)
-        temp = _temp_beside(target)
-        temp.write_bytes(data)
-        os.replace(temp, target)
+
+        def replace() -> None:
+            temp = _temp_beside(target)
+            temp.write_bytes(data)
+            os.replace(temp, target)
+
+        self._into(target.parent, replace)
 
     def create(self, key: str, data: bytes) -> bool:
         target = self.root / key
-        self._make(target.parent)
-        try:
-            # O_EXCL: only if absent. A reader that meets it half written finds no ledger, which
-            # for a version not yet committed (what is created here) is what it means anyway.
-            handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        return True
+        return self._into(target.parent, lambda: _create(target, data))
 
     def rewrite(self, key: str, transform: Callable[[bytes], bytes | None]) -> None:
         with self._locked(key):
@@ -183,6 +194,32 @@ class _LocalSink(_Sink):
 def _temp_beside(target: Path) -> Path:
     """A hidden name next to `target` to write under, then rename: readers never see half."""
     return target.with_name(f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp")
+
+
+def _move(staged: Path, target: Path) -> None:
+    try:
+        os.replace(staged, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # Staged on another filesystem (data files stage beside the error records): copy
+        # under a hidden name, then rename, so the final name never shows half a file.
+        temp = _temp_beside(target)
+        shutil.copyfile(staged, temp)
+        os.replace(temp, target)
+        staged.unlink()
+
+
+def _create(target: Path, data: bytes) -> bool:
+    try:
+        # O_EXCL: only if absent. A reader that meets it half written finds no ledger, which
+        # for a version not yet committed (what is created here) is what it means anyway.
+        handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    return True
 
 
 def _sweep_stale(staging: Path) -> None:
