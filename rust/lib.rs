@@ -6,7 +6,8 @@
 //! Lines), `merge` (placing parallel pieces in one output), `concat` (joining the pieces' error
 //! records), `memory` (huge pages for big outputs, the allocator's purge delay), `pipeline`
 //! (parallel driver), `scan` (columns back from small Parquet files), `datafile` (the table's
-//! data files written, columns in parallel), `errors` (the one error type), `python` (bindings).
+//! data files written, columns in parallel), `dates` (rows split into the table's partitions),
+//! `errors` (the one error type), `python` (bindings).
 //!
 //! Every module is private: the crate's interface is the Python module `_core`. (The
 //! `json_parsers` bench compiles `json.rs` by path, on its own.)
@@ -14,6 +15,7 @@
 mod columns;
 mod concat;
 mod datafile;
+mod dates;
 mod error_lines;
 mod errors;
 mod json;
@@ -38,8 +40,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod _core {
     #[pymodule_export]
     use super::python::{
-        Batch, ColumnSummary, ParquetFile, Scan, Stats, process, process_lines, purge_delay,
-        read_columns, set_purge_delay,
+        Batch, ColumnSummary, DatePart, ParquetFile, Scan, Stats, process, process_lines,
+        purge_delay, read_columns, set_purge_delay, split_by_date,
     };
 
     #[pymodule_init]

@@ -5,16 +5,20 @@ mod arrow;
 mod batch;
 mod datafile;
 
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
+use arrow_array::{RecordBatch, StructArray};
+use arrow_schema::DataType;
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyMemoryView, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyCapsule, PyDict, PyMemoryView, PyString, PyTuple};
 
+use crate::dates;
 use crate::errors::CoreError;
 use crate::memory;
 use crate::pipeline::{self, Options};
 use crate::record::FieldNames;
 use crate::scan;
-pub use batch::{Batch, Scan, Stats};
+pub use batch::{Batch, DatePart, Scan, Stats};
 pub use datafile::{ColumnSummary, ParquetFile};
 
 /// A `first_line` argument. An int beyond int64 is refused as out of range (`ConfigError`, a
@@ -208,6 +212,53 @@ pub fn read_columns(
         rows: scan.rows,
         failed: failed.unbind(),
     })
+}
+
+/// `batch`'s rows per UTC date (the first ten bytes of the text `column`), dates in the order
+/// they first appear: long runs of one date as zero-copy slices, interleaved rows gathered per
+/// date, without the GIL.
+#[pyfunction]
+pub fn split_by_date(
+    py: Python<'_>,
+    batch: &Bound<'_, PyAny>,
+    column: &str,
+) -> PyResult<Vec<DatePart>> {
+    let rows = import_batch(batch, "split_by_date()")?;
+    let parts = py.detach(|| dates::split_by_date(&rows, column))?;
+    parts
+        .into_iter()
+        .map(|part| DatePart::new(py, part))
+        .collect()
+}
+
+/// A record batch from anything with `__arrow_c_array__`, sharing its buffers; `taker` names
+/// the function in the message for anything else.
+pub(crate) fn import_batch(batch: &Bound<'_, PyAny>, taker: &str) -> PyResult<RecordBatch> {
+    let pair = batch
+        .call_method0("__arrow_c_array__")
+        .map_err(|_| PyTypeError::new_err(format!("{taker} takes record batches")))?;
+    let pair = pair.cast_into::<PyTuple>()?;
+    let schema = pair.get_item(0)?.cast_into::<PyCapsule>()?;
+    let array = pair.get_item(1)?.cast_into::<PyCapsule>()?;
+    let schema = schema.pointer_checked(Some(c"arrow_schema"))?;
+    let array = array.pointer_checked(Some(c"arrow_array"))?;
+    // SAFETY: the capsules of the PyCapsule interface hold an FFI_ArrowSchema and an
+    // FFI_ArrowArray; the array is moved out (its release callback now ours, as the interface
+    // says a consumer does), the schema only borrowed while its capsule lives.
+    let data = unsafe {
+        let array = FFI_ArrowArray::from_raw(array.as_ptr() as *mut FFI_ArrowArray);
+        let schema = &*(schema.as_ptr() as *const FFI_ArrowSchema);
+        from_ffi(array, schema)
+    }
+    .map_err(|e| PyTypeError::new_err(format!("not an Arrow record batch: {e}")))?;
+    // A record batch crosses as a struct without nulls; anything else is not one.
+    if !matches!(data.data_type(), DataType::Struct(_)) || data.nulls().is_some() {
+        return Err(PyTypeError::new_err(format!(
+            "{taker} takes record batches, got an array of {}",
+            data.data_type()
+        )));
+    }
+    Ok(RecordBatch::from(StructArray::from(data)))
 }
 
 /// An Arrow schema from anything with `__arrow_c_schema__` (a `pyarrow.Schema`, say).

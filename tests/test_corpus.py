@@ -116,4 +116,9 @@ def test_core_agrees_with_the_labels_line_by_line(mixed: bool) -> None:
     )
     errors = batch.errors.to_pydict()
     assert list(zip(errors["line"], errors["error"])) == truth.invalid_lines
+    # Per code, in rule order, as the corpus labelled them.
+    assert batch.error_counts == {c: truth.error_counts[c] for c in logsieve.ERROR_CODES}
+    assert list(batch.error_counts) == list(logsieve.ERROR_CODES)
+    assert logsieve.process(data.replace(b"\n", b"\n\n")).error_counts == batch.error_counts
+    assert logsieve.process(b'{"timestamp":0,"user_id":"u","action":"a"}\n').error_counts == {}
     assert batch.clean.column("timestamp").to_pylist() == expected_ts

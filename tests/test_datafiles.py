@@ -1,5 +1,5 @@
-"""The data files' writer: the split of a batch into dates (slices of long runs, filters of
-mixed stretches) and the core's Parquet encoder (`_core.ParquetFile`)."""
+"""The data files' writer: the split of rows into dates (`_core.split_by_date`: slices of long
+runs, gathers of mixed stretches) and the core's Parquet encoder (`_core.ParquetFile`)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,66 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from logsieve._core import ParquetFile, read_columns
+from logsieve import process
+from logsieve._core import ParquetFile, read_columns, split_by_date
 from logsieve.errors import ConfigError
-from logsieve.storage import datafiles, table
+from logsieve.storage import table
 
 
 def test_rows_split_by_date_keep_every_row_once_in_order() -> None:
     # A long run of one date, a stretch where two dates interleave, a long run of the next.
     dates = ["2025-08-01"] * 3000 + ["2025-08-01", "2025-08-02"] * 50 + ["2025-08-02"] * 2000
     batch = pa.RecordBatch.from_pydict(
-        {"n": list(range(len(dates))), table.PARTITION_COLUMN: dates}
+        {"n": list(range(len(dates))), "timestamp": [f"{d} 23:59:59" for d in dates]}
     )
-    pieces = datafiles._by_date(batch)
-    assert all(piece.column_names == ["n"] for _, piece in pieces)
+    parts = split_by_date(batch, "timestamp")
+    assert all(part.rows.schema == batch.schema for part in parts)
     got: dict[str, list[int]] = {}
-    for date, piece in pieces:
-        got.setdefault(date, []).extend(piece.column("n").to_pylist())
+    for part in parts:
+        got.setdefault(part.date, []).extend(part.rows.column("n").to_pylist())
     expected: dict[str, list[int]] = {}
     for n, date in enumerate(dates):
         expected.setdefault(date, []).append(n)
     assert got == expected
-    assert len(pieces) <= 4  # two slices and one filter per date of the mixed stretch
+    # Two slices and one gather per date of the mixed stretch: never a part per short run.
+    assert [(p.date, p.rows.num_rows) for p in parts] == [
+        ("2025-08-01", 3001),
+        ("2025-08-02", 49),
+        ("2025-08-01", 49),
+        ("2025-08-02", 2001),
+    ]
+    assert split_by_date(batch.slice(0, 0), "timestamp") == []
+
+
+def test_the_cores_rows_split_by_the_utc_date_of_their_instant() -> None:
+    lines = [
+        b'{"timestamp": "2025-08-19T23:30:00-02:00", "user_id": "a", "action": "login"}',
+        b'{"timestamp": "2025-08-20T00:10:00+02:00", "user_id": "b", "action": "login"}',
+        b'{"timestamp": 1755734400, "user_id": "c", "action": "view"}',
+    ]
+    clean = process(b"\n".join(lines)).clean
+    parts = split_by_date(clean, "timestamp")
+    # 01:30Z on the 20th; 22:10Z on the 19th; the epoch second is midnight of the 21st.
+    assert [(p.date, p.rows.column("user_id").to_pylist()) for p in parts] == [
+        ("2025-08-20", ["a"]),
+        ("2025-08-19", ["b"]),
+        ("2025-08-21", ["c"]),
+    ]
+
+
+def test_split_by_date_refuses_rows_without_a_date() -> None:
+    rows = pa.RecordBatch.from_pydict({"t": ["2025-08-01 00:00:00", "yesterday"], "n": [1, 2]})
+    with pytest.raises(ConfigError, match='row 1 of column "t" does not start with a YYYY-MM-DD'):
+        split_by_date(rows, "t")
+    with pytest.raises(ConfigError, match='no column "nope"'):
+        split_by_date(rows, "nope")
+    with pytest.raises(ConfigError, match='"n" must be text'):
+        split_by_date(rows, "n")
+    with_null = pa.RecordBatch.from_pydict({"t": ["2025-08-01 00:00:00", None]})
+    with pytest.raises(ConfigError, match="nulls"):
+        split_by_date(with_null, "t")
+    with pytest.raises(TypeError, match="split_by_date\\(\\) takes record batches"):
+        split_by_date(pa.array(["2025-08-01"]), "t")  # type: ignore[arg-type]
 
 
 def _rows(start: int, n: int, schema: pa.Schema) -> pa.RecordBatch:
@@ -48,16 +87,11 @@ def _rows(start: int, n: int, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 
-def _file_schema() -> pa.Schema:
-    schema = table.table_schema()
-    return schema.remove(schema.get_field_index(table.PARTITION_COLUMN))
-
-
 def test_parquet_file_rows_read_back_by_pyarrow_and_delta_readers(tmp_path: Path) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    schema = _file_schema()
+    schema = table.stored_schema()
     path = tmp_path / "x.parquet"
     file = ParquetFile(
         path,
@@ -110,7 +144,7 @@ def test_parquet_file_rows_read_back_by_pyarrow_and_delta_readers(tmp_path: Path
 
 
 def test_parquet_file_refuses_what_it_cannot_write(tmp_path: Path) -> None:
-    schema = _file_schema()
+    schema = table.stored_schema()
     with pytest.raises(ConfigError, match='no column "nope"'):
         ParquetFile(tmp_path / "a.parquet", schema, dictionary=["nope"], statistics=[])
     with pytest.raises(OSError):
@@ -129,7 +163,7 @@ def test_parquet_file_refuses_what_it_cannot_write(tmp_path: Path) -> None:
 def test_parquet_file_writes_from_threads_take_turns(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    schema = _file_schema()
+    schema = table.stored_schema()
     path = tmp_path / "c.parquet"
     file = ParquetFile(path, schema, dictionary=["action"], statistics=["event_time"])
     batches = [_rows(i * 100, 100, schema) for i in range(16)]
@@ -144,7 +178,7 @@ def test_parquet_file_writes_from_threads_take_turns(tmp_path: Path) -> None:
 
 
 def test_parquet_file_after_a_failed_write_says_so_and_names_the_file(tmp_path: Path) -> None:
-    schema = _file_schema()
+    schema = table.stored_schema()
     full = Path("/dev/full")
     if not full.exists():
         pytest.skip("no /dev/full here")
@@ -162,7 +196,7 @@ def test_parquet_file_after_a_failed_write_says_so_and_names_the_file(tmp_path: 
 def test_parquet_file_refuses_rows_it_cannot_hold_and_stays_usable(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    schema = _file_schema()
+    schema = table.stored_schema()
     path = tmp_path / "d.parquet"
     file = ParquetFile(path, schema, dictionary=[], statistics=["user_id"])
     good = _rows(0, 5, schema)

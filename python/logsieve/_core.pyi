@@ -11,6 +11,7 @@ __all__ = [
     "ERROR_CODES",
     "Batch",
     "ColumnSummary",
+    "DatePart",
     "ParquetFile",
     "Scan",
     "Stats",
@@ -20,6 +21,7 @@ __all__ = [
     "purge_delay",
     "read_columns",
     "set_purge_delay",
+    "split_by_date",
 ]
 
 __version__: str
@@ -67,6 +69,9 @@ class Batch:
     @property
     def stats(self) -> Stats:
         """How many lines were processed, valid, errors and blank, and the bytes read."""
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """Error records per code, codes in `ERROR_CODES` order, those with none left out."""
     def error_lines(self, source: str) -> bytes:
         """The error records as JSON Lines, one per error, each ending in a newline.
 
@@ -121,6 +126,27 @@ def process_lines(
     A bytearray is read in place with the GIL released: the caller must not change it until
     the call returns. `first_line` is checked as in `process`, against the bytes processed.
     Returns the batch (None when no line is complete yet) and how many bytes it consumed.
+    """
+
+@final
+class DatePart:
+    """The rows of one UTC date (`split_by_date`), in their order in the batch they came from."""
+
+    @property
+    def date(self) -> str:
+        """The date, `YYYY-MM-DD`."""
+    @property
+    def rows(self) -> pa.RecordBatch:
+        """The rows, every column of the batch they came from."""
+
+def split_by_date(batch: pa.RecordBatch, column: str) -> list[DatePart]:
+    """`batch`'s rows per UTC date, the first ten bytes of the text `column` (a `timestamp` the
+    core rendered), dates in the order they first appear; every row is in exactly one part.
+
+    Logs are nearly in time order, so a run of 1,024 or more rows of one date is a zero-copy
+    slice; rows where dates interleave (around midnight) are gathered per date. Without the
+    GIL. `logsieve.errors.ConfigError` for a missing or non-text column, a null, or a value that
+    does not start with `YYYY-MM-DD`; `TypeError` for anything that is not a record batch.
     """
 
 @final

@@ -1,13 +1,16 @@
-//! What the bindings return: `Batch` (clean rows, error records, counts), `Stats`, `Scan`.
+//! What the bindings return: `Batch` (clean rows, error records, counts), `Stats`, `Scan`,
+//! `DatePart`.
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, StringArray};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict};
 
 use super::arrow::{ArrowExport, to_pyarrow};
+use crate::dates;
 use crate::error_lines::{write_error_lines, write_error_lines_to};
 use crate::pipeline::{self, Output};
+use crate::record::ErrorCode;
 
 /// Counts for one call: `processed == valid + errors`, blank lines apart.
 #[pyclass(module = "logsieve._core", frozen, eq, get_all)]
@@ -85,6 +88,28 @@ impl Batch {
     #[getter]
     fn stats(&self) -> Stats {
         self.stats.clone()
+    }
+
+    /// Error records per code, codes in the contract's order, those with none left out.
+    #[getter]
+    fn error_counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let codes = ErrorCode::ALL.map(ErrorCode::as_str);
+        let mut counts = [0u64; ErrorCode::ALL.len()];
+        let column = self.errors.column_by_name("error");
+        if let Some(texts) = column.and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+            for code in texts.iter().flatten() {
+                if let Some(i) = codes.iter().position(|c| *c == code) {
+                    counts[i] += 1;
+                }
+            }
+        }
+        let out = PyDict::new(py);
+        for (code, count) in codes.iter().zip(counts) {
+            if count > 0 {
+                out.set_item(code, count)?;
+            }
+        }
+        Ok(out)
     }
 
     /// The error records as JSON Lines (`source`, `line`, `error`, `detail`, `raw` or
@@ -189,5 +214,32 @@ impl std::io::Write for PyWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// The rows of one UTC date (`split_by_date`), in their order in the batch they came from.
+#[pyclass(module = "logsieve._core", frozen, get_all)]
+pub struct DatePart {
+    date: String,
+    rows: Py<PyAny>,
+}
+
+impl DatePart {
+    pub fn new(py: Python<'_>, part: dates::DatePart) -> PyResult<Self> {
+        Ok(Self {
+            date: part.date,
+            rows: to_pyarrow(py, &part.rows)?,
+        })
+    }
+}
+
+#[pymethods]
+impl DatePart {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let rows = self.rows.bind(py).getattr("num_rows")?;
+        Ok(format!(
+            "DatePart(date={:?}, rows=<{rows} rows>)",
+            self.date
+        ))
     }
 }

@@ -4,13 +4,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
-use arrow_array::{RecordBatch, StructArray};
-use arrow_schema::DataType;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyDict, PyTuple};
+use pyo3::types::PyDict;
 
+use super::import_batch;
 use crate::datafile::{ColumnSummary as Summary, DataFile, Extreme, FileOptions};
 use crate::errors::CoreError;
 
@@ -87,7 +85,7 @@ impl ParquetFile {
     ) -> PyResult<()> {
         let rows = batches
             .iter()
-            .map(import_batch)
+            .map(|batch| import_batch(batch, "ParquetFile.write()"))
             .collect::<PyResult<Vec<_>>>()?;
         py.detach(|| {
             let mut state = lock(&self.file);
@@ -239,33 +237,4 @@ fn value(py: Python<'_>, v: &Option<Extreme>) -> PyResult<Option<Py<PyAny>>> {
 /// A poisoned lock only means another call panicked; the state it guards stays usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A record batch from anything with `__arrow_c_array__`, sharing its buffers.
-fn import_batch(batch: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
-    let pair = batch
-        .call_method0("__arrow_c_array__")
-        .map_err(|_| PyTypeError::new_err("ParquetFile.write() takes record batches"))?;
-    let pair = pair.cast_into::<PyTuple>()?;
-    let schema = pair.get_item(0)?.cast_into::<PyCapsule>()?;
-    let array = pair.get_item(1)?.cast_into::<PyCapsule>()?;
-    let schema = schema.pointer_checked(Some(c"arrow_schema"))?;
-    let array = array.pointer_checked(Some(c"arrow_array"))?;
-    // SAFETY: the capsules of the PyCapsule interface hold an FFI_ArrowSchema and an
-    // FFI_ArrowArray; the array is moved out (its release callback now ours, as the interface
-    // says a consumer does), the schema only borrowed while its capsule lives.
-    let data = unsafe {
-        let array = FFI_ArrowArray::from_raw(array.as_ptr() as *mut FFI_ArrowArray);
-        let schema = &*(schema.as_ptr() as *const FFI_ArrowSchema);
-        from_ffi(array, schema)
-    }
-    .map_err(|e| PyTypeError::new_err(format!("not an Arrow record batch: {e}")))?;
-    // A record batch crosses as a struct without nulls; anything else is not one.
-    if !matches!(data.data_type(), DataType::Struct(_)) || data.nulls().is_some() {
-        return Err(PyTypeError::new_err(format!(
-            "ParquetFile.write() takes record batches, got an array of {}",
-            data.data_type()
-        )));
-    }
-    Ok(RecordBatch::from(StructArray::from(data)))
 }

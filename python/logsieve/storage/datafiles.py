@@ -39,8 +39,6 @@ FILE_BYTES = 128 << 20
 #: Dates with an open file at most; the least recently written one is closed beyond (a date may
 #: then get several files). Lambda allows 1,024 open files.
 MAX_OPEN_FILES = 64
-#: Rows of one date in a row from which a batch's rows are sliced, not filtered, into a date.
-_LONG_RUN = 1024
 #: Flushes' worth of rows that may wait for the encoding thread: memory stays at a few budgets.
 _WRITE_AHEAD = 2
 #: Low-cardinality columns only: on user ids a dictionary overflows and costs time and size.
@@ -141,19 +139,21 @@ class DateFiles:
         self._writing: deque[tuple[Future[None], int]] = deque()
         self._writing_bytes = 0
 
-    def add(self, batch: pa.RecordBatch) -> None:
-        """Rows in the table's schema (with `date`); each date's rows go to its file."""
-        for date, rows in _by_date(batch):
-            nbytes = rows.nbytes
-            self.buffers.setdefault(date, []).append(rows)
-            self.buffered_rows[date] = self.buffered_rows.get(date, 0) + rows.num_rows
-            self.buffered_sizes[date] = self.buffered_sizes.get(date, 0) + nbytes
-            self.buffered_bytes += nbytes
-            if self.buffered_rows[date] >= ROW_GROUP_ROWS:
-                self._flush(date)
+    def add(self, date: str, rows: pa.RecordBatch) -> None:
+        """Rows of one date in the data files' schema (no `date` column: a partition lives in
+        the path), buffered for that date's file."""
+        if not rows.num_rows:
+            return
+        nbytes = rows.nbytes
+        self.buffers.setdefault(date, []).append(rows)
+        self.buffered_rows[date] = self.buffered_rows.get(date, 0) + rows.num_rows
+        self.buffered_sizes[date] = self.buffered_sizes.get(date, 0) + nbytes
+        self.buffered_bytes += nbytes
+        if self.buffered_rows[date] >= ROW_GROUP_ROWS:
+            self._flush(date)
         if self.buffered_bytes > self.flush_bytes:
-            for date in list(self.buffers):
-                self._flush(date)
+            for buffered in list(self.buffers):
+                self._flush(buffered)
 
     def _flush(self, date: str) -> None:
         pieces = self.buffers.pop(date, [])
@@ -178,14 +178,7 @@ class DateFiles:
         if len(self.open) >= self.max_open:
             self._close(next(iter(self.open)))  # the least recently written date
         path = self.directory / f"{date}-{uuid.uuid4().hex}.parquet"
-        # zstd level 1, data page v2 (a very long value is not copied once more with its levels)
-        writer = ParquetFile(
-            path,
-            schema,
-            dictionary=[name for name in schema.names if name in _DICTIONARY_COLUMNS],
-            statistics=[name for name in schema.names if name in STATISTICS_COLUMNS],
-        )
-        file = self.open[date] = _OpenFile(writer, path, schema)
+        file = self.open[date] = _OpenFile(data_file(path, schema), path, schema)
         return file
 
     def _close(self, date: str) -> None:
@@ -222,49 +215,21 @@ class DateFiles:
             file.path.unlink(missing_ok=True)
 
 
+def data_file(path: Path, schema: pa.Schema) -> ParquetFile:
+    """A new data file written as the table's are: zstd level 1, data page v2 (a very long
+    value is not copied once more with its levels), dictionaries and statistics only where
+    they pay."""
+    return ParquetFile(
+        path,
+        schema,
+        dictionary=[name for name in schema.names if name in _DICTIONARY_COLUMNS],
+        statistics=[name for name in schema.names if name in STATISTICS_COLUMNS],
+    )
+
+
 def _write(writer: ParquetFile, pieces: list[pa.RecordBatch]) -> None:
     # The pieces go as they are: the encoder reads each column's slices in turn, no copy.
     writer.write(pieces, ROW_GROUP_ROWS)
-
-
-def _by_date(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
-    """The batch's rows per date, without the `date` column (a partition lives in the path)."""
-    import pyarrow.compute as pc
-
-    if batch.num_rows == 0:
-        return []
-    dates = batch.column(table.PARTITION_COLUMN)
-    data = batch.drop_columns([table.PARTITION_COLUMN])
-    extremes = pc.min_max(dates)
-    if extremes["min"] == extremes["max"]:
-        return [(dates[0].as_py(), data)]
-    # Logs are nearly in time order: a batch holds long runs of one date, and around midnight a
-    # stretch where jitter interleaves two dates (~150 runs of a few rows each). Long runs are
-    # zero-copy slices; only an interleaved stretch is filtered, per date. A filter per date of
-    # the whole batch copied every column (mostly `extra`) here, which the encoder copies again.
-    changes = pc.indices_nonzero(pc.not_equal(dates.slice(1), dates.slice(0, len(dates) - 1)))
-    bounds = [0, *(i + 1 for i in changes.to_pylist()), len(dates)]
-    out: list[tuple[str, pa.RecordBatch]] = []
-    mixed_from = 0  # start of the interleaved stretch not yet emitted
-    for start, end in zip(bounds, bounds[1:]):
-        if end - start >= _LONG_RUN:
-            out.extend(_filtered(dates, data, mixed_from, start))
-            out.append((dates[start].as_py(), data.slice(start, end - start)))
-            mixed_from = end
-    out.extend(_filtered(dates, data, mixed_from, len(dates)))
-    return out
-
-
-def _filtered(
-    dates: pa.Array, data: pa.RecordBatch, start: int, end: int
-) -> list[tuple[str, pa.RecordBatch]]:
-    """Rows start..end per date, by a filter over just that stretch."""
-    import pyarrow.compute as pc
-
-    if end <= start:
-        return []
-    stretch, rows = dates.slice(start, end - start), data.slice(start, end - start)
-    return [(date, rows.filter(pc.equal(stretch, date))) for date in pc.unique(stretch).to_pylist()]
 
 
 def data_file_path(date: str) -> str:

@@ -66,8 +66,6 @@ class _ErrorFiles:
         errors = batch.errors
         if errors.num_rows == 0:
             return
-        import pyarrow.compute as pc
-
         file = self.files.get(date)
         with _output_errors(f"stage error records in {self.directory}"):
             if file is None:
@@ -75,8 +73,7 @@ class _ErrorFiles:
             # Rendered in Rust, a piece at a time: the same bytes as orjson.dumps(error_record(
             # ...)) per row, and a huge invalid line is never held twice.
             batch.write_error_lines(name, file)
-        for entry in pc.value_counts(errors.column("error")).to_pylist():
-            tally.error_counts[entry["values"]] += entry["counts"]
+        tally.error_counts.update(batch.error_counts)
         tally.error_date = date
         wanted = SAMPLE_ERRORS - len(tally.samples)
         if wanted > 0:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from logsieve._core import split_by_date
 from logsieve.errors import ConcurrentIngestError, LogsieveError, OutputError
 from logsieve.storage import table
 from logsieve.storage.error_files import _ErrorFiles, _SourceTally, error_key
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
     from logsieve import Batch
+    from logsieve._core import DatePart
 
 
 logger = logging.getLogger("logsieve.storage")
@@ -202,8 +204,8 @@ class _GroupWriter:
         files = datafiles.DateFiles(self.staging, self.chunk_size * _FLUSH_CHUNKS, publish)
         committing = False
         try:
-            for batch in self._batches():
-                files.add(batch)
+            for part in self._parts():
+                files.add(part.date, part.rows)
             held = {one.identity for one in self.sources if one.identity in self.held}
             removal = None
             if held:
@@ -287,8 +289,9 @@ class _GroupWriter:
         names = [one.name for one in self.sources]
         return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more sources"
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        """Every source's clean rows with lineage; errors staged, ledgers written at the end."""
+    def _parts(self) -> Iterator[DatePart]:
+        """Every source's clean rows with lineage, per date; errors staged, ledgers written at
+        the end."""
         for one in self.sources:
             tally = self.tallies[one.identity]
             lineage = _Lineage(one)
@@ -302,7 +305,7 @@ class _GroupWriter:
                             tally.totals[name] += int(getattr(stats, name))
                         self.errors.add(batch, one.name, error_date, tally)
                         if batch.clean.num_rows:
-                            yield _with_lineage(batch.clean, lineage, tally.rows_by_date)
+                            yield from _dated_rows(batch.clean, lineage, tally.rows_by_date)
             except OutputError as exc:
                 self.stream_error = exc
                 raise
@@ -494,21 +497,21 @@ def _group_name(sources: Sequence[Source]) -> str:
     return f"group-{digest.hexdigest()[:20]}"
 
 
-def _with_lineage(
+def _dated_rows(
     clean: pa.RecordBatch, lineage: _Lineage, rows_by_date: Counter[str]
-) -> pa.RecordBatch:
-    """The core's clean rows plus lineage and the `date` partition column, in table order."""
+) -> list[DatePart]:
+    """The core's clean rows plus lineage, in the data files' column order, per UTC date (the
+    partition), each date's rows counted."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    # `timestamp` is the UTC instant as ASCII text (`YYYY-MM-DD HH:MM:SS`): its first ten
-    # bytes are the UTC date.
-    dates = pc.utf8_slice_codeunits(clean.column("timestamp"), 0, 10)
-    for entry in pc.value_counts(dates).to_pylist():
-        rows_by_date[entry["values"]] += entry["counts"]
-    return pa.RecordBatch.from_arrays(
-        [*clean.columns, *lineage.columns(clean.num_rows), dates], schema=table.table_schema()
+    rows = pa.RecordBatch.from_arrays(
+        [*clean.columns, *lineage.columns(clean.num_rows)], schema=table.stored_schema()
     )
+    # `timestamp` is the UTC instant as text (`YYYY-MM-DD HH:MM:SS`): it starts with the date.
+    parts = split_by_date(rows, "timestamp")
+    for part in parts:
+        rows_by_date[part.date] += part.rows.num_rows
+    return parts
 
 
 class _Lineage:
@@ -584,8 +587,7 @@ def _remove_rows(
 
     located = table.data_files(clean_uri, s3_client)
     wanted = pa.array(sorted(identities), pa.string())
-    schema = table.table_schema()
-    stored = pa.schema([f for f in schema if f.name != table.PARTITION_COLUMN])
+    stored = table.stored_schema()
     removes = []
     candidates = _candidate_files(snapshot, identities)
     for candidate in candidates:
@@ -602,11 +604,8 @@ def _remove_rows(
             for group in range(parquet.num_row_groups):
                 rows = parquet.read_row_group(group).select(stored.names).cast(stored)
                 rows = rows.filter(pc.invert(pc.is_in(rows[table.SOURCE_ID_COLUMN], wanted)))
-                if rows.num_rows:
-                    date = pa.repeat(pa.scalar(candidate.date, pa.string()), rows.num_rows)
-                    rows = rows.append_column(table.PARTITION_COLUMN, date).cast(schema)
-                    for batch in rows.to_batches():
-                        files.add(batch)
+                for batch in rows.to_batches():
+                    files.add(candidate.date, batch)
         removes.append(
             RemoveAction(
                 candidate.path,

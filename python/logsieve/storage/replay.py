@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
 
+    from logsieve._core import DatePart
     from logsieve.storage.identity import FieldNames
     from logsieve.storage.ledgers import Ledger
     from logsieve.storage.sinks import _Sink
@@ -534,9 +535,10 @@ class ReplayReport:
 
 @dataclass
 class _Plan:
-    """What one attempt will change: rows per source, and the lines that leave or change."""
+    """What one attempt will change: rows per source and date, and the lines that leave or
+    change."""
 
-    rows: list[pa.RecordBatch] = field(default_factory=list)
+    parts: list[DatePart] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     stored: dict[str, int] = field(default_factory=dict)
     removed: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
@@ -658,7 +660,7 @@ def _replay_once(
     report.still_by_code = dict(still.most_common())
     report.rows_by_date = dict(sorted(rows_by_date.items()))
     intent: Intent | None = None
-    if plan.rows:
+    if plan.parts:
         intent = Intent(
             id=uuid.uuid4().hex,
             versions=dict(plan.versions),
@@ -724,7 +726,8 @@ def _replay_source(
         return part
     plan.versions[owner.identity] = version
     plan.stored[owner.identity] = table.version_number(owner.version)
-    plan.rows.extend(_lineage(batch, owner, rows_by_date) for batch in batches)
+    for batch in batches:
+        plan.parts.extend(_lineage(batch, owner, rows_by_date))
     return part
 
 
@@ -773,13 +776,14 @@ def _run_core(
     return batch.clean, failures
 
 
-def _lineage(clean: pa.RecordBatch, owner: Owner, rows_by_date: Counter[str]) -> pa.RecordBatch:
-    """The rows with their original source's lineage, as its ingest would have written them."""
-    from logsieve.storage.group_writer import _Lineage, _with_lineage
+def _lineage(clean: pa.RecordBatch, owner: Owner, rows_by_date: Counter[str]) -> list[DatePart]:
+    """The rows with their original source's lineage, per date, as its ingest would have
+    written them."""
+    from logsieve.storage.group_writer import _dated_rows, _Lineage
     from logsieve.storage.identity import Source
 
     one = Source(owner.identity, owner.name, owner.version, open=contextlib.nullcontext)
-    return _with_lineage(clean, _Lineage(one), rows_by_date)
+    return _dated_rows(clean, _Lineage(one), rows_by_date)
 
 
 def _commit(
@@ -818,8 +822,8 @@ def _commit(
     files = datafiles.DateFiles(staging, 16 << 20, publish)
     committing = False
     try:
-        for batch in plan.rows:
-            files.add(batch)
+        for part in plan.parts:
+            files.add(part.date, part.rows)
         files.finish()
         committing = True
         snapshot.create_write_transaction(

@@ -65,6 +65,14 @@ def table_schema() -> pa.Schema:
     )
 
 
+@functools.cache
+def stored_schema() -> pa.Schema:
+    """The columns of the clean table's data files: the table's, without the partition column
+    (its value is in each file's path)."""
+    schema = table_schema()
+    return schema.remove(schema.get_field_index(PARTITION_COLUMN))
+
+
 def writer_properties() -> WriterProperties:
     """zstd, dictionaries only where values repeat, no statistics on free JSON text."""
     from deltalake import ColumnProperties, WriterProperties
