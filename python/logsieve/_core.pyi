@@ -145,8 +145,9 @@ def split_by_date(batch: pa.RecordBatch, column: str) -> list[DatePart]:
 
     Logs are nearly in time order, so a run of 1,024 or more rows of one date is a zero-copy
     slice; rows where dates interleave (around midnight) are gathered per date. Without the
-    GIL. `logsieve.errors.ConfigError` for a missing or non-text column, a null, or a value that
-    does not start with `YYYY-MM-DD`; `TypeError` for anything that is not a record batch.
+    GIL. `logsieve.errors.ConfigError` for a missing column or one that is not `pa.string()`, a
+    null, or a value that does not start with `YYYY-MM-DD`; `TypeError` for anything that is
+    not a record batch.
     """
 
 @final

@@ -86,29 +86,33 @@ class _LocalSink(_Sink):
         """mkdir -p, once per directory and sink (thousands of ledgers share one)."""
         if directory in self._made:
             return
-        for _ in range(_DIRECTORY_ATTEMPTS):
+        for _ in range(_DIRECTORY_ATTEMPTS - 1):
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 break
             except FileExistsError:
                 # There when mkdir looked, gone when it checked: a delete on another thread
-                # removed it (`_unlink`). Anything else in its place is a real error.
-                if directory.exists():
+                # removed it (`_unlink`), and it may be back already. A file in its place is an
+                # error.
+                if directory.exists() and not directory.is_dir():
                     raise
+        else:
+            directory.mkdir(parents=True, exist_ok=True)  # the last try: its error stands
         self._made.add(directory)
 
-    def _into(self, directory: Path, place: Callable[[], _T]) -> _T:
+    def _into(self, directory: Path, place: Callable[[], _T], moved: Path | None = None) -> _T:
         """`place` a file in `directory`, made first. A delete on another thread removes the
-        directories it empties; one removed between the mkdir and `place` is made again."""
+        directories it empties; one removed between the mkdir and `place` is made again.
+        `moved`: the file `place` moves there, whose absence is final."""
         for attempt in range(_DIRECTORY_ATTEMPTS):
-            self._make(directory)
             try:
+                self._make(directory)
                 return place()
             except FileNotFoundError:
-                # Whether the directory or the file was missing cannot be told afterwards (the
-                # directory may be back): place again, and give up after a few tries.
+                # The directory may be back by now: whether it or the file was missing cannot
+                # be told afterwards, so place again and give up after a few tries.
                 self._made.discard(directory)
-                if attempt == _DIRECTORY_ATTEMPTS - 1:
+                if attempt == _DIRECTORY_ATTEMPTS - 1 or (moved and not moved.exists()):
                     raise
         raise AssertionError("unreachable")
 
@@ -121,7 +125,7 @@ class _LocalSink(_Sink):
 
     def publish(self, staged: Path, key: str) -> str:
         target = self.root / key
-        self._into(target.parent, lambda: _move(staged, target))
+        self._into(target.parent, lambda: _move(staged, target), moved=staged)
         return str(target)
 
     def read(self, key: str) -> bytes | None:

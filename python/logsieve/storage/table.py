@@ -54,7 +54,7 @@ _T = TypeVar("_T")
 @functools.cache
 def table_schema() -> pa.Schema:
     """The clean table's Arrow schema: the core's columns (as the core builds them), lineage,
-    then the partition column. Built once: every batch is checked against it."""
+    then the partition column. Built once."""
     import pyarrow as pa
 
     from logsieve import process
