@@ -7,13 +7,11 @@
 come from wait4 of the child (`cpu_seconds`, `peak_rss_mb` in extra_info). Nothing here asserts
 a time: the numbers are reported (benches/report.py checks them against the targets).
 
-Modules are byte-compiled first: PYTHONDONTWRITEBYTECODE in a development shell would otherwise
-make every child compile logsieve's sources, which no installed copy does.
+logsieve's modules are byte-compiled first (`whole_command.Launcher`), as an installed copy's are.
 """
 
 from __future__ import annotations
 
-import compileall
 import itertools
 import shutil
 import tempfile
@@ -24,7 +22,6 @@ from typing import Any
 import pytest
 
 import corpus
-import logsieve
 from harness import LINES, ROUNDS, rounds_for
 from whole_command import Launcher, Run, argv_for, logsieve_argv
 
@@ -34,7 +31,6 @@ _rounds = itertools.count()
 
 @pytest.fixture(scope="module")
 def launcher() -> Iterator[Launcher]:
-    compileall.compile_dir(Path(logsieve.__file__).parent, quiet=1)
     spawner = Launcher()
     yield spawner
     spawner.close()

@@ -78,9 +78,18 @@ def serve() -> None:
 
 
 class Launcher:
-    """A `serve` process kept for a session: requests over a pipe cost well under a millisecond."""
+    """A `serve` process kept for a session: requests over a pipe cost well under a millisecond.
+
+    logsieve's modules are byte-compiled first: PYTHONDONTWRITEBYTECODE in a development shell
+    would otherwise make every child compile the sources edited since the last compile, which
+    no installed copy does."""
 
     def __init__(self) -> None:
+        import compileall
+
+        import logsieve
+
+        compileall.compile_dir(Path(logsieve.__file__).parent, quiet=1)
         self.process = subprocess.Popen(
             [sys.executable, "-S", __file__, "serve"],
             stdin=subprocess.PIPE,

@@ -17,7 +17,9 @@ now and then (a Lambda invocation) does; without it, calls follow each other and
 
 With `--ingest` each call is `end_to_end.logsieve_ingest` of the file (`storage.ingest`, what
 `logsieve process FILE` runs: streaming, partitioned Parquet, error JSONL) into a fresh temporary
-directory, instead of `logsieve.process` of its bytes in memory.
+directory, instead of `logsieve.process` of its bytes in memory. With `--command` each call is
+the command itself, `python -m logsieve.cli process FILE --out DIR`, in a fresh process (start-up
+included; CPU seconds and peak RSS are the command's, from `getrusage` of the children).
 
 Prints per round wall s, CPU s (all threads) and peak RSS (ru_maxrss) of each build, then the
 medians.
@@ -39,10 +41,25 @@ from pathlib import Path
 sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
 corpus, calls, idle = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 scratch = tempfile.TemporaryDirectory()
+who = resource.RUSAGE_SELF
+def cpu():
+    return time.process_time()
 if sys.argv[4] == "ingest":
     from end_to_end import logsieve_ingest
     def run(i):
         return logsieve_ingest(corpus, Path(scratch.name, str(i)))
+elif sys.argv[4] == "command":
+    import compileall, subprocess
+    import logsieve
+    compileall.compile_dir(Path(logsieve.__file__).parent, quiet=1)  # as installed copies are
+    who = resource.RUSAGE_CHILDREN
+    def cpu():
+        usage = resource.getrusage(who)
+        return usage.ru_utime + usage.ru_stime
+    def run(i):
+        out = Path(scratch.name, str(i))
+        argv = ["-m", "logsieve.cli", "process", str(corpus), "--out", str(out), "--no-progress"]
+        subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL)
 else:
     import logsieve
     data = corpus.read_bytes()
@@ -52,12 +69,12 @@ run("warm-up")
 best = (float("inf"), float("inf"))
 for i in range(calls):
     time.sleep(idle)
-    wall, cpu = time.perf_counter(), time.process_time()
+    started, used = time.perf_counter(), cpu()
     result = run(i)
-    best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    best = min(best, (time.perf_counter() - started, cpu() - used))
     del result
 scratch.cleanup()
-print(best[0], best[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print(best[0], best[1], resource.getrusage(who).ru_maxrss // 1024)
 """
 
 
@@ -68,7 +85,13 @@ def main() -> None:
     parser.add_argument("corpus", help="JSON Lines file to process")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per process")
-    parser.add_argument("--ingest", action="store_true", help="time storage.ingest end to end")
+    kinds = parser.add_mutually_exclusive_group()
+    kinds.add_argument("--ingest", action="store_true", help="time storage.ingest end to end")
+    kinds.add_argument(
+        "--command",
+        action="store_true",
+        help="time `logsieve process CORPUS` as a user runs it (a fresh process per call)",
+    )
     parser.add_argument(
         "--idle",
         type=float,
@@ -77,7 +100,7 @@ def main() -> None:
         "a call finds its memory given back to the OS, as a call now and then does)",
     )
     args = parser.parse_args()
-    kind = "ingest" if args.ingest else "process"
+    kind = "ingest" if args.ingest else "command" if args.command else "process"
     results: dict[str, list[tuple[float, float, int]]] = {"old": [], "new": []}
     for _ in range(args.rounds):
         for name in ("old", "new"):
