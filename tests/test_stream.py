@@ -151,3 +151,17 @@ def test_the_private_step_checks_its_arguments() -> None:
         _core.process_lines(line, len(line) + 1, 1, False, *fields)
     with pytest.raises(TypeError, match="bytes or a bytearray"):
         _core.process_lines(memoryview(line), len(line), 1, False, *fields)  # type: ignore[arg-type]
+
+
+def test_a_stream_with_nothing_to_read_yet_is_not_taken_for_its_end() -> None:
+    class NotReadyYet(io.RawIOBase):
+        """A non-blocking stream with nothing to read yet."""
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: object) -> None:  # type: ignore[override]
+            return None
+
+    with pytest.raises(BlockingIOError, match="non-blocking"):
+        list(logsieve.process_stream(NotReadyYet()))

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Protocol, cast
 
 from logsieve.errors import SourceError
-from logsieve.stream import SupportsRead
+from logsieve.stream import SupportsRead, read_count
 
 #: Suffixes picked up when a directory is given; compressed variants add `.gz` / `.zst`.
 LOG_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".log", ".ndjson")
@@ -198,17 +198,13 @@ class _Rewound(_Wrapper):
 
 def _read_into(raw: Readable, buffer: Any) -> int:
     """Bytes of `raw` into `buffer`: straight in where `raw` has `readinto` (a file: the kernel's
-    one copy), else a `read` and a copy. None from `readinto` (a non-blocking stream with nothing
-    yet) is not taken for the end: that would cut the input short without a word."""
+    one copy), else a `read` and a copy."""
     readinto = getattr(raw, "readinto", None)
     if not callable(readinto):
         data = raw.read(len(memoryview(buffer)))
         memoryview(buffer).cast("B")[: len(data)] = data
         return len(data)
-    n = readinto(buffer)
-    if n is None:
-        raise BlockingIOError("the input is a non-blocking stream with no data yet")
-    return int(n)
+    return read_count(readinto(buffer))
 
 
 class _DecodingReader(_Wrapper):

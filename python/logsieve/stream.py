@@ -153,7 +153,7 @@ class _Filler:
     def fill(self, view: memoryview) -> int:
         if self._readinto is not None:
             try:
-                return self._readinto(view) or 0
+                return read_count(self._readinto(view))
             except (NotImplementedError, io.UnsupportedOperation):
                 self._readinto = None  # a raw stream that only implements read()
         while not self._rest:
@@ -165,6 +165,14 @@ class _Filler:
         view[:n] = self._rest[:n]
         self._rest = self._rest[n:]
         return n
+
+
+def read_count(n: int | None) -> int:
+    """What a `readinto` returned, as bytes read. None (a non-blocking stream with nothing yet)
+    is not taken for the end: that would cut the input short without a word."""
+    if n is None:
+        raise BlockingIOError("the input is a non-blocking stream with no data yet")
+    return int(n)
 
 
 def _chunks(source: Source, chunk_size: int) -> Iterator[bytes]:
