@@ -86,35 +86,32 @@ class _LocalSink(_Sink):
         """mkdir -p, once per directory and sink (thousands of ledgers share one)."""
         if directory in self._made:
             return
-        for _ in range(_DIRECTORY_ATTEMPTS - 1):
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-                break
-            except FileExistsError:
-                # There when mkdir looked, gone when it checked: a delete on another thread
-                # removed it (`_unlink`), and it may be back already. A file in its place is an
-                # error.
-                if directory.exists() and not directory.is_dir():
-                    raise
-        else:
-            directory.mkdir(parents=True, exist_ok=True)  # the last try: its error stands
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            # There when mkdir looked, gone when it checked: a delete on another thread removed
+            # it (`_unlink`); placing a file in it then fails and `_into` makes it again. A
+            # file in its place is an error.
+            if directory.exists() and not directory.is_dir():
+                raise
         self._made.add(directory)
 
     def _into(self, directory: Path, place: Callable[[], _T], moved: Path | None = None) -> _T:
         """`place` a file in `directory`, made first. A delete on another thread removes the
-        directories it empties; one removed between the mkdir and `place` is made again.
+        directories it empties; one removed before `place` is made again, a few times at most.
         `moved`: the file `place` moves there, whose absence is final."""
-        for attempt in range(_DIRECTORY_ATTEMPTS):
+        for _ in range(_DIRECTORY_ATTEMPTS - 1):
             try:
                 self._make(directory)
                 return place()
             except FileNotFoundError:
                 # The directory may be back by now: whether it or the file was missing cannot
-                # be told afterwards, so place again and give up after a few tries.
+                # be told afterwards, so place again.
                 self._made.discard(directory)
-                if attempt == _DIRECTORY_ATTEMPTS - 1 or (moved and not moved.exists()):
+                if moved is not None and not moved.exists():
                     raise
-        raise AssertionError("unreachable")
+        self._make(directory)
+        return place()  # the last try: its error stands
 
     def staging_dir(self) -> Path:
         # Inside the root, so publishing is an atomic rename on the same filesystem.
