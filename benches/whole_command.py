@@ -77,19 +77,23 @@ def serve() -> None:
         sys.stdout.flush()
 
 
+def compile_logsieve() -> None:
+    """Byte-compile logsieve's modules, as an installed copy's are: PYTHONDONTWRITEBYTECODE in a
+    development shell would otherwise make every measured child compile the sources edited
+    since the last compile."""
+    import compileall
+
+    import logsieve
+
+    compileall.compile_dir(Path(logsieve.__file__).parent, quiet=1)
+
+
 class Launcher:
     """A `serve` process kept for a session: requests over a pipe cost well under a millisecond.
-
-    logsieve's modules are byte-compiled first: PYTHONDONTWRITEBYTECODE in a development shell
-    would otherwise make every child compile the sources edited since the last compile, which
-    no installed copy does."""
+    logsieve is byte-compiled first (`compile_logsieve`)."""
 
     def __init__(self) -> None:
-        import compileall
-
-        import logsieve
-
-        compileall.compile_dir(Path(logsieve.__file__).parent, quiet=1)
+        compile_logsieve()
         self.process = subprocess.Popen(
             [sys.executable, "-S", __file__, "serve"],
             stdin=subprocess.PIPE,

@@ -34,7 +34,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# One child for both kinds of call: argv = corpus, calls, idle seconds, "ingest" or "process".
+# One child for every kind of call: argv = corpus, calls, idle seconds, "ingest", "command" or
+# "process".
 _CHILD = f"""
 import resource, sys, tempfile, time
 from pathlib import Path
@@ -49,17 +50,16 @@ if sys.argv[4] == "ingest":
     def run(i):
         return logsieve_ingest(corpus, Path(scratch.name, str(i)))
 elif sys.argv[4] == "command":
-    import compileall, subprocess
-    import logsieve
-    compileall.compile_dir(Path(logsieve.__file__).parent, quiet=1)  # as installed copies are
+    import subprocess
+    from whole_command import compile_logsieve, logsieve_argv
+    compile_logsieve()
     who = resource.RUSAGE_CHILDREN
     def cpu():
         usage = resource.getrusage(who)
         return usage.ru_utime + usage.ru_stime
     def run(i):
-        out = Path(scratch.name, str(i))
-        argv = ["-m", "logsieve.cli", "process", str(corpus), "--out", str(out), "--no-progress"]
-        subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL)
+        argv = logsieve_argv(corpus, Path(scratch.name, str(i)))
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 else:
     import logsieve
     data = corpus.read_bytes()
