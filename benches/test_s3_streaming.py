@@ -29,8 +29,8 @@ S3_MB = int(os.environ.get("LOGSIEVE_BENCH_S3_MB", "256"))
 
 _PROBE = r"""
 import json, sys, time
-from logsieve.memory import use_lean_arrow_pool
-use_lean_arrow_pool()  # what the Lambda handler does on a cold start
+from logsieve.memory import use_lean_memory
+use_lean_memory()  # what the Lambda handler does on a cold start
 import boto3
 from logsieve.sources import open_s3_object
 from logsieve.storage.ingest import ingest
